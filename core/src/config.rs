@@ -1,0 +1,173 @@
+//! Election timing and identity, validated when the elector is built.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// client-go's jitter factor: acquire attempts wait `retry_period` plus up
+/// to `1.2 × retry_period`; the renew deadline must exceed `1.2 × retry_period`.
+pub const JITTER_FACTOR: f64 = 1.2;
+
+/// Decides whether our key pre-empts the current holder's key (Istio): given
+/// the holder's key, true when we may take the lock from it before it expires.
+pub type KeyComparison = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Why a configuration was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The identity is empty.
+    #[error("identity must not be empty")]
+    EmptyIdentity,
+    /// A duration is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// `lease_duration <= renew_deadline`.
+    #[error("lease_duration ({lease:?}) must be greater than renew_deadline ({renew:?})")]
+    LeaseNotAboveRenew {
+        /// The lease duration.
+        lease: Duration,
+        /// The renew deadline.
+        renew: Duration,
+    },
+    /// `renew_deadline <= 1.2 × retry_period`.
+    #[error(
+        "renew_deadline ({renew:?}) must be greater than retry_period × 1.2 ({retry:?} × 1.2)"
+    )]
+    RenewNotAboveRetry {
+        /// The renew deadline.
+        renew: Duration,
+        /// The retry period.
+        retry: Duration,
+    },
+}
+
+/// Timing and identity of one candidate. Built by
+/// [`LeaderElectorBuilder`](crate::LeaderElectorBuilder); the fields are
+/// readable for logs and tools.
+#[derive(Clone)]
+pub struct ElectionConfig {
+    /// Name for logs and the leader gauge's `name` label.
+    pub name: String,
+    /// This candidate's identity; unique among candidates.
+    pub identity: String,
+    /// This candidate's priority key (Istio); empty means none.
+    pub holder_key: String,
+    /// How long followers wait after the last change they saw before taking over.
+    pub lease_duration: Duration,
+    /// The leader steps down if no renew succeeded for this long.
+    pub renew_deadline: Duration,
+    /// Time between attempts.
+    pub retry_period: Duration,
+    /// On shutdown, after the leader's work ended, write a free record.
+    pub release_on_cancel: bool,
+    /// Wake on the store's change stream when it has one.
+    pub use_watch: bool,
+    /// Campaign again after a lost term (true by default).
+    pub reacquire: bool,
+    /// Istio's pre-emption rule, if any.
+    pub key_comparison: Option<KeyComparison>,
+}
+
+impl fmt::Debug for ElectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ElectionConfig")
+            .field("name", &self.name)
+            .field("identity", &self.identity)
+            .field("holder_key", &self.holder_key)
+            .field("lease_duration", &self.lease_duration)
+            .field("renew_deadline", &self.renew_deadline)
+            .field("retry_period", &self.retry_period)
+            .field("release_on_cancel", &self.release_on_cancel)
+            .field("use_watch", &self.use_watch)
+            .field("reacquire", &self.reacquire)
+            .field("key_comparison", &self.key_comparison.is_some())
+            .finish()
+    }
+}
+
+impl ElectionConfig {
+    /// client-go's defaults: lease 15 s, renew deadline 10 s, retry 2 s.
+    pub fn new(identity: impl Into<String>) -> Self {
+        ElectionConfig {
+            name: String::new(),
+            identity: identity.into(),
+            holder_key: String::new(),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            release_on_cancel: true,
+            use_watch: true,
+            reacquire: true,
+            key_comparison: None,
+        }
+    }
+
+    /// The seed's `NewLeaderElector` checks, plus a non-empty identity.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.identity.is_empty() {
+            return Err(ConfigError::EmptyIdentity);
+        }
+        for (what, d) in [
+            ("lease_duration", self.lease_duration),
+            ("renew_deadline", self.renew_deadline),
+            ("retry_period", self.retry_period),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Zero(what));
+            }
+        }
+        if self.lease_duration <= self.renew_deadline {
+            return Err(ConfigError::LeaseNotAboveRenew {
+                lease: self.lease_duration,
+                renew: self.renew_deadline,
+            });
+        }
+        if self.renew_deadline <= self.retry_period.mul_f64(JITTER_FACTOR) {
+            return Err(ConfigError::RenewNotAboveRetry {
+                renew: self.renew_deadline,
+                retry: self.retry_period,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(lease: u64, renew: u64, retry: u64) -> ElectionConfig {
+        let mut c = ElectionConfig::new("a");
+        c.lease_duration = Duration::from_millis(lease);
+        c.renew_deadline = Duration::from_millis(renew);
+        c.retry_period = Duration::from_millis(retry);
+        c
+    }
+
+    #[test]
+    fn config_validation() {
+        assert_eq!(ElectionConfig::new("a").validate(), Ok(()));
+        assert_eq!(
+            ElectionConfig::new("").validate(),
+            Err(ConfigError::EmptyIdentity)
+        );
+        assert!(matches!(
+            cfg(10, 10, 2).validate(),
+            Err(ConfigError::LeaseNotAboveRenew { .. })
+        ));
+        // 1.2 × 5 = 6: a renew deadline of exactly 6 is rejected, as in the seed.
+        assert!(matches!(
+            cfg(10, 6, 5).validate(),
+            Err(ConfigError::RenewNotAboveRetry { .. })
+        ));
+        assert_eq!(cfg(10, 7, 5).validate(), Ok(()));
+        assert_eq!(
+            cfg(10, 5, 0).validate(),
+            Err(ConfigError::Zero("retry_period"))
+        );
+        assert_eq!(
+            cfg(0, 0, 0).validate(),
+            Err(ConfigError::Zero("lease_duration"))
+        );
+    }
+}

@@ -1,0 +1,321 @@
+//! The public face of the engine: [`LeaderElector`] and its builder.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::campaign::Campaign;
+use crate::clock::{Clock, TokioClock};
+use crate::config::{ConfigError, ElectionConfig, KeyComparison};
+use crate::leadership::{ElectionState, Leadership};
+use crate::store::{LockStore, StoreError};
+
+/// Why [`LeaderElector::run`] ended with an error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ElectionError {
+    /// The store answered with an error retrying cannot fix
+    /// (unauthorized, invalid lock name, a stored value that is not a record).
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// `run` was called while another `run` of the same elector was active.
+    #[error("this elector is already running")]
+    AlreadyRunning,
+}
+
+/// Why [`LeaderElector::check`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to renew leadership on lock {name}: last renew {since:?} ago")]
+pub struct HealthError {
+    /// The lock's name.
+    pub name: String,
+    /// Time since the last successful renew.
+    pub since: Duration,
+}
+
+type StoppedFn = Arc<dyn Fn() + Send + Sync>;
+type NewLeaderFn = Arc<dyn Fn(&str) + Send + Sync>;
+
+pub(crate) struct Inner {
+    pub(crate) config: ElectionConfig,
+    pub(crate) store: Arc<dyn LockStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) on_stopped: Option<StoppedFn>,
+    pub(crate) on_new_leader: Option<NewLeaderFn>,
+    pub(crate) state: watch::Sender<ElectionState>,
+    /// Start of the last successful renew while leading (health check).
+    pub(crate) last_renew: Mutex<Option<Instant>>,
+    running: AtomicBool,
+}
+
+/// A candidate for one lock: campaigns, leads, renews, steps down, releases.
+///
+/// Cheap to clone; clones share the same candidate.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use tenure_core::{LeaderElector, MemoryStore};
+/// use tenure_core::CancellationToken;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryStore::new("my-controller")?;
+/// let elector = LeaderElector::builder(Arc::new(store), "pod-a")
+///     .lease_duration(Duration::from_secs(15))
+///     .build()?;
+/// let shutdown = CancellationToken::new();
+/// let stop = shutdown.clone();
+/// elector
+///     .run(shutdown, move |leadership| {
+///         let stop = stop.clone();
+///         async move {
+///             println!("leading with fencing token {}", leadership.fencing_token());
+///             stop.cancel(); // a real service works until leadership.cancelled()
+///         }
+///     })
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LeaderElector {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for LeaderElector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaderElector")
+            .field("config", &self.inner.config)
+            .field("store", &self.inner.store.describe())
+            .field("state", &*self.inner.state.borrow())
+            .finish()
+    }
+}
+
+impl LeaderElector {
+    /// Starts a builder for a candidate named `identity` on `store`.
+    pub fn builder(store: Arc<dyn LockStore>, identity: impl Into<String>) -> LeaderElectorBuilder {
+        LeaderElectorBuilder {
+            config: ElectionConfig::new(identity),
+            store,
+            clock: Arc::new(TokioClock),
+            on_stopped: None,
+            on_new_leader: None,
+        }
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &ElectionConfig {
+        &self.inner.config
+    }
+
+    /// Campaigns until `shutdown` is cancelled. Each time this candidate
+    /// wins, `work` is called with the [`Leadership`] and its future is
+    /// spawned; it must return soon after `leadership.cancelled()` fires.
+    ///
+    /// After a lost term the candidate waits for the work to return, then
+    /// campaigns again (unless `reacquire(false)`). On shutdown while leading
+    /// it cancels the work, keeps renewing until the work has returned, then
+    /// releases the lock (with `release_on_cancel`, the default).
+    ///
+    /// Returns `Ok(())` after shutdown, or the first error that retrying
+    /// cannot fix (after stepping down).
+    pub async fn run<W, Fut>(
+        &self,
+        shutdown: CancellationToken,
+        work: W,
+    ) -> Result<(), ElectionError>
+    where
+        W: FnMut(Leadership) -> Fut + Send,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        if self.inner.running.swap(true, Ordering::SeqCst) {
+            return Err(ElectionError::AlreadyRunning);
+        }
+        let _running = RunningGuard(&self.inner.running);
+        let span = tracing::info_span!(
+            "election",
+            lock = %self.inner.config.name,
+            identity = %self.inner.config.identity
+        );
+        let result = Campaign::new(self.inner.clone(), shutdown, work)
+            .run()
+            .instrument(span)
+            .await;
+        self.inner.state.send_modify(|s| {
+            s.is_leader = false;
+            s.fencing_token = None;
+        });
+        result.map_err(ElectionError::Store)
+    }
+
+    /// A receiver of the current [`ElectionState`], updated on every change.
+    pub fn subscribe(&self) -> watch::Receiver<ElectionState> {
+        self.inner.state.subscribe()
+    }
+
+    /// The state now.
+    pub fn state(&self) -> ElectionState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// True while this candidate leads.
+    pub fn is_leader(&self) -> bool {
+        self.inner.state.borrow().is_leader
+    }
+
+    /// The holder this candidate last observed.
+    pub fn leader(&self) -> Option<String> {
+        self.inner.state.borrow().leader.clone()
+    }
+
+    /// client-go's health check: fails when we believe we lead but have not
+    /// renewed for `lease_duration + max_tolerable_expired`.
+    pub fn check(&self, max_tolerable_expired: Duration) -> Result<(), HealthError> {
+        if !self.is_leader() {
+            return Ok(());
+        }
+        let last = *self
+            .inner
+            .last_renew
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let Some(last) = last else { return Ok(()) };
+        let since = self.inner.clock.now().saturating_duration_since(last);
+        if since > self.inner.config.lease_duration + max_tolerable_expired {
+            return Err(HealthError {
+                name: self.inner.config.name.clone(),
+                since,
+            });
+        }
+        Ok(())
+    }
+}
+
+struct RunningGuard<'a>(&'a AtomicBool);
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Builds a [`LeaderElector`]; see [`LeaderElector::builder`].
+pub struct LeaderElectorBuilder {
+    config: ElectionConfig,
+    store: Arc<dyn LockStore>,
+    clock: Arc<dyn Clock>,
+    on_stopped: Option<StoppedFn>,
+    on_new_leader: Option<NewLeaderFn>,
+}
+
+impl fmt::Debug for LeaderElectorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaderElectorBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaderElectorBuilder {
+    /// Name for logs and metrics (default: the store's `describe()`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Istio's holder key, written with the record (default: empty).
+    pub fn holder_key(mut self, key: impl Into<String>) -> Self {
+        self.config.holder_key = key.into();
+        self
+    }
+
+    /// How long followers wait after the last change they saw (default 15 s).
+    pub fn lease_duration(mut self, d: Duration) -> Self {
+        self.config.lease_duration = d;
+        self
+    }
+
+    /// How long the leader keeps trying to renew before it steps down (default 10 s).
+    pub fn renew_deadline(mut self, d: Duration) -> Self {
+        self.config.renew_deadline = d;
+        self
+    }
+
+    /// Time between attempts (default 2 s).
+    pub fn retry_period(mut self, d: Duration) -> Self {
+        self.config.retry_period = d;
+        self
+    }
+
+    /// Release the lock on shutdown, after the work returned (default true).
+    pub fn release_on_cancel(mut self, on: bool) -> Self {
+        self.config.release_on_cancel = on;
+        self
+    }
+
+    /// Wake on the store's change stream when it has one (default true).
+    pub fn use_watch(mut self, on: bool) -> Self {
+        self.config.use_watch = on;
+        self
+    }
+
+    /// Campaign again after a lost term (default true).
+    pub fn reacquire(mut self, on: bool) -> Self {
+        self.config.reacquire = on;
+        self
+    }
+
+    /// Istio's pre-emption: given the holder's key, return true when our key
+    /// may take the lock before the holder's lease expires.
+    pub fn key_comparison(mut self, f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.config.key_comparison = Some(Arc::new(f) as KeyComparison);
+        self
+    }
+
+    /// Called when a term ends (lost, or released on shutdown).
+    pub fn on_stopped_leading(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
+        self.on_stopped = Some(Arc::new(f));
+        self
+    }
+
+    /// Called once per change of holder with the new holder's identity.
+    /// Runs on the election loop: keep it quick.
+    pub fn on_new_leader(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.on_new_leader = Some(Arc::new(f));
+        self
+    }
+
+    /// Measure time on this clock (tests of clock skew rate).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validates the configuration and builds the elector.
+    pub fn build(mut self) -> Result<LeaderElector, ConfigError> {
+        self.config.validate()?;
+        if self.config.name.is_empty() {
+            self.config.name = self.store.describe();
+        }
+        crate::metrics::leader_off(&self.config.name);
+        Ok(LeaderElector {
+            inner: Arc::new(Inner {
+                config: self.config,
+                store: self.store,
+                clock: self.clock,
+                on_stopped: self.on_stopped,
+                on_new_leader: self.on_new_leader,
+                state: watch::Sender::new(ElectionState::default()),
+                last_renew: Mutex::new(None),
+                running: AtomicBool::new(false),
+            }),
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! What a leader holds while it leads, and the state anyone can observe.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::clock::Clock;
+
+/// One term of leadership, handed to the leader's work.
+///
+/// It carries a fencing token (`leader_transitions` when the term was won,
+/// strictly increasing from term to term) and knows whether the term is
+/// still valid *now* by the local clock: until the start of the last
+/// successful renew plus `renew_deadline`, never longer.
+///
+/// ```no_run
+/// # async fn write_with_token(_: u64) {}
+/// # async fn example(leadership: tenure_core::Leadership) {
+/// while !leadership.is_cancelled() {
+///     if leadership.is_valid() {
+///         write_with_token(leadership.fencing_token()).await;
+///     }
+///     tokio::select! {
+///         _ = leadership.cancelled() => break,
+///         _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Leadership {
+    inner: Arc<LeadershipInner>,
+}
+
+struct LeadershipInner {
+    token: u64,
+    identity: String,
+    lock: String,
+    stop: CancellationToken,
+    valid_until: Mutex<Instant>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leadership")
+            .field("lock", &self.inner.lock)
+            .field("identity", &self.inner.identity)
+            .field("fencing_token", &self.inner.token)
+            .field("valid", &self.is_valid())
+            .finish()
+    }
+}
+
+impl Leadership {
+    pub(crate) fn new(
+        token: u64,
+        identity: String,
+        lock: String,
+        valid_until: Instant,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Leadership {
+            inner: Arc::new(LeadershipInner {
+                token,
+                identity,
+                lock,
+                stop: CancellationToken::new(),
+                valid_until: Mutex::new(valid_until),
+                clock,
+            }),
+        }
+    }
+
+    /// The fencing token: `leader_transitions` at the moment this term was
+    /// won. Downstream systems can reject writes carrying a smaller token.
+    pub fn fencing_token(&self) -> u64 {
+        self.inner.token
+    }
+
+    /// Our identity.
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
+    }
+
+    /// The lock's description.
+    pub fn lock(&self) -> &str {
+        &self.inner.lock
+    }
+
+    /// True while the term is still ours by the local clock: before the
+    /// start of the last successful renew plus `renew_deadline`.
+    pub fn is_valid(&self) -> bool {
+        self.inner.clock.now() < self.valid_until()
+    }
+
+    /// The instant (on the elector's clock) until which the term is valid
+    /// unless renewed again.
+    pub fn valid_until(&self) -> Instant {
+        *self
+            .inner
+            .valid_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves when the work must stop: leadership was lost, or the elector
+    /// is shutting down (it keeps the lease until the work has returned).
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.stop.cancelled()
+    }
+
+    /// True once the work has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.stop.is_cancelled()
+    }
+
+    /// A cancellation token that fires when the work must stop, for APIs
+    /// that take one.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.inner.stop.clone()
+    }
+
+    pub(crate) fn extend(&self, until: Instant) {
+        *self
+            .inner
+            .valid_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = until;
+    }
+
+    pub(crate) fn stop_work(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Ends the term: the work is told to stop and validity ends now.
+    pub(crate) fn end(&self) {
+        self.stop_work();
+        let now = self.inner.clock.now();
+        let mut until = self
+            .inner
+            .valid_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *until > now {
+            *until = now;
+        }
+    }
+}
+
+/// What an elector currently believes, published on
+/// [`LeaderElector::subscribe`](crate::LeaderElector::subscribe).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElectionState {
+    /// The holder we last observed (`None`: free or not yet read).
+    pub leader: Option<String>,
+    /// True while this candidate leads.
+    pub is_leader: bool,
+    /// Our fencing token while we lead.
+    pub fencing_token: Option<u64>,
+}

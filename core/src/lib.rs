@@ -1,0 +1,57 @@
+//! # tenure-core
+//!
+//! The election engine of [tenure](https://docs.rs/tenure): Kubernetes
+//! client-go's leader election semantics (with Istio's holder key and
+//! pre-emption), over any store that can compare-and-swap one record.
+//!
+//! - [`LockStore`]: the backend contract (get / create / compare-and-swap
+//!   update / optional watch).
+//! - [`LeaderElector`]: campaigns, leads, renews, steps down and releases.
+//! - [`Leadership`]: one term, with a fencing token and local validity.
+//! - [`MemoryStore`]: an in-process store for single-process use and tests.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tenure_core::{LeaderElector, MemoryStore};
+//! use tenure_core::CancellationToken;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(MemoryStore::new("scheduler")?);
+//! let elector = LeaderElector::builder(store, "replica-1").build()?;
+//! let shutdown = CancellationToken::new();
+//! let done = shutdown.clone();
+//! elector
+//!     .run(shutdown, move |leadership| {
+//!         let done = done.clone();
+//!         async move {
+//!             assert!(leadership.is_valid());
+//!             done.cancel();
+//!         }
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod campaign;
+pub mod clock;
+pub mod config;
+mod elector;
+mod leadership;
+mod memory;
+pub mod metrics;
+pub mod record;
+pub mod store;
+
+pub use clock::{Clock, ScaledClock, TokioClock};
+pub use config::{ConfigError, ElectionConfig, KeyComparison, JITTER_FACTOR};
+pub use elector::{ElectionError, HealthError, LeaderElector, LeaderElectorBuilder};
+pub use leadership::{ElectionState, Leadership};
+pub use memory::MemoryStore;
+pub use record::{LeaderRecord, Version, Versioned};
+pub use store::{validate_lock_name, LockStore, StoreError, WatchEvent, WatchStream};
+
+/// Re-exported so users need not depend on these crates for the types in our API.
+pub use async_trait::async_trait;
+pub use tokio_util::sync::CancellationToken;

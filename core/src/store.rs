@@ -1,0 +1,185 @@
+//! The backend contract: optimistic concurrency with an explicit version.
+
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures::Stream;
+
+use crate::record::{LeaderRecord, Version, Versioned};
+
+/// Errors a [`LockStore`] reports. Messages never contain secrets.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The lock record does not exist.
+    #[error("lock record not found")]
+    NotFound,
+    /// The record exists already (create) or is no longer at the expected
+    /// version (update). Carries the current record when the store returned
+    /// it in the same round trip, so the caller need not read again.
+    #[error("conflict: the lock record was changed by someone else")]
+    Conflict {
+        /// The record as the store holds it now, when known.
+        current: Option<Box<Versioned>>,
+    },
+    /// The stored value is not a lock record. It is never overwritten.
+    #[error("stored value is not a lock record: {reason}")]
+    Corrupt {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The store could not be reached or did not answer in time (transient).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused our credentials or permissions.
+    #[error("not authorized by the store: {0}")]
+    Unauthorized(String),
+    /// The lock name is not valid for this store.
+    #[error("invalid lock name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// Anything else the store reported.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// A [`StoreError::Corrupt`] with the given reason.
+    pub fn corrupt(reason: impl Into<String>) -> Self {
+        StoreError::Corrupt {
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`StoreError::Conflict`] without the current record.
+    pub fn conflict() -> Self {
+        StoreError::Conflict { current: None }
+    }
+
+    /// A [`StoreError::InvalidName`].
+    pub fn invalid_name(name: &str, reason: impl Into<String>) -> Self {
+        StoreError::InvalidName {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Errors that retrying cannot fix: the elector gives up on them.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unauthorized(_)
+                | StoreError::InvalidName { .. }
+                | StoreError::Corrupt { .. }
+        )
+    }
+}
+
+/// One change seen on a store's watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The record was created or updated to this.
+    Put(Versioned),
+    /// The record was deleted.
+    Deleted,
+    /// The stream may have missed changes (reconnect, compaction, lag):
+    /// the consumer should re-read.
+    Resync,
+}
+
+/// A store's change stream. It is only a hint: consumers re-check every
+/// decision with a read or a compare-and-swap.
+pub type WatchStream = Pin<Box<dyn Stream<Item = WatchEvent> + Send>>;
+
+/// A lock in a store that can compare-and-swap: the whole backend contract.
+///
+/// Each backend does the compare-and-swap with its own primitive in one
+/// round trip. Implementations must be cheap to share (`Arc<dyn LockStore>`).
+#[async_trait]
+pub trait LockStore: Send + Sync + fmt::Debug {
+    /// The current record and its version, or `None` when there is none.
+    async fn get(&self) -> Result<Option<Versioned>, StoreError>;
+
+    /// Creates the record; [`StoreError::Conflict`] if one exists already.
+    async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError>;
+
+    /// Replaces the record if the stored version is `expected`
+    /// (compare-and-swap); [`StoreError::Conflict`] otherwise, changing nothing.
+    async fn update(
+        &self,
+        record: &LeaderRecord,
+        expected: &Version,
+    ) -> Result<Version, StoreError>;
+
+    /// A stream of changes to this lock, or `None` when the store cannot
+    /// watch (the default). Used only to wake candidates early.
+    async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
+        Ok(None)
+    }
+
+    /// A human name of the lock (store and key), with no secret in it.
+    fn describe(&self) -> String;
+}
+
+/// Checks a lock name against the rule every tenure store shares, so a name
+/// is portable between stores: a DNS-1123 subdomain as Kubernetes requires
+/// (1 to 253 characters of `a-z`, `0-9`, `-` and `.`, starting and ending
+/// with a letter or digit).
+///
+/// ```
+/// use tenure_core::validate_lock_name;
+/// assert!(validate_lock_name("my-controller.leader").is_ok());
+/// assert!(validate_lock_name("My Lock").is_err());
+/// ```
+pub fn validate_lock_name(name: &str) -> Result<(), StoreError> {
+    let err = |reason: &str| Err(StoreError::invalid_name(name, reason));
+    if name.is_empty() {
+        return err("must not be empty");
+    }
+    if name.len() > 253 {
+        return err("must be at most 253 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    {
+        return err("may contain only lowercase letters, digits, '-' and '.'");
+    }
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !alnum(name.as_bytes()[0]) || !alnum(name.as_bytes()[name.len() - 1]) {
+        return err("must start and end with a lowercase letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names() {
+        for ok in ["a", "lock-1", "a.b-c", &"x".repeat(253)] {
+            assert!(validate_lock_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            "A",
+            "a b",
+            "a/b",
+            "a_b",
+            "ü",
+            &"x".repeat(254),
+        ] {
+            assert!(
+                matches!(validate_lock_name(bad), Err(StoreError::InvalidName { .. })),
+                "{bad}"
+            );
+        }
+    }
+}
