@@ -113,7 +113,18 @@ where
                 return Ok(None);
             }
             if act {
-                match self.try_acquire().await {
+                // A hung store must not hold up shutdown or the next attempt.
+                let shutdown = self.shutdown.clone();
+                let clock = self.inner.clock.clone();
+                let limit = clock.now() + self.inner.config.renew_deadline;
+                let attempt = tokio::select! {
+                    r = self.try_acquire() => r,
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = clock.sleep_until(limit) => {
+                        Err(StoreError::Unavailable("no answer within renew_deadline".into()))
+                    }
+                };
+                match attempt {
                     Ok(Some(won)) => return Ok(Some(won)),
                     Ok(None) => {}
                     Err(e) if e.is_fatal() => {

@@ -1,0 +1,51 @@
+//! What a backend provides to run the suite: a factory of stores.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tenure_core::{LockStore, StoreError};
+
+/// How a [`FaultSwitch`] treats traffic between a client and its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything.
+    Pass,
+    /// Accept connections and bytes but never answer (a hung store).
+    BlackHole,
+    /// Reset every connection (a store that refuses).
+    Reset,
+    /// Forward with this extra delay on each direction.
+    Latency(Duration),
+}
+
+/// Turns faults on and off for one store handle.
+pub trait FaultSwitch: Send + Sync {
+    /// Applies `fault` to traffic from now on.
+    fn set(&self, fault: Fault);
+}
+
+/// Opens stores for the scenarios. Each `open` gives a store with its own
+/// client or connection, as separate processes would have.
+#[async_trait]
+pub trait StoreFactory: Send + Sync + 'static {
+    /// Opens the lock named `lock` with a fresh client.
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError>;
+
+    /// Opens `lock` with a fresh client whose traffic passes a fault switch
+    /// (for network stores: through a [`FaultProxy`](crate::FaultProxy)).
+    async fn open_faulty(
+        &self,
+        lock: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError>;
+
+    /// Writes `raw` under the lock's key, bypassing the store's format, as a
+    /// foreign writer would.
+    async fn put_raw(&self, lock: &str, raw: &str);
+
+    /// The raw value under the lock's key, if any.
+    async fn get_raw(&self, lock: &str) -> Option<String>;
+
+    /// True when the store's `watch` must return a stream.
+    fn supports_watch(&self) -> bool;
+}

@@ -1,0 +1,77 @@
+//! # tenure-conformance
+//!
+//! The one behaviour suite every tenure store must pass, written once as
+//! public async functions over a [`StoreFactory`] (the pattern of arrow-rs
+//! `object_store::integration` and OpenDAL's behaviour tests), the fixtures
+//! that start real servers for it, and a TCP [`FaultProxy`].
+//!
+//! A backend's `tests/conformance.rs` is a few lines:
+//!
+//! ```ignore
+//! async fn factory() -> MyFactory { MyFactory::start().await }
+//! tenure_conformance::conformance_tests!(factory);
+//! ```
+//!
+//! which expands to one named `#[tokio::test]` per scenario.
+#![warn(missing_docs)]
+
+pub mod fixtures;
+mod harness;
+mod memory;
+mod proxy;
+pub mod scenarios;
+
+pub use harness::{Fault, FaultSwitch, StoreFactory};
+pub use memory::{FaultyStore, MemoryFactory};
+pub use proxy::FaultProxy;
+
+/// Installs a `tracing` subscriber honouring `RUST_LOG` (once per process),
+/// so a failing scenario shows the elector's logs.
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Expands to one `#[tokio::test]` per scenario of the suite, each calling
+/// `$factory().await` for a fresh [`StoreFactory`] and then the scenario.
+///
+/// `conformance_tests!(factory)` runs every scenario;
+/// `conformance_tests!(factory; scenario_a, scenario_b)` runs the ones named.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!($factory;
+            get_missing_is_none,
+            create_then_get_round_trips,
+            create_twice_conflicts,
+            update_with_current_version_succeeds,
+            update_with_stale_version_conflicts,
+            concurrent_updates_exactly_one_wins,
+            watch_reports_each_change_in_order,
+            corrupt_record_is_reported_and_kept,
+            invalid_lock_names_are_rejected,
+            exactly_one_of_three_leads,
+            crashed_leader_is_replaced_within_lease,
+            graceful_release_hands_off_quickly,
+            graceful_release_hands_off_by_polling,
+            transitions_and_fencing_token_rise_by_one,
+            higher_key_preempts_the_holder,
+            follower_reports_each_new_leader_once,
+            unreachable_leader_steps_down_and_is_replaced
+        );
+    };
+    ($factory:path; $($scenario:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $scenario() {
+                $crate::init_logging();
+                let factory = $factory().await;
+                $crate::scenarios::$scenario(&factory).await;
+            }
+        )+
+    };
+}
