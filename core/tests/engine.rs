@@ -48,8 +48,14 @@ async fn acquire_from_led_unacked_object() {
     let began = Instant::now();
     let a = start(Arc::new(store.clone()), spec("a"), &t);
     let took = wait_until(20 * SEC, || a.elector.is_leader()).await;
-    assert!(took >= 15 * SEC, "took over after {took:?}, before the lease ran out");
-    assert!(began.elapsed() <= 15 * SEC + Duration::from_millis(20), "{took:?}");
+    assert!(
+        took >= 15 * SEC,
+        "took over after {took:?}, before the lease ran out"
+    );
+    assert!(
+        began.elapsed() <= 15 * SEC + Duration::from_millis(20),
+        "{took:?}"
+    );
     let r = record(&store).await;
     assert_eq!((r.holder_identity.as_str(), r.leader_transitions), ("a", 4));
 }
@@ -78,7 +84,10 @@ async fn observed_change_resets_the_expiry() {
     tokio::time::sleep(10 * SEC).await;
     store.update(&held("other", 15, 1), &v).await.unwrap(); // a renew at t = 10 s
     tokio::time::sleep(14 * SEC).await; // t = 24 s: 15 s after the first sight, 14 after the change
-    assert!(!a.elector.is_leader(), "the change at 10 s must restart the wait");
+    assert!(
+        !a.elector.is_leader(),
+        "the change at 10 s must restart the wait"
+    );
     wait_until(2 * SEC, || a.elector.is_leader()).await;
 }
 
@@ -89,7 +98,10 @@ async fn expiry_uses_the_holders_lease_duration() {
     let t = Timeline::default();
     let a = start(Arc::new(store.clone()), spec("a"), &t);
     tokio::time::sleep(39 * SEC).await;
-    assert!(!a.elector.is_leader(), "must wait the holder's 40 s lease, not our 15 s");
+    assert!(
+        !a.elector.is_leader(),
+        "must wait the holder's 40 s lease, not our 15 s"
+    );
     wait_until(2 * SEC, || a.elector.is_leader()).await;
 }
 
@@ -109,26 +121,44 @@ async fn empty_holder_is_free() {
 async fn key_preemption() {
     let store = memory();
     let t = Timeline::default();
-    let low = start(Arc::new(store.clone()), Spec { key: "1", ..spec("low") }, &t);
+    let low = start(
+        Arc::new(store.clone()),
+        Spec {
+            key: "1",
+            ..spec("low")
+        },
+        &t,
+    );
     wait_until(SEC, || low.elector.is_leader()).await;
     // Same key: no pre-emption; a higher key: at once.
     let same = start(
         Arc::new(store.clone()),
-        Spec { key: "1", preempt_below: Some("1"), ..spec("same") },
+        Spec {
+            key: "1",
+            preempt_below: Some("1"),
+            ..spec("same")
+        },
         &t,
     );
     tokio::time::sleep(30 * SEC).await;
     assert!(!same.elector.is_leader() && low.elector.is_leader());
     let high = start(
         Arc::new(store.clone()),
-        Spec { key: "2", preempt_below: Some("2"), ..spec("high") },
+        Spec {
+            key: "2",
+            preempt_below: Some("2"),
+            ..spec("high")
+        },
         &t,
     );
     wait_until(Duration::from_millis(50), || high.elector.is_leader()).await;
     // The pre-empted leader sees the change on its watch and steps down.
     wait_until(Duration::from_millis(50), || !low.elector.is_leader()).await;
     let r = record(&store).await;
-    assert_eq!((r.holder_identity.as_str(), r.holder_key.as_str()), ("high", "2"));
+    assert_eq!(
+        (r.holder_identity.as_str(), r.holder_key.as_str()),
+        ("high", "2")
+    );
     assert_eq!(high.elector.state().fencing_token, Some(1));
 }
 
@@ -147,8 +177,14 @@ async fn renew_already_acquired_object_in_one_round_trip() {
     assert_eq!((gets2, creates2), (gets, creates), "renewing must not read");
     assert_eq!(updates2 - updates, 10, "one update per retry period");
     let r = record(&memory).await;
-    assert_eq!(r.leader_transitions, first.leader_transitions, "transitions kept on renew");
-    assert_eq!(r.acquire_time, first.acquire_time, "acquire time kept on renew");
+    assert_eq!(
+        r.leader_transitions, first.leader_transitions,
+        "transitions kept on renew"
+    );
+    assert_eq!(
+        r.acquire_time, first.acquire_time,
+        "acquire time kept on renew"
+    );
     assert!(r.renew_time > first.renew_time);
     assert!(a.elector.is_leader());
 }
@@ -168,9 +204,16 @@ async fn fallback_to_slow_path_after_fast_path_fails() {
     tokio::time::sleep(10 * SEC).await;
     // The next compare-and-swap conflicts (the store returns the current
     // record with the conflict); the leader renews on the current version.
-    assert!(record(&memory).await.renew_time > lost.renew_time, "renewing goes on");
+    assert!(
+        record(&memory).await.renew_time > lost.renew_time,
+        "renewing goes on"
+    );
     assert!(a.elector.is_leader());
-    assert_eq!(record(&memory).await.leader_transitions, 0, "still the same term");
+    assert_eq!(
+        record(&memory).await.leader_transitions,
+        0,
+        "still the same term"
+    );
     assert_eq!(t.terms().len(), 1);
 }
 
@@ -186,7 +229,11 @@ async fn step_down_on(mode: Mode) {
     // No renew succeeded after the acquisition: the term ends exactly
     // renew_deadline after the winning request started.
     let term = t.terms()[0].clone();
-    assert_eq!(term.end.unwrap() - term.start, 10 * SEC, "{mode:?}: step down at the deadline");
+    assert_eq!(
+        term.end.unwrap() - term.start,
+        10 * SEC,
+        "{mode:?}: step down at the deadline"
+    );
     assert!(t.events().contains(&"a stopped".to_owned()));
     // Losing is not the end: when the store is back, it campaigns again and
     // the new term gets a new token.
@@ -241,7 +288,14 @@ async fn release_on_cancel() {
 async fn no_release_without_release_on_cancel() {
     let store = memory();
     let t = Timeline::default();
-    let a = start(Arc::new(store.clone()), Spec { release: false, ..spec("a") }, &t);
+    let a = start(
+        Arc::new(store.clone()),
+        Spec {
+            release: false,
+            ..spec("a")
+        },
+        &t,
+    );
     wait_until(SEC, || a.elector.is_leader()).await;
     a.shutdown.cancel();
     a.task.await.unwrap().unwrap();
@@ -272,7 +326,10 @@ async fn release_waits_for_the_leaders_work() {
     let t = Timeline::default();
     let a = start(
         Arc::new(store.clone()),
-        Spec { drain: 30 * SEC, ..spec("a") },
+        Spec {
+            drain: 30 * SEC,
+            ..spec("a")
+        },
         &t,
     );
     wait_until(SEC, || a.elector.is_leader()).await;
@@ -280,7 +337,11 @@ async fn release_waits_for_the_leaders_work() {
     tokio::time::sleep(SEC).await;
     a.shutdown.cancel();
     tokio::time::sleep(29 * SEC).await;
-    assert_eq!(record(&store).await.holder_identity, "a", "held (and renewed) while draining");
+    assert_eq!(
+        record(&store).await.holder_identity,
+        "a",
+        "held (and renewed) while draining"
+    );
     assert!(!b.elector.is_leader());
     a.task.await.unwrap().unwrap();
     wait_until(Duration::from_millis(50), || b.elector.is_leader()).await;
@@ -339,9 +400,15 @@ async fn fencing_token_rises_across_successive_leaders() {
     tokio::time::sleep(SEC).await;
     c_store.set(Mode::Fail); // c steps down, d takes over after the lease
     wait_until(20 * SEC, || d.elector.is_leader()).await;
-    let tokens: Vec<(String, u64)> = t.terms().iter().map(|t| (t.identity.clone(), t.token)).collect();
-    let expected: Vec<(String, u64)> =
-        [("a", 0), ("b", 1), ("c", 2), ("d", 3)].iter().map(|(i, n)| (i.to_string(), *n)).collect();
+    let tokens: Vec<(String, u64)> = t
+        .terms()
+        .iter()
+        .map(|t| (t.identity.clone(), t.token))
+        .collect();
+    let expected: Vec<(String, u64)> = [("a", 0), ("b", 1), ("c", 2), ("d", 3)]
+        .iter()
+        .map(|(i, n)| (i.to_string(), *n))
+        .collect();
     assert_eq!(tokens, expected);
     assert_eq!(record(&memory).await.leader_transitions, 3);
 }
@@ -373,12 +440,19 @@ async fn check_fails_only_when_renewing_stalls() {
 
     let stuck = start(
         Arc::new(store.clone()),
-        Spec { clock: Some(Arc::new(StuckClock)), ..spec("stuck") },
+        Spec {
+            clock: Some(Arc::new(StuckClock)),
+            ..spec("stuck")
+        },
         &t,
     );
     wait_until(SEC, || stuck.elector.is_leader()).await;
     tokio::time::sleep(16 * SEC).await;
-    assert_eq!(stuck.elector.check(2 * SEC), Ok(()), "within lease + tolerance");
+    assert_eq!(
+        stuck.elector.check(2 * SEC),
+        Ok(()),
+        "within lease + tolerance"
+    );
     tokio::time::sleep(2 * SEC).await;
     let err = stuck.elector.check(2 * SEC).unwrap_err();
     assert!(err.to_string().contains("failed to renew"), "{err}");
@@ -401,17 +475,33 @@ async fn validation_errors_are_typed() {
             .map(|_| ())
     };
     assert_eq!(build(15_000, 10_000, 2_000, "a"), Ok(()));
-    assert_eq!(build(15_000, 10_000, 2_000, ""), Err(ConfigError::EmptyIdentity));
-    assert!(matches!(build(10_000, 10_000, 2_000, "a"), Err(ConfigError::LeaseNotAboveRenew { .. })));
-    assert!(matches!(build(15_000, 2_400, 2_000, "a"), Err(ConfigError::RenewNotAboveRetry { .. })));
-    assert_eq!(build(15_000, 10_000, 0, "a"), Err(ConfigError::Zero("retry_period")));
+    assert_eq!(
+        build(15_000, 10_000, 2_000, ""),
+        Err(ConfigError::EmptyIdentity)
+    );
+    assert!(matches!(
+        build(10_000, 10_000, 2_000, "a"),
+        Err(ConfigError::LeaseNotAboveRenew { .. })
+    ));
+    assert!(matches!(
+        build(15_000, 2_400, 2_000, "a"),
+        Err(ConfigError::RenewNotAboveRetry { .. })
+    ));
+    assert_eq!(
+        build(15_000, 10_000, 0, "a"),
+        Err(ConfigError::Zero("retry_period"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn skew_rate_two_times_fast_clock_never_overlaps() {
     // lease 60 s / renew deadline 30 s tolerates a clock running up to 2×
     // fast. Hand the lock back and forth through store failures both ways.
-    let timing = Timing { lease: 60, renew: 30, retry: 5 };
+    let timing = Timing {
+        lease: 60,
+        renew: 30,
+        retry: 5,
+    };
     let memory = memory();
     let t = Timeline::default();
     let fast_store = TestStore::new(&memory);
@@ -426,7 +516,14 @@ async fn skew_rate_two_times_fast_clock_never_overlaps() {
         &t,
     );
     wait_until(SEC, || fast.elector.is_leader()).await;
-    let slow = start(slow_store.clone(), Spec { timing, ..spec("slow") }, &t);
+    let slow = start(
+        slow_store.clone(),
+        Spec {
+            timing,
+            ..spec("slow")
+        },
+        &t,
+    );
     for round in 0..4 {
         let (leader_store, next) = if round % 2 == 0 {
             (&fast_store, &slow)

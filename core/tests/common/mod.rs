@@ -99,7 +99,11 @@ impl LockStore for TestStore {
         self.inner.create(record).await
     }
 
-    async fn update(&self, record: &LeaderRecord, expected: &Version) -> Result<Version, StoreError> {
+    async fn update(
+        &self,
+        record: &LeaderRecord,
+        expected: &Version,
+    ) -> Result<Version, StoreError> {
         self.gate().await?;
         self.updates.fetch_add(1, Ordering::SeqCst);
         let result = self.inner.update(record, expected).await;
@@ -271,7 +275,10 @@ pub fn start(store: Arc<dyn LockStore>, spec: Spec, timeline: &Timeline) -> Cand
 pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() <= limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() <= limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     start.elapsed()
