@@ -1,0 +1,10 @@
+.PHONY: test lint demo
+
+# Installs redis-server, etcd and protoc when missing, then runs every test.
+test:
+	bash scripts/test.sh
+
+# Formatting and lints, as CI checks them.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --all-features -- -D warnings
