@@ -1,0 +1,127 @@
+//! `tenure`: run a command while leader, show a lock, or watch a demo.
+//!
+//! Exit codes: 0 success; the command's own code when it exits by itself
+//! (128 + signal when a signal ended it); 1 a store or runtime error;
+//! 2 bad input (arguments, URL, timing).
+
+mod demo;
+mod output;
+mod run;
+mod status;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Leader election on the store you already run (Kubernetes, etcd, Redis).
+#[derive(Parser, Debug)]
+#[command(name = "tenure", version, about)]
+struct Cli {
+    /// Log level for the election engine's tracing output on stderr
+    /// (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Campaign for a lock; run COMMAND while leader, stop it when leadership ends.
+    Run(run::RunArgs),
+    /// Show who holds a lock.
+    Status(status::StatusArgs),
+    /// Three candidates in this process: election, crash fail-over, hand-off.
+    Demo,
+}
+
+/// A failure with its exit code; the message is printed as one line.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1: store or runtime; 2: bad input.
+    pub code: u8,
+    /// What went wrong, without secrets.
+    pub message: String,
+}
+
+impl Failure {
+    /// Bad input (exit code 2).
+    pub fn input(message: impl Into<String>) -> Self {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// A store or runtime error (exit code 1).
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tenure::ConnectError> for Failure {
+    fn from(e: tenure::ConnectError) -> Self {
+        use tenure::{ConnectError, StoreError};
+        match &e {
+            ConnectError::Store(StoreError::Unavailable(_))
+            | ConnectError::Store(StoreError::Unauthorized(_))
+            | ConnectError::Store(StoreError::Corrupt { .. })
+            | ConnectError::Store(StoreError::Other(_)) => Failure::runtime(e.to_string()),
+            _ => Failure::input(e.to_string()),
+        }
+    }
+}
+
+impl From<tenure::StoreError> for Failure {
+    fn from(e: tenure::StoreError) -> Self {
+        match e {
+            tenure::StoreError::InvalidName { .. } => Failure::input(e.to_string()),
+            _ => Failure::runtime(e.to_string()),
+        }
+    }
+}
+
+/// Parses "15s", "500ms", "1m 30s".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 15s, 500ms, 1m)"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    // One thread: a child started with PR_SET_PDEATHSIG is tied to the
+    // thread that forked it, and the main thread lives as long as we do.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tenure: error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Status(args) => status::status(args).await,
+            Command::Demo => demo::demo().await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("tenure: error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Opening a store from one URL.
+
+use std::sync::Arc;
+
+use tenure_core::{LockStore, MemoryStore, StoreError};
+
+/// Why [`connect`] could not open a store.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is malformed.
+    #[error("invalid lock URL: {0}")]
+    InvalidUrl(String),
+    /// The scheme is not one tenure knows.
+    #[error("unknown scheme {0:?} (expected memory, redis, rediss, etcd, etcds or k8s)")]
+    UnknownScheme(String),
+    /// The scheme is known but its backend was not compiled in.
+    #[error("the {scheme} backend is not enabled: build with the `{feature}` feature")]
+    FeatureDisabled {
+        /// The URL's scheme.
+        scheme: String,
+        /// The cargo feature that enables it.
+        feature: &'static str,
+    },
+    /// The store refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A lock URL split into its parts. Secrets stay inside; `Debug` hides them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LockUrl {
+    /// `memory`, `redis`, `rediss`, `etcd`, `etcds` or `k8s`.
+    pub scheme: String,
+    /// `user:password` before the `@`, if any.
+    pub userinfo: Option<String>,
+    /// The hosts (`host:port`, comma-separated in the URL).
+    pub hosts: Vec<String>,
+    /// The path without its leading `/`.
+    pub path: String,
+    /// `key=value` pairs of the query.
+    pub query: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for LockUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockUrl")
+            .field("scheme", &self.scheme)
+            .field("userinfo", &self.userinfo.as_ref().map(|_| "<redacted>"))
+            .field("hosts", &self.hosts)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .finish()
+    }
+}
+
+impl LockUrl {
+    /// Parses `scheme://[userinfo@]host[:port][,host[:port]...]/path[?k=v&...]`.
+    ///
+    /// ```
+    /// let url = tenure::LockUrl::parse("etcd://a:2379,b:2379/my-lock").unwrap();
+    /// assert_eq!(url.hosts, ["a:2379", "b:2379"]);
+    /// assert_eq!(url.path, "my-lock");
+    /// ```
+    pub fn parse(url: &str) -> Result<LockUrl, ConnectError> {
+        let bad = |why: &str| ConnectError::InvalidUrl(format!("{why} (in {})", redact(url)));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://..."))?;
+        if scheme.is_empty()
+            || !scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '+')
+        {
+            return Err(bad("bad scheme"));
+        }
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, q),
+            None => (rest, ""),
+        };
+        let (authority, path) = match rest.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (rest, ""),
+        };
+        let (userinfo, hosts) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u.to_owned()), h),
+            None => (None, authority),
+        };
+        let hosts: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let mut pairs = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            pairs.push((k.to_owned(), v.to_owned()));
+        }
+        Ok(LockUrl {
+            scheme: scheme.to_ascii_lowercase(),
+            userinfo,
+            hosts,
+            path: path.trim_end_matches('/').to_owned(),
+            query: pairs,
+        })
+    }
+
+    /// The value of query parameter `key`.
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The URL with any password replaced by `***`, for messages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Opens the lock a URL names:
+///
+/// | URL | store |
+/// |---|---|
+/// | `memory://name` | a [`MemoryStore`] (this process only) |
+/// | `redis://[user:pass@]host:port/name[?prefix=p]`, `rediss://` (TLS) | `RedisStore` (feature `redis`) |
+/// | `etcd://[user:pass@]host:port[,host:port]/name[?prefix=p]`, `etcds://` | `EtcdStore` (feature `etcd`) |
+/// | `k8s://namespace/name[?kind=lease\|configmap]` | `LeaseLock` / `ConfigMapLock` (feature `k8s`) |
+///
+/// The lock name must be a DNS-1123 subdomain ([`tenure_core::validate_lock_name`]).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tenure::ConnectError> {
+/// let store = tenure::connect("memory://my-lock").await?;
+/// assert_eq!(store.describe(), "memory://my-lock");
+/// # Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn LockStore>, ConnectError> {
+    let parsed = LockUrl::parse(url)?;
+    match parsed.scheme.as_str() {
+        "memory" => {
+            let name = parsed.hosts.first().map(String::as_str).unwrap_or("");
+            Ok(Arc::new(MemoryStore::new(name)?))
+        }
+        "redis" | "rediss" => connect_redis(url, &parsed).await,
+        "etcd" | "etcds" => connect_etcd(&parsed).await,
+        "k8s" => connect_k8s(&parsed).await,
+        other => Err(ConnectError::UnknownScheme(other.to_owned())),
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+async fn connect_redis(_: &str, url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+    Err(ConnectError::FeatureDisabled {
+        scheme: url.scheme.clone(),
+        feature: "redis",
+    })
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+    Err(ConnectError::FeatureDisabled {
+        scheme: url.scheme.clone(),
+        feature: "etcd",
+    })
+}
+
+#[cfg(not(feature = "k8s"))]
+async fn connect_k8s(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+    Err(ConnectError::FeatureDisabled {
+        scheme: url.scheme.clone(),
+        feature: "k8s",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_redacts() {
+        let u = LockUrl::parse("rediss://app:s3cret@h:6380/my-lock?prefix=x").unwrap();
+        assert_eq!(u.scheme, "rediss");
+        assert_eq!(u.userinfo.as_deref(), Some("app:s3cret"));
+        assert_eq!(u.hosts, ["h:6380"]);
+        assert_eq!(u.path, "my-lock");
+        assert_eq!(u.param("prefix"), Some("x"));
+        assert!(!format!("{u:?}").contains("s3cret"));
+        assert_eq!(redact("redis://app:s3cret@h:1/l"), "redis://app:***@h:1/l");
+        assert!(matches!(
+            LockUrl::parse("no-scheme"),
+            Err(ConnectError::InvalidUrl(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unknown_scheme_and_bad_names() {
+        assert!(matches!(
+            connect("ftp://x/y").await,
+            Err(ConnectError::UnknownScheme(_))
+        ));
+        assert!(matches!(
+            connect("memory://Bad_Name").await,
+            Err(ConnectError::Store(StoreError::InvalidName { .. }))
+        ));
+    }
+}
