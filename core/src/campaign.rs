@@ -30,6 +30,19 @@ struct Won {
     started: Instant,
 }
 
+/// What a watch event shows about the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hint {
+    /// Free or deleted.
+    Free,
+    /// Held by us (or nothing to act on).
+    Ours,
+    /// Held by someone else.
+    Held,
+    /// The stream may have missed changes.
+    Unknown,
+}
+
 /// How a term ended.
 enum Ended {
     Shutdown,
@@ -57,6 +70,8 @@ pub(crate) struct Campaign<W> {
     /// The last holder reported to `on_new_leader`.
     reported: String,
     events: Option<mpsc::Receiver<WatchEvent>>,
+    /// The watch has delivered a change since it (re)connected.
+    watch_live: bool,
     _watcher: Option<AbortOnDrop<()>>,
 }
 
@@ -82,6 +97,7 @@ where
             observed_at,
             reported: String::new(),
             events,
+            watch_live: false,
             _watcher: watcher,
         }
     }
@@ -136,8 +152,13 @@ where
                 next_poll = self.inner.clock.now() + jittered(self.inner.config.retry_period);
             }
             // Wake at the next poll, or as soon as the observed lease expires,
-            // or when the store says the record changed.
+            // or when the store says the record changed. While a working
+            // watch reports each change of a held lock, each change pushes
+            // the expiry back and the expiry is the next read: followers
+            // then cost the store nothing. A watch that silently stops
+            // costs at most one lease of speed, never safety.
             let deadline = match self.expiry() {
+                Some(expiry) if self.watch_live => expiry,
                 Some(expiry) => next_poll.min(expiry),
                 None => next_poll,
             };
@@ -145,7 +166,10 @@ where
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(None),
                 _ = clock.sleep_until(deadline) => act = true,
-                event = next_event(&mut self.events) => act = self.on_event(event),
+                // A follower acts when the lock looks free or the stream lost track.
+                event = next_event(&mut self.events) => {
+                    act = matches!(self.on_event(event), Hint::Free | Hint::Unknown);
+                }
             }
         }
     }
@@ -280,8 +304,8 @@ where
                 }
                 _ = clock.sleep_until(next_renew.min(valid_until)) => {}
                 event = next_event(&mut self.events) => {
-                    // Only a record held by someone else is worth a renew now.
-                    if !self.on_event(event) { continue }
+                    // A leader acts when the record is no longer its own.
+                    if self.on_event(event) == Hint::Ours { continue }
                 }
             }
             if clock.now() >= valid_until {
@@ -476,21 +500,34 @@ where
         }
     }
 
-    /// Applies a watch event; true when it is worth acting on now: the lock
-    /// looks free, someone else took it, or the stream lost track.
-    fn on_event(&mut self, event: Option<WatchEvent>) -> bool {
+    /// Applies a watch event and says what it shows.
+    fn on_event(&mut self, event: Option<WatchEvent>) -> Hint {
         match event {
             Some(WatchEvent::Put(v)) => {
-                let ours = v.record.holder_identity == self.inner.config.identity;
-                let free = v.record.is_free();
+                self.watch_live = true;
+                let hint = if v.record.is_free() {
+                    Hint::Free
+                } else if v.record.holder_identity == self.inner.config.identity {
+                    Hint::Ours
+                } else {
+                    Hint::Held
+                };
                 self.observe(v);
-                free || !ours
+                hint
             }
-            Some(WatchEvent::Deleted) | Some(WatchEvent::Resync) => true,
+            Some(WatchEvent::Deleted) => {
+                self.watch_live = true;
+                Hint::Free
+            }
+            Some(WatchEvent::Resync) => {
+                self.watch_live = false;
+                Hint::Unknown
+            }
             None => {
                 // The store cannot watch: polling alone from now on.
+                self.watch_live = false;
                 self.events = None;
-                false
+                Hint::Ours
             }
         }
     }

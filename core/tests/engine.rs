@@ -538,3 +538,38 @@ async fn skew_rate_two_times_fast_clock_never_overlaps() {
     }
     assert_eq!(t.terms().len(), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn followers_with_a_watch_do_not_poll() {
+    // Every renew reaches followers on the watch and pushes their expiry
+    // back, so they read only at start-up; without a watch they poll every
+    // retry period (plus jitter).
+    let memory = memory();
+    let t = Timeline::default();
+    let leader = start(Arc::new(memory.clone()), spec("leader"), &t);
+    wait_until(SEC, || leader.elector.is_leader()).await;
+    let watching = TestStore::with_watch(&memory, true);
+    let polling = TestStore::with_watch(&memory, false);
+    let _w = start(watching.clone(), spec("watching"), &t);
+    let _p = start(polling.clone(), spec("polling"), &t);
+    tokio::time::sleep(60 * SEC).await;
+    let (watch_gets, _, watch_updates) = watching.calls();
+    let (poll_gets, _, _) = polling.calls();
+    assert!(
+        watch_gets <= 2 && watch_updates == 0,
+        "watching follower read {watch_gets} times"
+    );
+    assert!(
+        (13..=31).contains(&poll_gets),
+        "polling follower read {poll_gets} times in 60 s"
+    );
+    // Crash the leader: the watching follower still takes over one lease
+    // after the last renew it saw.
+    leader.task.abort();
+    let crashed = Instant::now();
+    wait_until(20 * SEC, || {
+        _w.elector.is_leader() || _p.elector.is_leader()
+    })
+    .await;
+    assert!(crashed.elapsed() <= 15 * SEC + Duration::from_millis(20));
+}
