@@ -65,12 +65,13 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         .renew_deadline(args.renew_deadline)
         .retry_period(args.retry_period)
         .holder_key(args.holder_key.clone())
+        .on_new_leader(|leader| say(format!("leader is {leader}")))
+        .on_stopped_leading(|| say("no longer leader"))
         .build()
         .map_err(|e| Failure::input(format!("invalid timing: {e}")))?;
 
     let shutdown = CancellationToken::new();
     tokio::spawn(forward_signals(shutdown.clone()));
-    tokio::spawn(report_state(elector.clone()));
     say(format!("{identity} campaigning for {}", store.describe()));
 
     let exit: ChildExit = Arc::new(Mutex::new(None));
@@ -113,6 +114,7 @@ async fn supervise(
     shutdown: CancellationToken,
 ) {
     let token = leadership.fencing_token();
+    say(format!("elected leader (fencing token {token})"));
     let mut cmd = Command::new(&command[0]);
     cmd.args(&command[1..])
         .env("TENURE_FENCING_TOKEN", token.to_string())
@@ -220,27 +222,4 @@ async fn forward_signals(shutdown: CancellationToken) {
     }
     say("signal received: stopping the command, then releasing");
     shutdown.cancel();
-}
-
-async fn report_state(elector: LeaderElector) {
-    let mut rx = elector.subscribe();
-    let mut last = rx.borrow().clone();
-    while rx.changed().await.is_ok() {
-        let now = rx.borrow_and_update().clone();
-        if now.is_leader && !last.is_leader {
-            say(format!(
-                "elected leader (fencing token {})",
-                now.fencing_token.unwrap_or_default()
-            ));
-        } else if !now.is_leader && last.is_leader {
-            say("no longer leader");
-        }
-        if now.leader != last.leader && !now.is_leader {
-            match &now.leader {
-                Some(l) => say(format!("leader is {l}")),
-                None => say("lock is free"),
-            }
-        }
-        last = now;
-    }
 }
