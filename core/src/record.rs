@@ -186,7 +186,7 @@ pub fn from_json(raw: &str) -> Result<LeaderRecord, StoreError> {
     let json: RecordJson = serde_json::from_str(raw)
         .map_err(|e| StoreError::corrupt(format!("not a tenure lock record: {e}")))?;
     let lease = json.lease_duration_seconds;
-    if !lease.is_finite() || lease < 0.0 || lease > 1e9 {
+    if !(0.0..=1e9).contains(&lease) {
         return Err(StoreError::corrupt(format!(
             "leaseDurationSeconds {lease} is not a valid duration"
         )));

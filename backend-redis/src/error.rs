@@ -1,0 +1,111 @@
+//! Mapping Redis errors to [`StoreError`], with secrets scrubbed from messages.
+
+use redis::{ErrorKind, RedisError};
+use tenure_core::StoreError;
+
+/// Replaces known secrets in messages before they leave the crate.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+}
+
+/// What a secret is replaced with.
+pub(crate) const REDACTED: &str = "***";
+
+impl Redactor {
+    /// Scrubs `secret` (and its percent-encoded form) from later messages.
+    pub(crate) fn add(&mut self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let percent =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for s in [secret.to_owned(), form, percent] {
+            if !self.secrets.contains(&s) {
+                self.secrets.push(s);
+            }
+        }
+        // Longest first, so a secret that contains another is replaced whole.
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// `message` with every secret replaced by `***`.
+    pub(crate) fn scrub(&self, message: impl Into<String>) -> String {
+        let mut message = message.into();
+        for secret in &self.secrets {
+            if message.contains(secret.as_str()) {
+                message = message.replace(secret.as_str(), REDACTED);
+            }
+        }
+        message
+    }
+}
+
+/// Classifies a Redis error as tenure's [`StoreError`].
+pub(crate) fn classify(e: &RedisError, redactor: &Redactor) -> StoreError {
+    let message = redactor.scrub(e.to_string());
+    match e.code() {
+        Some("NOAUTH" | "WRONGPASS" | "NOPERM") => return StoreError::Unauthorized(message),
+        Some("WRONGTYPE") => {
+            return StoreError::corrupt(format!("the key does not hold a string: {message}"))
+        }
+        _ => {}
+    }
+    match e.kind() {
+        ErrorKind::AuthenticationFailed => StoreError::Unauthorized(message),
+        ErrorKind::IoError
+        | ErrorKind::BusyLoadingError
+        | ErrorKind::TryAgain
+        | ErrorKind::ClusterDown
+        | ErrorKind::MasterDown
+        | ErrorKind::ReadOnly
+        | ErrorKind::Moved
+        | ErrorKind::Ask
+        | ErrorKind::ClusterConnectionNotFound => StoreError::Unavailable(message),
+        _ if e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
+            StoreError::Unavailable(message)
+        }
+        _ => StoreError::Other(message),
+    }
+}
+
+/// True when the connection that produced `e` must not be used again: a
+/// timed-out request may still be queued on it (its reply would be matched
+/// to the next request), or the connection could not authenticate.
+pub(crate) fn poisons_connection(e: &RedisError) -> bool {
+    e.is_timeout()
+        || matches!(
+            e.kind(),
+            ErrorKind::AuthenticationFailed | ErrorKind::ParseError | ErrorKind::ClientError
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_plain_and_encoded_secrets() {
+        let mut r = Redactor::default();
+        r.add("p@ss word");
+        assert_eq!(
+            r.scrub("auth p@ss word failed for redis://u:p%40ss+word@h"),
+            "auth *** failed for redis://u:***@h"
+        );
+        r.add("");
+        assert_eq!(r.scrub("nothing"), "nothing");
+    }
+
+    #[test]
+    fn classifies() {
+        let r = Redactor::default();
+        let auth = RedisError::from((ErrorKind::AuthenticationFailed, "bad"));
+        assert!(matches!(classify(&auth, &r), StoreError::Unauthorized(_)));
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(classify(&io, &r), StoreError::Unavailable(_)));
+        let other = RedisError::from((ErrorKind::TypeError, "x"));
+        assert!(matches!(classify(&other, &r), StoreError::Other(_)));
+    }
+}

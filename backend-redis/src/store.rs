@@ -1,0 +1,332 @@
+//! [`RedisStore`]: the [`LockStore`] on one Redis key.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script};
+use tenure_core::record;
+use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, WatchStream};
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+use crate::builder::RedisStoreBuilder;
+use crate::envelope;
+use crate::error::{classify, poisons_connection, Redactor};
+use crate::watch;
+
+/// The compare-and-swap script (see `src/cas.lua`).
+const CAS_SCRIPT: &str = include_str!("cas.lua");
+
+/// The Redis key of `lock` under `prefix`: `{prefix}{{lock}}`, e.g.
+/// `tenure:{scheduler}`.
+///
+/// The lock name is a Redis Cluster hash tag, so the key and everything the
+/// script touches live in one slot.
+///
+/// ```
+/// assert_eq!(tenure_redis::lock_key("tenure:", "scheduler"), "tenure:{scheduler}");
+/// ```
+pub fn lock_key(prefix: &str, lock: &str) -> String {
+    format!("{prefix}{{{lock}}}")
+}
+
+/// The pub/sub channel on which every change of `key` is published:
+/// `{key}:changes`, e.g. `tenure:{scheduler}:changes`.
+///
+/// ```
+/// assert_eq!(tenure_redis::change_channel("tenure:{scheduler}"), "tenure:{scheduler}:changes");
+/// ```
+pub fn change_channel(key: &str) -> String {
+    format!("{key}:changes")
+}
+
+/// A tenure lock kept in one Redis key, written only by one Lua script that
+/// compares and swaps a version counter in a single round trip.
+///
+/// Built with [`RedisStore::builder`]. Clones share the connection.
+/// `Debug`, [`describe`](LockStore::describe) and every error message are
+/// free of the password.
+///
+/// ```no_run
+/// use tenure_core::LockStore;
+/// use tenure_redis::RedisStore;
+///
+/// # async fn f() -> Result<(), tenure_core::StoreError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379/0", "scheduler")
+///     .expire_after_leases(10)
+///     .build()
+///     .await?;
+/// assert_eq!(store.describe(), "redis://127.0.0.1:6379/0 key tenure:{scheduler}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) client: Client,
+    pub(crate) lock: String,
+    pub(crate) key: String,
+    pub(crate) channel: String,
+    pub(crate) target: String,
+    pub(crate) op_timeout: Duration,
+    pub(crate) expire_after_leases: u32,
+    pub(crate) redactor: Redactor,
+    pub(crate) script: Script,
+    conn: Mutex<Option<Slot>>,
+}
+
+/// The connection in use, with a number so that a failed one is dropped
+/// only once (and not a newer one by mistake).
+struct Slot {
+    generation: u64,
+    manager: ConnectionManager,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("target", &self.inner.target)
+            .field("key", &self.inner.key)
+            .field("op_timeout", &self.inner.op_timeout)
+            .field("expire_after_leases", &self.inner.expire_after_leases)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Starts a builder for the lock `lock` on the server at `url`
+    /// (`redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS).
+    pub fn builder(url: impl Into<String>, lock: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(url.into(), lock.into())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        client: Client,
+        lock: String,
+        key: String,
+        target: String,
+        op_timeout: Duration,
+        expire_after_leases: u32,
+        redactor: Redactor,
+    ) -> Self {
+        let channel = change_channel(&key);
+        RedisStore {
+            inner: Arc::new(Inner {
+                client,
+                lock,
+                key,
+                channel,
+                target,
+                op_timeout,
+                expire_after_leases,
+                redactor,
+                script: Script::new(CAS_SCRIPT),
+                conn: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The lock's name.
+    pub fn lock_name(&self) -> &str {
+        &self.inner.lock
+    }
+
+    /// The Redis key that holds the lock (see [`lock_key`]).
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// The pub/sub channel on which changes are published (see [`change_channel`]).
+    pub fn channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    /// How long one operation may take before it fails with
+    /// [`StoreError::Unavailable`].
+    pub fn op_timeout(&self) -> Duration {
+        self.inner.op_timeout
+    }
+
+    /// Checks that the server answers (`PING`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", |mut conn| async move {
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The connection to use, opening one when there is none.
+    async fn connection(&self) -> Result<(u64, ConnectionManager), RedisError> {
+        let mut slot = self.inner.conn.lock().await;
+        if let Some(s) = slot.as_ref() {
+            return Ok((s.generation, s.manager.clone()));
+        }
+        let generation = NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = self.inner.op_timeout;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(t)
+            .set_response_timeout(t)
+            .set_number_of_retries(1)
+            .set_factor(100)
+            .set_max_delay(1000);
+        tracing::debug!(target = %self.inner.target, generation, "connecting to redis");
+        let manager = ConnectionManager::new_with_config(self.inner.client.clone(), config).await?;
+        *slot = Some(Slot {
+            generation,
+            manager: manager.clone(),
+        });
+        Ok((generation, manager))
+    }
+
+    /// Drops the connection `generation` (or whatever is current, for
+    /// `None`), so that the next operation opens a fresh one.
+    async fn discard(&self, generation: Option<u64>) {
+        let mut slot = self.inner.conn.lock().await;
+        let Some(current) = slot.as_ref().map(|s| s.generation) else {
+            return;
+        };
+        if generation.unwrap_or(current) == current {
+            tracing::debug!(target = %self.inner.target, generation = current, "dropping redis connection");
+            *slot = None;
+        }
+    }
+
+    /// Runs one operation on the connection within the operation timeout,
+    /// mapping errors and replacing a connection that cannot be trusted.
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let span = tracing::debug_span!("redis", op, key = %self.inner.key);
+        let attempt = async {
+            let (generation, conn) = self.connection().await.map_err(|e| (None, e))?;
+            f(conn).await.map_err(|e| (Some(generation), e))
+        };
+        match tokio::time::timeout(self.inner.op_timeout, attempt)
+            .instrument(span)
+            .await
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err((generation, e))) => {
+                if poisons_connection(&e) {
+                    self.discard(generation).await;
+                }
+                let err = classify(&e, &self.inner.redactor);
+                tracing::debug!(op, key = %self.inner.key, error = %err, "redis operation failed");
+                Err(err)
+            }
+            Err(_) => {
+                // A request may still be queued on the connection: its late
+                // reply must never be taken for the reply of a later request.
+                self.discard(None).await;
+                tracing::debug!(op, key = %self.inner.key, "redis operation timed out");
+                Err(StoreError::Unavailable(format!(
+                    "redis did not answer {op} within {:?}",
+                    self.inner.op_timeout
+                )))
+            }
+        }
+    }
+
+    /// The expiry to set with a write of `record`, in milliseconds (0: none).
+    fn expiry_ms(&self, record: &LeaderRecord) -> u64 {
+        if self.inner.expire_after_leases == 0 {
+            return 0;
+        }
+        let ms = record
+            .lease_duration
+            .saturating_mul(self.inner.expire_after_leases)
+            .as_millis();
+        ms.clamp(1, u64::MAX as u128) as u64
+    }
+
+    /// Runs the compare-and-swap script.
+    async fn cas(
+        &self,
+        op: &'static str,
+        record: &LeaderRecord,
+        expected: Option<&Version>,
+    ) -> Result<Version, StoreError> {
+        let json = record::to_json(record);
+        let expiry = self.expiry_ms(record);
+        let reply: Vec<String> = self
+            .run(op, |mut conn| async move {
+                self.inner
+                    .script
+                    .key(&self.inner.key)
+                    .arg(op)
+                    .arg(expected.map(Version::as_str).unwrap_or(""))
+                    .arg(&json)
+                    .arg(&self.inner.channel)
+                    .arg(expiry)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let mut reply = reply.into_iter();
+        match (reply.next().as_deref(), reply.next()) {
+            (Some("ok"), Some(version)) => Ok(Version::new(version)),
+            (Some("conflict"), Some(current)) => Err(StoreError::Conflict {
+                current: Some(Box::new(envelope::decode(&current)?)),
+            }),
+            (Some("absent"), None) => Err(StoreError::conflict()),
+            (Some("corrupt"), Some(reason)) => Err(StoreError::corrupt(reason)),
+            (kind, _) => Err(StoreError::Other(format!(
+                "unexpected reply from the compare-and-swap script: {kind:?}"
+            ))),
+        }
+    }
+}
+
+static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+#[async_trait]
+impl LockStore for RedisStore {
+    async fn get(&self) -> Result<Option<Versioned>, StoreError> {
+        let raw: Option<Vec<u8>> = self
+            .run("get", |mut conn| async move {
+                redis::cmd("GET")
+                    .arg(&self.inner.key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        match raw {
+            None => Ok(None),
+            Some(bytes) => {
+                let raw = String::from_utf8(bytes)
+                    .map_err(|_| StoreError::corrupt("the value is not UTF-8 text"))?;
+                envelope::decode(&raw).map(Some)
+            }
+        }
+    }
+
+    async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
+        self.cas("create", record, None).await
+    }
+
+    async fn update(
+        &self,
+        record: &LeaderRecord,
+        expected: &Version,
+    ) -> Result<Version, StoreError> {
+        self.cas("update", record, Some(expected)).await
+    }
+
+    async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
+        watch::subscribe(self.inner.clone()).await.map(Some)
+    }
+
+    fn describe(&self) -> String {
+        format!("{} key {}", self.inner.target, self.inner.key)
+    }
+}

@@ -1,0 +1,129 @@
+//! The change stream: a pub/sub subscription to the lock's channel that
+//! reconnects by itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{stream, StreamExt};
+use redis::aio::{PubSubSink, PubSubStream};
+use redis::RedisError;
+use tenure_core::{StoreError, WatchEvent, WatchStream};
+use tokio::time::Instant;
+
+use crate::envelope;
+use crate::error::classify;
+use crate::store::Inner;
+
+/// An idle subscription is checked with a `PING` every operation timeout,
+/// but not more often than this, so that a connection that silently died
+/// is noticed and replaced.
+const MIN_PING_EVERY: Duration = Duration::from_secs(1);
+/// The longest wait between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+struct Subscription {
+    sink: PubSubSink,
+    messages: PubSubStream,
+}
+
+struct State {
+    inner: Arc<Inner>,
+    subscription: Option<Subscription>,
+    backoff: Duration,
+    next_ping: Instant,
+}
+
+fn ping_every(inner: &Inner) -> Duration {
+    inner.op_timeout.max(MIN_PING_EVERY)
+}
+
+async fn connect(inner: &Inner) -> Result<Subscription, RedisError> {
+    let (mut sink, messages) = inner.client.get_async_pubsub().await?.split();
+    sink.subscribe(&inner.channel).await?;
+    Ok(Subscription { sink, messages })
+}
+
+async fn connect_within_timeout(inner: &Inner) -> Result<Subscription, StoreError> {
+    match tokio::time::timeout(inner.op_timeout, connect(inner)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(classify(&e, &inner.redactor)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "redis did not answer subscribe within {:?}",
+            inner.op_timeout
+        ))),
+    }
+}
+
+/// Subscribes now (so no change after this call is missed), then streams
+/// `Put` for each published change, and `Resync` after every reconnect.
+pub(crate) async fn subscribe(inner: Arc<Inner>) -> Result<WatchStream, StoreError> {
+    let subscription = connect_within_timeout(&inner).await?;
+    tracing::debug!(channel = %inner.channel, "watching");
+    let state = State {
+        subscription: Some(subscription),
+        backoff: MIN_BACKOFF,
+        next_ping: Instant::now() + ping_every(&inner),
+        inner,
+    };
+    Ok(Box::pin(stream::unfold(state, next_event)))
+}
+
+async fn next_event(mut st: State) -> Option<(WatchEvent, State)> {
+    loop {
+        if let Some(sub) = st.subscription.as_mut() {
+            tokio::select! {
+                message = sub.messages.next() => match message {
+                    Some(message) => {
+                        st.next_ping = Instant::now() + ping_every(&st.inner);
+                        return Some((event_of(&message), st));
+                    }
+                    None => {
+                        tracing::debug!(channel = %st.inner.channel, "watch connection closed");
+                        st.subscription = None;
+                    }
+                },
+                _ = tokio::time::sleep_until(st.next_ping) => {
+                    let alive = tokio::time::timeout(
+                        st.inner.op_timeout,
+                        sub.sink.ping::<redis::Value>(),
+                    )
+                    .await;
+                    if matches!(alive, Ok(Ok(_))) {
+                        tracing::trace!(channel = %st.inner.channel, "watch keep-alive answered");
+                        st.next_ping = Instant::now() + ping_every(&st.inner);
+                    } else {
+                        tracing::debug!(channel = %st.inner.channel, "watch connection does not answer");
+                        st.subscription = None;
+                    }
+                }
+            }
+            continue;
+        }
+        match connect_within_timeout(&st.inner).await {
+            Ok(sub) => {
+                tracing::debug!(channel = %st.inner.channel, "watch reconnected");
+                st.subscription = Some(sub);
+                st.backoff = MIN_BACKOFF;
+                st.next_ping = Instant::now() + ping_every(&st.inner);
+                // Changes made while we were away were not seen.
+                return Some((WatchEvent::Resync, st));
+            }
+            Err(e) => {
+                tracing::debug!(channel = %st.inner.channel, error = %e, "watch reconnect failed");
+                tokio::time::sleep(st.backoff).await;
+                st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+fn event_of(message: &redis::Msg) -> WatchEvent {
+    match message.get_payload::<String>() {
+        Ok(raw) => match envelope::decode(&raw) {
+            Ok(versioned) => WatchEvent::Put(versioned),
+            Err(_) => WatchEvent::Resync,
+        },
+        Err(_) => WatchEvent::Resync,
+    }
+}

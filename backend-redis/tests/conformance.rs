@@ -1,0 +1,95 @@
+//! The tenure behaviour suite on a real Redis server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tenure_conformance::fixtures::redis::RedisServer;
+use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
+use tenure_core::{async_trait, LockStore, StoreError};
+use tenure_redis::{lock_key, RedisStore};
+
+/// Opens a [`RedisStore`] (own connection) per call on one server. Each
+/// factory uses its own key prefix, so tests can share an external server.
+pub struct RedisFactory {
+    server: RedisServer,
+    prefix: String,
+    raw: redis::aio::MultiplexedConnection,
+    proxies: Mutex<Vec<FaultProxy>>,
+}
+
+impl RedisFactory {
+    async fn start() -> RedisFactory {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let server = RedisServer::start();
+        let prefix = format!(
+            "tenure-test-{}-{}:",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let raw = redis::Client::open(server.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to redis");
+        RedisFactory {
+            server,
+            prefix,
+            raw,
+            proxies: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn store(&self, url: String, lock: &str) -> Result<RedisStore, StoreError> {
+        RedisStore::builder(url, lock)
+            .prefix(self.prefix.clone())
+            .build()
+            .await
+    }
+}
+
+#[async_trait]
+impl StoreFactory for RedisFactory {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        Ok(Arc::new(self.store(self.server.url(), lock).await?))
+    }
+
+    async fn open_faulty(
+        &self,
+        lock: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
+        let proxy = FaultProxy::start(self.server.addr())
+            .await
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let url = format!("redis://{}", proxy.addr());
+        let switch = proxy.switch();
+        self.proxies.lock().unwrap().push(proxy);
+        Ok((Arc::new(self.store(url, lock).await?), switch))
+    }
+
+    async fn put_raw(&self, lock: &str, raw: &str) {
+        let _: () = redis::cmd("SET")
+            .arg(lock_key(&self.prefix, lock))
+            .arg(raw)
+            .query_async(&mut self.raw.clone())
+            .await
+            .expect("SET");
+    }
+
+    async fn get_raw(&self, lock: &str) -> Option<String> {
+        redis::cmd("GET")
+            .arg(lock_key(&self.prefix, lock))
+            .query_async(&mut self.raw.clone())
+            .await
+            .expect("GET")
+    }
+
+    fn supports_watch(&self) -> bool {
+        true
+    }
+}
+
+async fn factory() -> RedisFactory {
+    RedisFactory::start().await
+}
+
+tenure_conformance::conformance_tests!(factory);
