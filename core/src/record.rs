@@ -139,6 +139,10 @@ pub struct Versioned {
 ///  "acquireTime":"2026-11-25T16:43:16.123456Z","renewTime":"2026-11-25T16:43:18.123456Z",
 ///  "leaderTransitions":3}
 /// ```
+///
+/// `holderIdentity` must stay the first field: the etcd store's update
+/// guard recognises our records by that prefix (never overwrite a foreign
+/// value), and serde writes fields in declaration order.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RecordJson {
@@ -225,6 +229,11 @@ mod tests {
         assert_eq!(r.lease_duration, Duration::from_secs(15));
         assert_eq!(r.acquire_time, r.renew_time);
         assert_eq!(r.leader_transitions, 2);
+    }
+
+    #[test]
+    fn holder_identity_is_written_first() {
+        assert!(to_json(&LeaderRecord::default()).starts_with(r#"{"holderIdentity":"#));
     }
 
     #[test]

@@ -1,0 +1,281 @@
+//! Configuring and connecting an [`EtcdStore`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use tenure_core::{validate_lock_name, StoreError};
+
+use crate::error::map_error;
+use crate::store::{EtcdStore, Inner};
+
+/// The key prefix locks live under unless [`EtcdStoreBuilder::prefix`] says otherwise.
+pub const DEFAULT_PREFIX: &str = "/tenure/locks/";
+
+/// How long one etcd call may take unless [`EtcdStoreBuilder::op_timeout`]
+/// says otherwise.
+pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often an idle HTTP/2 connection with an open stream (a watch) is
+/// pinged. etcd refuses pings more frequent than every 5 s by default
+/// (`--grpc-keepalive-min-time`).
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// TLS settings for talking to etcd (rustls): the CA that signed the
+/// servers' certificates and, for mTLS, the client's certificate and key.
+///
+/// `Debug` never shows the private key.
+///
+/// ```
+/// use tenure_etcd::EtcdTls;
+/// # let (ca, cert, key) = (b"".to_vec(), b"".to_vec(), b"".to_vec());
+/// let tls = EtcdTls::new().ca_pem(ca).client_identity_pem(cert, key);
+/// assert!(!format!("{tls:?}").contains("PRIVATE"));
+/// ```
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    ca_pem: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+    domain: Option<String>,
+}
+
+impl EtcdTls {
+    /// TLS with no CA and no client certificate yet. etcd clusters use their
+    /// own CA, so give it with [`EtcdTls::ca_pem`]: no system roots are loaded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the CA certificate(s) in `pem` for the servers' certificates.
+    pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and private key (both PEM): mTLS.
+    pub fn client_identity_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Checks the servers' certificates against this name instead of the
+    /// endpoint's host.
+    pub fn domain_name(mut self, name: impl Into<String>) -> Self {
+        self.domain = Some(name.into());
+        self
+    }
+
+    fn to_options(&self) -> TlsOptions {
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &self.ca_pem {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(domain) = &self.domain {
+            tls = tls.domain_name(domain.clone());
+        }
+        tls
+    }
+}
+
+impl fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.as_ref().map(|_| "<pem>"))
+            .field(
+                "client_identity",
+                &self.identity.as_ref().map(|_| "<redacted>"),
+            )
+            .field("domain", &self.domain)
+            .finish()
+    }
+}
+
+/// A password that never prints.
+#[derive(Clone)]
+pub(crate) struct Password(String);
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Builds an [`EtcdStore`]; see [`EtcdStore::builder`].
+#[derive(Clone, Debug)]
+pub struct EtcdStoreBuilder {
+    endpoints: Vec<String>,
+    lock_name: String,
+    prefix: String,
+    user: Option<(String, Password)>,
+    tls: Option<EtcdTls>,
+    op_timeout: Duration,
+}
+
+impl EtcdStoreBuilder {
+    pub(crate) fn new(endpoints: Vec<String>, lock_name: String) -> Self {
+        EtcdStoreBuilder {
+            endpoints,
+            lock_name,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            user: None,
+            tls: None,
+            op_timeout: DEFAULT_OP_TIMEOUT,
+        }
+    }
+
+    /// The key prefix (default [`DEFAULT_PREFIX`]); the key is the prefix
+    /// followed by the lock name, so give the separator too (`/app/locks/`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Authenticates as `name` with `password` (etcd's user/password auth).
+    /// The password is kept out of every `Debug`, description, log and error.
+    pub fn user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((name.into(), Password(password.into())));
+        self
+    }
+
+    /// Talks TLS (mTLS with a client identity). Endpoints are then given as
+    /// `https://host:port` or `host:port`.
+    pub fn tls(mut self, tls: EtcdTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The longest one store call may take (default [`DEFAULT_OP_TIMEOUT`]);
+    /// a call that does not answer in time fails with
+    /// [`StoreError::Unavailable`], so a hung server cannot hang a caller.
+    /// Also bounds connecting and detecting a dead watch connection.
+    pub fn op_timeout(mut self, timeout: Duration) -> Self {
+        self.op_timeout = timeout;
+        self
+    }
+
+    /// Validates the settings and creates the client.
+    ///
+    /// Without a user this makes no round trip: the connection is made on
+    /// first use, so a store can be built before etcd is up. With a user it
+    /// authenticates now: a wrong password is [`StoreError::Unauthorized`],
+    /// an unreachable cluster [`StoreError::Unavailable`].
+    pub async fn build(self) -> Result<EtcdStore, StoreError> {
+        validate_lock_name(&self.lock_name)?;
+        if self.endpoints.is_empty() {
+            return Err(StoreError::Other("no etcd endpoint given".into()));
+        }
+        if self.endpoints.iter().any(|e| e.contains('@')) {
+            // Never echo the endpoint: it may hold a password.
+            return Err(StoreError::Other(
+                "credentials in etcd endpoint URLs are not supported; use EtcdStoreBuilder::user"
+                    .into(),
+            ));
+        }
+        if self.op_timeout.is_zero() {
+            return Err(StoreError::Other(
+                "op_timeout must be greater than 0".into(),
+            ));
+        }
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(self.op_timeout)
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, self.op_timeout)
+            .with_keep_alive_while_idle(false)
+            // A member cut off from the quorum fails calls instead of
+            // serving a stale view (and cancels watches).
+            .with_require_leader(true);
+        if let Some((name, password)) = &self.user {
+            options = options
+                .with_user(name.clone(), password.0.clone())
+                .with_auto_token_refresh(true);
+        }
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.to_options());
+        }
+        let connect = Client::connect(&self.endpoints, Some(options));
+        let client = match tokio::time::timeout(self.op_timeout, connect).await {
+            Ok(client) => client.map_err(map_error)?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "connecting to etcd did not finish within {:?}",
+                    self.op_timeout
+                )))
+            }
+        };
+        let key = format!("{}{}", self.prefix, self.lock_name);
+        let describe = describe(&self.endpoints, self.user.as_ref().map(|u| &u.0), &key);
+        tracing::debug!(lock = %describe, "etcd store ready");
+        Ok(EtcdStore {
+            inner: Arc::new(Inner {
+                client,
+                key,
+                describe,
+                op_timeout: self.op_timeout,
+                tls: self.tls.is_some(),
+                cluster: self.endpoints.len() > 1,
+            }),
+        })
+    }
+}
+
+/// `etcd://[user@]host:port,host:port/key`: endpoints without scheme.
+fn describe(endpoints: &[String], user: Option<&String>, key: &str) -> String {
+    let hosts = endpoints
+        .iter()
+        .map(|e| e.split_once("://").map_or(e.as_str(), |(_, rest)| rest))
+        .map(|e| e.trim_end_matches('/'))
+        .collect::<Vec<_>>()
+        .join(",");
+    let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+    let sep = if key.starts_with('/') { "" } else { "/" };
+    format!("etcd://{user}{hosts}{sep}{key}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_lists_hosts_and_key() {
+        let eps = vec!["http://a:1".to_owned(), "b:2/".to_owned()];
+        assert_eq!(
+            describe(&eps, Some(&"root".to_owned()), "/tenure/locks/x"),
+            "etcd://root@a:1,b:2/tenure/locks/x"
+        );
+        assert_eq!(describe(&eps, None, "k"), "etcd://a:1,b:2/k");
+    }
+
+    #[test]
+    fn debug_hides_password_and_key() {
+        let b = EtcdStoreBuilder::new(vec!["h:1".into()], "l".into())
+            .user("root", "s3cret-pw")
+            .tls(EtcdTls::new().client_identity_pem("CERT", "PRIVATE-KEY-BYTES"));
+        let dbg = format!("{b:?}");
+        assert!(!dbg.contains("s3cret-pw"), "{dbg}");
+        assert!(!dbg.contains("PRIVATE-KEY-BYTES"), "{dbg}");
+        assert!(dbg.contains("root"));
+    }
+
+    #[tokio::test]
+    async fn invalid_settings_are_errors() {
+        let bad_name = EtcdStoreBuilder::new(vec!["h:1".into()], "Bad Name".into());
+        assert!(matches!(
+            bad_name.build().await,
+            Err(StoreError::InvalidName { .. })
+        ));
+        let no_eps = EtcdStoreBuilder::new(vec![], "ok".into());
+        assert!(matches!(no_eps.build().await, Err(StoreError::Other(_))));
+        let creds = EtcdStoreBuilder::new(vec!["http://u:pw-in-url@h:1".into()], "ok".into());
+        match creds.build().await {
+            Err(StoreError::Other(m)) => assert!(!m.contains("pw-in-url")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The shared behaviour suite on a real etcd: `TENURE_ETCD_ENDPOINTS` if set,
+//! else a fresh `etcd` from PATH per test.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tenure_conformance::fixtures::etcd::EtcdServer;
+use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
+use tenure_core::{async_trait, LockStore, StoreError};
+use tenure_etcd::EtcdStore;
+
+/// Opens [`EtcdStore`]s on one etcd server, under a key prefix of their own
+/// (so factories can share a server given in the environment).
+struct EtcdFactory {
+    server: EtcdServer,
+    prefix: String,
+    /// Kept alive as long as the stores that talk through them.
+    proxies: Mutex<Vec<FaultProxy>>,
+}
+
+impl EtcdFactory {
+    fn start() -> EtcdFactory {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let unique = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        );
+        EtcdFactory {
+            server: EtcdServer::start(),
+            prefix: format!("/tenure-conformance/{unique}/"),
+            proxies: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn store(&self, endpoints: Vec<String>, lock: &str) -> Result<EtcdStore, StoreError> {
+        EtcdStore::builder(endpoints, lock)
+            .prefix(&self.prefix)
+            .op_timeout(Duration::from_secs(2))
+            .build()
+            .await
+    }
+
+    async fn raw(&self) -> etcd_client::Client {
+        etcd_client::Client::connect(self.server.endpoints(), None)
+            .await
+            .expect("plain etcd client")
+    }
+}
+
+#[async_trait]
+impl StoreFactory for EtcdFactory {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        Ok(Arc::new(self.store(self.server.endpoints(), lock).await?))
+    }
+
+    async fn open_faulty(
+        &self,
+        lock: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
+        let proxy = FaultProxy::start(self.server.addr())
+            .await
+            .map_err(|e| StoreError::Other(format!("fault proxy: {e}")))?;
+        let store = self
+            .store(vec![format!("http://{}", proxy.addr())], lock)
+            .await?;
+        let switch = proxy.switch();
+        self.proxies.lock().unwrap().push(proxy);
+        Ok((Arc::new(store), switch))
+    }
+
+    async fn put_raw(&self, lock: &str, raw: &str) {
+        self.raw()
+            .await
+            .put(format!("{}{lock}", self.prefix), raw, None)
+            .await
+            .expect("put a raw value");
+    }
+
+    async fn get_raw(&self, lock: &str) -> Option<String> {
+        let resp = self
+            .raw()
+            .await
+            .get(format!("{}{lock}", self.prefix), None)
+            .await
+            .expect("get a raw value");
+        resp.kvs()
+            .first()
+            .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+    }
+
+    fn supports_watch(&self) -> bool {
+        true
+    }
+}
+
+async fn factory() -> EtcdFactory {
+    EtcdFactory::start()
+}
+
+tenure_conformance::conformance_tests!(factory);
