@@ -160,12 +160,91 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LockStore>, ConnectError> {
     }
 }
 
+#[cfg(feature = "redis")]
+async fn connect_redis(_: &str, url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+    let lock = lock_name(url)?;
+    let host = match url.hosts.as_slice() {
+        [one] => one,
+        _ => return Err(invalid(url, "a redis URL names exactly one host:port")),
+    };
+    let db = url.param("db").unwrap_or("0");
+    let auth = url
+        .userinfo
+        .as_ref()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    let server = format!("{}://{auth}{host}/{db}", url.scheme);
+    let mut builder = tenure_redis::RedisStore::builder(server, lock);
+    if let Some(prefix) = url.param("prefix") {
+        builder = builder.prefix(prefix);
+    }
+    if let Some(ca) = url.param("ca") {
+        let pem = std::fs::read(ca)
+            .map_err(|e| invalid(url, &format!("cannot read the CA file {ca:?}: {e}")))?;
+        builder = builder.tls_root_cert_pem(pem);
+    }
+    Ok(Arc::new(builder.build().await?))
+}
+
+/// The lock name: the URL's path.
+#[allow(dead_code)]
+fn lock_name(url: &LockUrl) -> Result<&str, ConnectError> {
+    if url.path.is_empty() {
+        return Err(invalid(
+            url,
+            "the path must name the lock, as in scheme://host:port/my-lock",
+        ));
+    }
+    Ok(&url.path)
+}
+
+#[allow(dead_code)]
+fn invalid(url: &LockUrl, why: &str) -> ConnectError {
+    ConnectError::InvalidUrl(format!("{why} ({}://{})", url.scheme, url.hosts.join(",")))
+}
+
 #[cfg(not(feature = "redis"))]
 async fn connect_redis(_: &str, url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
     Err(ConnectError::FeatureDisabled {
         scheme: url.scheme.clone(),
         feature: "redis",
     })
+}
+
+#[cfg(feature = "etcd")]
+async fn connect_etcd(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+    let lock = lock_name(url)?;
+    if url.hosts.is_empty() {
+        return Err(invalid(url, "an etcd URL names at least one host:port"));
+    }
+    let tls = url.scheme == "etcds";
+    let http = if tls { "https" } else { "http" };
+    let endpoints: Vec<String> = url.hosts.iter().map(|h| format!("{http}://{h}")).collect();
+    let mut builder = tenure_etcd::EtcdStore::builder(endpoints, lock);
+    if let Some(prefix) = url.param("prefix") {
+        builder = builder.prefix(prefix);
+    }
+    if let Some(userinfo) = &url.userinfo {
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        builder = builder.user(user, password);
+    }
+    if tls {
+        let read = |key: &str| -> Result<Option<Vec<u8>>, ConnectError> {
+            url.param(key)
+                .map(|path| {
+                    std::fs::read(path)
+                        .map_err(|e| invalid(url, &format!("cannot read {key} file {path:?}: {e}")))
+                })
+                .transpose()
+        };
+        let ca = read("ca")?.ok_or_else(|| invalid(url, "etcds:// needs ?ca=/path/to/ca.pem"))?;
+        let mut config = tenure_etcd::EtcdTls::new().ca_pem(ca);
+        if let (Some(cert), Some(key)) = (read("cert")?, read("key")?) {
+            config = config.client_identity_pem(cert, key);
+        }
+        builder = builder.tls(config);
+    }
+    Ok(Arc::new(builder.build().await?))
 }
 
 #[cfg(not(feature = "etcd"))]

@@ -44,3 +44,15 @@ mod connect;
 
 pub use connect::{connect, redact, ConnectError, LockUrl};
 pub use tenure_core::*;
+
+/// The Redis store (feature `redis`).
+#[cfg(feature = "redis")]
+pub use tenure_redis as redis;
+#[cfg(feature = "redis")]
+pub use tenure_redis::RedisStore;
+
+/// The etcd store (feature `etcd`).
+#[cfg(feature = "etcd")]
+pub use tenure_etcd as etcd;
+#[cfg(feature = "etcd")]
+pub use tenure_etcd::EtcdStore;

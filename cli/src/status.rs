@@ -52,7 +52,7 @@ pub async fn status(args: StatusArgs) -> Result<u8, Failure> {
             "acquireTime": r.acquire_time.map(format_time),
             "renewTime": r.renew_time.map(format_time),
             "leaderTransitions": r.leader_transitions,
-            "leaseRemainingSeconds": remaining.map(|d| d.as_secs_f64()),
+            "leaseRemainingSeconds": remaining.filter(|_| !r.is_free()).map(|d| d.as_secs_f64()),
             "version": v.version.as_str(),
         });
         println!("{out}");
@@ -72,7 +72,7 @@ pub async fn status(args: StatusArgs) -> Result<u8, Failure> {
         println!("renewed       {}", time(r.renew_time));
         println!("transitions   {}", r.leader_transitions);
         println!("lease         {:?}", r.lease_duration);
-        if let Some(rem) = remaining {
+        if let Some(rem) = remaining.filter(|_| !r.is_free()) {
             println!("remaining     {rem:.1?} (by renewTime and this machine's clock)");
         }
     }

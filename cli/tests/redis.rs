@@ -1,0 +1,215 @@
+//! `tenure run` and `tenure status` against a real redis-server.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
+
+const TIMING: [&str; 6] = [
+    "--lease-duration",
+    "3s",
+    "--renew-deadline",
+    "2s",
+    "--retry-period",
+    "500ms",
+];
+
+/// A child that logs `start ID PID NANOS` and, on SIGTERM, `stop ID PID NANOS`.
+const CHILD: &str = r#"now() { date +%s%N; }
+echo "start $TENURE_IDENTITY $$ $(now) $TENURE_FENCING_TOKEN" >> "$LOG"
+trap 'echo "stop $TENURE_IDENTITY $$ $(now)" >> "$LOG"; exit 0' TERM
+while :; do sleep 0.02; done"#;
+
+fn candidate(url: &str, id: &str, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["run", "--lock", url, "--identity", id])
+        .args(TIMING)
+        .args(["--", "sh", "-c", CHILD])
+        .env("LOG", log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tenure run")
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    kind: String,
+    id: String,
+    pid: u32,
+    at: u128,
+}
+
+fn lines(log: &Path) -> Vec<Line> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Line {
+                kind: f[0].to_owned(),
+                id: f[1].to_owned(),
+                pid: f[2].parse().unwrap(),
+                at: f[3].parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+fn wait_for_line(log: &Path, limit: Duration, pred: impl Fn(&Line) -> bool) -> Line {
+    let start = Instant::now();
+    loop {
+        if let Some(l) = lines(log).into_iter().find(|l| pred(l)) {
+            return l;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no such line within {limit:?}: {:?}",
+            lines(log)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// True once the process is gone (or a zombie nobody reaped yet).
+fn is_gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+fn tenure(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn kill_9_and_sigterm_hand_offs_never_overlap_the_commands() {
+    let server = RedisServer::local(RedisServerOptions::default());
+    let url = format!("{}/cli-handoff", server.url().trim_end_matches('/'));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("children.log");
+
+    let mut a = candidate(&url, "a", &log);
+    let first = wait_for_line(&log, Duration::from_secs(10), |l| l.kind == "start");
+    assert_eq!(first.id, "a");
+    let mut b = candidate(&url, "b", &log);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // kill -9 of the leader's tenure: its command dies with it at once.
+    a.kill().unwrap();
+    let _ = a.wait();
+    let killed = Instant::now();
+    while !is_gone(first.pid) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "a's command outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let gone_at = now_nanos();
+    let second = wait_for_line(&log, Duration::from_secs(10), |l| {
+        l.kind == "start" && l.id == "b"
+    });
+    assert!(
+        gone_at < second.at,
+        "b's command started before a's was gone"
+    );
+
+    // status --json shows b with one transition.
+    let out = tenure(&["status", "--lock", &url, "--json"]);
+    assert!(out.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["holder"], "b");
+    assert_eq!(status["leaderTransitions"], 1);
+    assert!(status["leaseRemainingSeconds"].as_f64().unwrap() <= 3.0);
+
+    // SIGTERM of the leader's tenure: its command is stopped, then the lock
+    // is released, then the follower's command starts.
+    let mut c = candidate(&url, "c", &log);
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: kill(2) on a child process of this test.
+    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
+    let status = b.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a SIGTERMed tenure exits 0 after releasing"
+    );
+    let stopped = wait_for_line(&log, Duration::from_secs(5), |l| {
+        l.kind == "stop" && l.id == "b"
+    });
+    assert_eq!(stopped.pid, second.pid);
+    let third = wait_for_line(&log, Duration::from_secs(5), |l| {
+        l.kind == "start" && l.id == "c"
+    });
+    assert!(
+        stopped.at < third.at,
+        "c's command started before b's stopped"
+    );
+    // Released: taken well before a lease would have run out.
+    assert!(
+        third.at - stopped.at < 2_500_000_000,
+        "{stopped:?} {third:?}"
+    );
+
+    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    assert_eq!(c.wait().unwrap().code(), Some(0));
+    let out = tenure(&["status", "--lock", &url, "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["holder"],
+        serde_json::Value::Null,
+        "released on exit"
+    );
+    assert_eq!(status["leaderTransitions"], 2);
+}
+
+#[test]
+fn unreachable_store() {
+    let port = tenure_conformance::fixtures::process::free_port();
+    let out = tenure(&["status", "--lock", &format!("redis://127.0.0.1:{port}/x")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("tenure: error: store unavailable"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+}
+
+#[test]
+fn wrong_credentials() {
+    let server = RedisServer::local(RedisServerOptions {
+        password: Some("right-password".into()),
+        ..Default::default()
+    });
+    let addr = server.addr();
+    let url = format!("redis://default:wrong-password@{addr}/x");
+    for args in [
+        vec!["status", "--lock", url.as_str()],
+        vec!["run", "--lock", url.as_str(), "--", "true"],
+    ] {
+        let out = tenure(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("tenure: error: not authorized"), "{err}");
+        assert!(
+            !err.contains("wrong-password"),
+            "the password leaked: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
