@@ -91,4 +91,4 @@ mod store;
 mod watch;
 
 pub use builder::{RedisStoreBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX};
-pub use store::{change_channel, lock_key, RedisStore};
+pub use store::{change_channel, lock_key, RedisStore, CAS_SCRIPT};

@@ -18,8 +18,8 @@ use crate::envelope;
 use crate::error::{classify, poisons_connection, Redactor};
 use crate::watch;
 
-/// The compare-and-swap script (see `src/cas.lua`).
-const CAS_SCRIPT: &str = include_str!("cas.lua");
+/// The compare-and-swap Lua script itself, for tools that measure or audit it.
+pub const CAS_SCRIPT: &str = include_str!("cas.lua");
 
 /// The Redis key of `lock` under `prefix`: `{prefix}{{lock}}`, e.g.
 /// `tenure:{scheduler}`.

@@ -304,8 +304,10 @@ where
                 }
                 _ = clock.sleep_until(next_renew.min(valid_until)) => {}
                 event = next_event(&mut self.events) => {
-                    // A leader acts when the record is no longer its own.
-                    if self.on_event(event) == Hint::Ours { continue }
+                    // A leader acts at once only when the record shows
+                    // another holder or none; after a `Resync` its next
+                    // renew (a compare-and-swap) is the check.
+                    if matches!(self.on_event(event), Hint::Ours | Hint::Unknown) { continue }
                 }
             }
             if clock.now() >= valid_until {

@@ -86,8 +86,9 @@ pub enum WatchEvent {
     Put(Versioned),
     /// The record was deleted.
     Deleted,
-    /// The stream may have missed changes (reconnect, compaction, lag):
-    /// the consumer should re-read.
+    /// The stream may have missed changes (reconnect, compaction, lag,
+    /// or a change it cannot decode): the consumer should re-read. Stores
+    /// must not report their own successful writes as `Resync`.
     Resync,
 }
 
@@ -127,8 +128,8 @@ pub trait LockStore: Send + Sync + fmt::Debug {
 
 /// Checks a lock name against the rule every tenure store shares, so a name
 /// is portable between stores: a DNS-1123 subdomain as Kubernetes requires
-/// (1 to 253 characters of `a-z`, `0-9`, `-` and `.`, starting and ending
-/// with a letter or digit).
+/// (1 to 253 characters of `a-z`, `0-9`, `-` and `.`; each dot-separated
+/// part starts and ends with a letter or digit).
 ///
 /// ```
 /// use tenure_core::validate_lock_name;
@@ -150,8 +151,14 @@ pub fn validate_lock_name(name: &str) -> Result<(), StoreError> {
         return err("may contain only lowercase letters, digits, '-' and '.'");
     }
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if !alnum(name.as_bytes()[0]) || !alnum(name.as_bytes()[name.len() - 1]) {
-        return err("must start and end with a lowercase letter or digit");
+    // Each dot-separated label starts and ends with a letter or digit.
+    for label in name.split('.') {
+        let bytes = label.as_bytes();
+        if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+            return err(
+                "each dot-separated part must start and end with a lowercase letter or digit",
+            );
+        }
     }
     Ok(())
 }

@@ -1,0 +1,277 @@
+//! `cargo run --release -p tenure-bench`: hand-off, fail-over, renew cost
+//! and store load for every store, against real servers started by the
+//! fixtures, with etcd's election service and a client-go-style elector
+//! measured in the same run. Prints markdown (the tables of BENCHMARKS.md).
+//! Asserts nothing about speed.
+
+mod measure;
+mod peers;
+mod stats;
+mod stores;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use measure::{Style, DEFAULT, SHORT};
+use stats::{signed_ms, Ms, Samples};
+use tenure_conformance::StoreFactory;
+
+type Counter = Box<dyn Fn() -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync>;
+type Raw = Box<dyn Fn(usize) -> Pin<Box<dyn Future<Output = Samples> + Send>> + Send + Sync>;
+
+struct Bench {
+    name: &'static str,
+    factory: Arc<dyn StoreFactory>,
+    /// Server-side operation counter and what it counts.
+    counter: Option<(Counter, &'static str)>,
+    /// The raw primitive a renew maps to, and its name.
+    raw: Option<(Raw, &'static str)>,
+}
+
+struct Runs {
+    handoff: usize,
+    polling_handoff: usize,
+    failover: usize,
+    renew: usize,
+    load_window: Duration,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--stores")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_owned).collect());
+    let runs = if quick {
+        Runs {
+            handoff: 20,
+            polling_handoff: 5,
+            failover: 5,
+            renew: 200,
+            load_window: Duration::from_secs(6),
+        }
+    } else {
+        Runs {
+            handoff: 200,
+            polling_handoff: 20,
+            failover: 30,
+            renew: 2000,
+            load_window: Duration::from_secs(20),
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
+        let mut benches = Vec::new();
+        if wanted("memory") {
+            benches.push(memory());
+        }
+        if wanted("redis") {
+            benches.push(redis());
+        }
+        let mut etcd_endpoints = None;
+        if wanted("etcd") {
+            let (bench, endpoints) = etcd();
+            benches.push(bench);
+            etcd_endpoints = Some(endpoints);
+        }
+        println!("# tenure benchmarks\n");
+        println!(
+            "Runs: {} hand-offs with watch, {} without, {} crash fail-overs, {} renews; load window {:?}.\n",
+            runs.handoff, runs.polling_handoff, runs.failover, runs.renew, runs.load_window
+        );
+        for bench in &benches {
+            run_store(bench, &runs).await;
+        }
+        if let Some(endpoints) = etcd_endpoints {
+            println!("\n## Peer: etcd's election service (same etcd server)\n");
+            let h = peers::etcd_election_handoff(&endpoints, runs.handoff).await;
+            println!("| measure | p50 | p99 | max | n |\n|---|---|---|---|---|");
+            row("resign → next campaign returns", &h);
+            let f = peers::etcd_election_failover(&endpoints, runs.failover, 2).await;
+            row("crash (keep-alive stops, TTL 2 s) → next campaign returns", &f);
+            println!("\nfail-over − TTL: p50 {}, p99 {}", signed_ms(f.p50(), SHORT.lease), signed_ms(f.p99(), SHORT.lease));
+        }
+    });
+}
+
+fn row(what: &str, s: &Samples) {
+    println!(
+        "| {what} | {} | {} | {} | {} |",
+        Ms(s.p50()),
+        Ms(s.p99()),
+        Ms(s.max()),
+        s.len()
+    );
+}
+
+async fn run_store(b: &Bench, runs: &Runs) {
+    let f = b.factory.as_ref();
+    println!("\n## {}\n", b.name);
+
+    println!("### Release hand-off (lease 15 s, renew 10 s, retry 2 s)\n");
+    println!("| elector | p50 | p99 | max | n |\n|---|---|---|---|---|");
+    let watch =
+        measure::release_handoff(f, "bench-handoff", runs.handoff, DEFAULT, Style::Tenure).await;
+    row("tenure (watch)", &watch);
+    let poll = measure::release_handoff(
+        f,
+        "bench-handoff-poll",
+        runs.polling_handoff,
+        DEFAULT,
+        Style::NoWatch,
+    )
+    .await;
+    row("tenure, watch off (polling)", &poll);
+    let cgo = measure::release_handoff(
+        f,
+        "bench-handoff-cgo",
+        runs.polling_handoff,
+        DEFAULT,
+        Style::ClientGo,
+    )
+    .await;
+    row("client-go style (no watch, read before write)", &cgo);
+
+    println!("\n### Crash fail-over (lease 2 s, renew 1.5 s, retry 0.4 s)\n");
+    println!("| elector | p50 | p99 | max | p50 − lease | p99 − lease | n |\n|---|---|---|---|---|---|---|");
+    for (label, style) in [
+        ("tenure (watch)", Style::Tenure),
+        ("client-go style", Style::ClientGo),
+    ] {
+        let s = measure::crash_failover(
+            f,
+            &format!("bench-failover-{}", style as u8),
+            runs.failover,
+            SHORT,
+            style,
+        )
+        .await;
+        println!(
+            "| {label} | {} | {} | {} | {} | {} | {} |",
+            Ms(s.p50()),
+            Ms(s.p99()),
+            Ms(s.max()),
+            signed_ms(s.p50(), SHORT.lease),
+            signed_ms(s.p99(), SHORT.lease),
+            s.len()
+        );
+    }
+
+    println!("\n### Renew cost\n");
+    println!("| operation | p50 | p99 | n |\n|---|---|---|---|");
+    let renew = measure::renew_latency(f, "bench-renew", runs.renew).await;
+    println!(
+        "| tenure renew (LockStore::update, one CAS) | {} | {} | {} |",
+        Ms(renew.p50()),
+        Ms(renew.p99()),
+        renew.len()
+    );
+    if let Some((raw, label)) = &b.raw {
+        let r = raw(runs.renew).await;
+        println!(
+            "| raw: {label} | {} | {} | {} |",
+            Ms(r.p50()),
+            Ms(r.p99()),
+            r.len()
+        );
+        println!(
+            "\nratio tenure / raw: p50 {:.2}, p99 {:.2}",
+            renew.p50().as_secs_f64() / r.p50().as_secs_f64(),
+            renew.p99().as_secs_f64() / r.p99().as_secs_f64()
+        );
+    }
+
+    if let Some((count, what)) = &b.counter {
+        println!("\n### Store load at default timing ({what})\n");
+        println!("| candidates | ops/s | ratio to N = 1 |\n|---|---|---|");
+        let mut base = None;
+        for n in [1, 10, 50] {
+            let ops =
+                measure::store_load(f, &format!("bench-load-{n}"), n, runs.load_window, || {
+                    count()
+                })
+                .await;
+            let base = *base.get_or_insert(ops);
+            println!("| {n} | {ops:.2} | {:.2} |", ops / base);
+        }
+    }
+}
+
+fn memory() -> Bench {
+    let factory = Arc::new(stores::CountingMemory::new());
+    let ops = factory.ops.clone();
+    Bench {
+        name: "memory",
+        factory,
+        counter: Some((
+            Box::new(move || {
+                let ops = ops.clone();
+                Box::pin(async move { ops.load(Ordering::Relaxed) })
+            }),
+            "LockStore calls",
+        )),
+        raw: None,
+    }
+}
+
+fn redis() -> Bench {
+    let server = tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
+    let factory = Arc::new(stores::RedisFactory { server });
+    let (c, r) = (factory.clone(), factory.clone());
+    Bench {
+        name: "redis",
+        factory,
+        counter: Some((
+            Box::new(move || {
+                let c = c.clone();
+                Box::pin(async move { c.commands().await })
+            }),
+            "server commands, INFO commandstats",
+        )),
+        raw: Some((
+            Box::new(move |n| {
+                let r = r.clone();
+                Box::pin(async move { r.raw_cas(n).await })
+            }),
+            "EVALSHA of the same script, same arguments",
+        )),
+    }
+}
+
+fn etcd() -> (Bench, Vec<String>) {
+    let server = tenure_conformance::fixtures::etcd::EtcdServer::start_local();
+    let endpoints = server.endpoints();
+    let factory = Arc::new(stores::EtcdFactory { server });
+    let (c, r) = (factory.clone(), factory.clone());
+    (
+        Bench {
+            name: "etcd",
+            factory,
+            counter: Some((
+                Box::new(move || {
+                    let c = c.clone();
+                    Box::pin(async move { c.requests().await })
+                }),
+                "unary gRPC requests, etcd /metrics",
+            )),
+            raw: Some((
+                Box::new(move |n| {
+                    let r = r.clone();
+                    Box::pin(async move { r.raw_txn(n).await })
+                }),
+                "etcd Txn (compare mod_revision, put / else get)",
+            )),
+        },
+        endpoints,
+    )
+}

@@ -1,0 +1,263 @@
+//! The measures, written once over a [`StoreFactory`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tenure_conformance::StoreFactory;
+use tenure_core::{
+    CancellationToken, ElectionError, LeaderElector, LeaderRecord, LockStore, Version,
+};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::stats::Samples;
+
+/// Election timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub lease: Duration,
+    pub renew: Duration,
+    pub retry: Duration,
+}
+
+/// client-go's defaults.
+pub const DEFAULT: Timing = Timing {
+    lease: Duration::from_secs(15),
+    renew: Duration::from_secs(10),
+    retry: Duration::from_secs(2),
+};
+
+/// The short timing for fail-over.
+pub const SHORT: Timing = Timing {
+    lease: Duration::from_secs(2),
+    renew: Duration::from_millis(1500),
+    retry: Duration::from_millis(400),
+};
+
+/// How a candidate talks to its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// tenure as shipped: watch wake-ups, one round trip per renew.
+    Tenure,
+    /// tenure without the watch (polling only).
+    NoWatch,
+    /// client-go's pattern: no watch, and a read before every write.
+    ClientGo,
+}
+
+pub struct Candidate {
+    pub elector: LeaderElector,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), ElectionError>>,
+}
+
+impl Candidate {
+    pub async fn start(
+        f: &dyn StoreFactory,
+        lock: &str,
+        id: String,
+        timing: Timing,
+        style: Style,
+    ) -> Candidate {
+        let mut store = f.open(lock).await.expect("open the lock");
+        if style == Style::ClientGo {
+            store = Arc::new(ReadBeforeWrite(store));
+        }
+        let elector = LeaderElector::builder(store, id)
+            .lease_duration(timing.lease)
+            .renew_deadline(timing.renew)
+            .retry_period(timing.retry)
+            .use_watch(style == Style::Tenure)
+            .build()
+            .expect("valid timing");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn({
+            let elector = elector.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                elector
+                    .run(shutdown, |l| async move { l.cancelled().await })
+                    .await
+            }
+        });
+        Candidate {
+            elector,
+            shutdown,
+            task,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+
+    pub fn crash(self) {
+        self.task.abort();
+    }
+}
+
+/// Waits (polling every 100 µs) until one of `cands` leads; its index.
+async fn next_leader(cands: &[Candidate], limit: Duration) -> Option<usize> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(i) = cands.iter().position(|c| c.elector.is_leader()) {
+            return Some(i);
+        }
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
+    None
+}
+
+/// Release hand-off: the leader shuts down gracefully (its work returns at
+/// once, it releases); time from the shutdown until another leads.
+pub async fn release_handoff(
+    f: &dyn StoreFactory,
+    lock: &str,
+    runs: usize,
+    timing: Timing,
+    style: Style,
+) -> Samples {
+    let mut cands = Vec::new();
+    let mut next_id = 0;
+    for _ in 0..3 {
+        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
+        next_id += 1;
+    }
+    let limit = timing.lease * 3;
+    let mut samples = Samples::default();
+    let mut leader = next_leader(&cands, limit).await.expect("a first leader");
+    for _ in 0..runs {
+        // Let the followers settle, as they would in a steady state.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let old = cands.remove(leader);
+        let t = Instant::now();
+        old.shutdown.cancel();
+        leader = next_leader(&cands, limit).await.expect("a successor");
+        samples.push(t.elapsed());
+        let _ = old.task.await;
+        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
+        next_id += 1;
+    }
+    for c in cands {
+        c.stop().await;
+    }
+    samples
+}
+
+/// Crash fail-over: the leader's task is aborted without release; time
+/// from the abort until another leads.
+pub async fn crash_failover(
+    f: &dyn StoreFactory,
+    lock: &str,
+    runs: usize,
+    timing: Timing,
+    style: Style,
+) -> Samples {
+    let mut cands = Vec::new();
+    let mut next_id = 0;
+    for _ in 0..3 {
+        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
+        next_id += 1;
+    }
+    let limit = timing.lease * 3;
+    let mut samples = Samples::default();
+    let mut leader = next_leader(&cands, limit).await.expect("a first leader");
+    for _ in 0..runs {
+        // A random point in the renew cycle, as a real crash would be.
+        let pause = rand_duration(timing.retry);
+        tokio::time::sleep(timing.retry + pause).await;
+        let old = cands.remove(leader);
+        let t = Instant::now();
+        old.crash();
+        leader = next_leader(&cands, limit).await.expect("a successor");
+        samples.push(t.elapsed());
+        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
+        next_id += 1;
+    }
+    for c in cands {
+        c.stop().await;
+    }
+    samples
+}
+
+fn rand_duration(max: Duration) -> Duration {
+    use rand::Rng;
+    max.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+}
+
+/// Renew cost: the leader's renew is one compare-and-swap on the version it
+/// wrote last; `runs` of them back to back.
+pub async fn renew_latency(f: &dyn StoreFactory, lock: &str, runs: usize) -> Samples {
+    let store = f.open(lock).await.expect("open the lock");
+    let mut record = LeaderRecord::held_by("bench-leader", DEFAULT.lease);
+    let mut version = store.create(&record).await.expect("create");
+    let mut samples = Samples::default();
+    for _ in 0..runs {
+        record.renew_time = Some(tenure_core::record::now_micros());
+        let t = Instant::now();
+        version = store.update(&record, &version).await.expect("renew");
+        samples.push(t.elapsed());
+    }
+    samples
+}
+
+/// Operations per second the store receives from `n` candidates on one
+/// lock at default timing, counted by `count` (a server-side counter).
+pub async fn store_load<C, Fut>(
+    f: &dyn StoreFactory,
+    lock: &str,
+    n: usize,
+    window: Duration,
+    count: C,
+) -> f64
+where
+    C: Fn() -> Fut,
+    Fut: std::future::Future<Output = u64>,
+{
+    let mut cands = Vec::new();
+    for i in 0..n {
+        cands.push(Candidate::start(f, lock, format!("c{i}"), DEFAULT, Style::Tenure).await);
+    }
+    next_leader(&cands, DEFAULT.lease * 2)
+        .await
+        .expect("a leader");
+    // Past start-up: every candidate has read once and settled.
+    tokio::time::sleep(DEFAULT.retry * 3).await;
+    let before = count().await;
+    tokio::time::sleep(window).await;
+    let after = count().await;
+    for c in cands {
+        c.stop().await;
+    }
+    (after - before) as f64 / window.as_secs_f64()
+}
+
+/// client-go's pattern over any store: every write is preceded by a read
+/// (client-go's `tryAcquireOrRenew` always Gets before it Updates).
+#[derive(Debug)]
+struct ReadBeforeWrite(Arc<dyn LockStore>);
+
+#[async_trait::async_trait]
+impl LockStore for ReadBeforeWrite {
+    async fn get(&self) -> Result<Option<tenure_core::Versioned>, tenure_core::StoreError> {
+        self.0.get().await
+    }
+
+    async fn create(&self, record: &LeaderRecord) -> Result<Version, tenure_core::StoreError> {
+        self.0.create(record).await
+    }
+
+    async fn update(
+        &self,
+        record: &LeaderRecord,
+        expected: &Version,
+    ) -> Result<Version, tenure_core::StoreError> {
+        let _ = self.0.get().await?;
+        self.0.update(record, expected).await
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}

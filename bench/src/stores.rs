@@ -1,0 +1,257 @@
+//! The stores under test, each on a real server started by the fixtures,
+//! with a server-side operation counter and the raw primitive a renew maps to.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tenure_conformance::fixtures::etcd::EtcdServer;
+use tenure_conformance::fixtures::redis::RedisServer;
+use tenure_conformance::{FaultSwitch, MemoryFactory, StoreFactory};
+use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, WatchStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::stats::Samples;
+
+/// A factory whose stores count every call (the in-process "server side").
+pub struct CountingMemory {
+    inner: MemoryFactory,
+    pub ops: Arc<AtomicU64>,
+}
+
+impl CountingMemory {
+    pub fn new() -> Self {
+        CountingMemory {
+            inner: MemoryFactory::new(),
+            ops: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Counted(Arc<dyn LockStore>, Arc<AtomicU64>);
+
+#[async_trait]
+impl LockStore for Counted {
+    async fn get(&self) -> Result<Option<Versioned>, StoreError> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        self.0.get().await
+    }
+    async fn create(&self, r: &LeaderRecord) -> Result<Version, StoreError> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        self.0.create(r).await
+    }
+    async fn update(&self, r: &LeaderRecord, v: &Version) -> Result<Version, StoreError> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        self.0.update(r, v).await
+    }
+    async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
+        self.0.watch().await
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+#[async_trait]
+impl StoreFactory for CountingMemory {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        Ok(Arc::new(Counted(
+            self.inner.open(lock).await?,
+            self.ops.clone(),
+        )))
+    }
+    async fn open_faulty(
+        &self,
+        lock: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
+        self.inner.open_faulty(lock).await
+    }
+    async fn put_raw(&self, lock: &str, raw: &str) {
+        self.inner.put_raw(lock, raw).await
+    }
+    async fn get_raw(&self, lock: &str) -> Option<String> {
+        self.inner.get_raw(lock).await
+    }
+    fn supports_watch(&self) -> bool {
+        true
+    }
+}
+
+/// Redis: every `open` is a new `RedisStore` (its own connections).
+pub struct RedisFactory {
+    pub server: RedisServer,
+}
+
+#[async_trait]
+impl StoreFactory for RedisFactory {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        let store = tenure_redis::RedisStore::builder(self.server.url(), lock)
+            .build()
+            .await?;
+        Ok(Arc::new(store))
+    }
+    async fn open_faulty(
+        &self,
+        _: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
+        Err(StoreError::Other("not used by the benchmarks".into()))
+    }
+    async fn put_raw(&self, _: &str, _: &str) {}
+    async fn get_raw(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn supports_watch(&self) -> bool {
+        true
+    }
+}
+
+impl RedisFactory {
+    /// Commands the server executed so far (INFO commandstats), not
+    /// counting the INFO calls themselves.
+    pub async fn commands(&self) -> u64 {
+        let client = redis::Client::open(self.server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
+            .filter_map(|l| {
+                let calls = l.split("calls=").nth(1)?;
+                calls.split(',').next()?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
+    /// The raw primitive a renew maps to: EVALSHA of the same script with
+    /// the same arguments, straight on a redis connection (no tenure code).
+    pub async fn raw_cas(&self, runs: usize) -> Samples {
+        let store = tenure_redis::RedisStore::builder(self.server.url(), "raw-cas")
+            .build()
+            .await
+            .unwrap();
+        let record = LeaderRecord::held_by("bench-leader", Duration::from_secs(15));
+        let mut version = store.create(&record).await.unwrap();
+        let json = tenure_core::record::to_json(&record);
+        let script = redis::Script::new(tenure_redis::CAS_SCRIPT);
+        let client = redis::Client::open(self.server.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let mut samples = Samples::default();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let reply: redis::Value = script
+                .key(store.key())
+                .arg("update")
+                .arg(version.as_str())
+                .arg(&json)
+                .arg(store.channel())
+                .arg(0)
+                .invoke_async(&mut conn)
+                .await
+                .unwrap();
+            samples.push(t.elapsed());
+            version = match reply {
+                redis::Value::Array(items) => match &items[1] {
+                    redis::Value::Int(n) => Version::from(*n),
+                    redis::Value::BulkString(b) => Version::new(String::from_utf8_lossy(b)),
+                    other => panic!("unexpected reply {other:?}"),
+                },
+                other => panic!("unexpected reply {other:?}"),
+            };
+        }
+        samples
+    }
+}
+
+/// etcd: every `open` is a new `EtcdStore` (its own client).
+pub struct EtcdFactory {
+    pub server: EtcdServer,
+}
+
+#[async_trait]
+impl StoreFactory for EtcdFactory {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        let store = tenure_etcd::EtcdStore::builder(self.server.endpoints(), lock)
+            .build()
+            .await?;
+        Ok(Arc::new(store))
+    }
+    async fn open_faulty(
+        &self,
+        _: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
+        Err(StoreError::Other("not used by the benchmarks".into()))
+    }
+    async fn put_raw(&self, _: &str, _: &str) {}
+    async fn get_raw(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn supports_watch(&self) -> bool {
+        true
+    }
+}
+
+impl EtcdFactory {
+    /// Unary gRPC requests the server handled so far (its /metrics).
+    pub async fn requests(&self) -> u64 {
+        let body = http_get(self.server.addr(), "/metrics").await;
+        body.lines()
+            .filter(|l| {
+                l.starts_with("grpc_server_handled_total{") && l.contains("grpc_type=\"unary\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// The raw primitive a renew maps to: one Txn comparing mod_revision,
+    /// put on success, get on failure, straight on etcd-client.
+    pub async fn raw_txn(&self, runs: usize) -> Samples {
+        use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+        let mut client = etcd_client::Client::connect(self.server.endpoints(), None)
+            .await
+            .unwrap();
+        let key = "/bench/raw-txn";
+        let value = tenure_core::record::to_json(&LeaderRecord::held_by(
+            "bench-leader",
+            Duration::from_secs(15),
+        ));
+        let mut rev = client
+            .put(key, value.clone(), None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let mut samples = Samples::default();
+        for _ in 0..runs {
+            let txn = Txn::new()
+                .when([Compare::mod_revision(key, CompareOp::Equal, rev)])
+                .and_then([TxnOp::put(key, value.clone(), None)])
+                .or_else([TxnOp::get(key, None)]);
+            let t = Instant::now();
+            let resp = client.txn(txn).await.unwrap();
+            samples.push(t.elapsed());
+            assert!(resp.succeeded());
+            rev = resp.header().unwrap().revision();
+        }
+        samples
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
+}
