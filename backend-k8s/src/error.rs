@@ -1,0 +1,60 @@
+//! Mapping `kube` errors to [`StoreError`]s.
+
+use std::time::Duration;
+
+use tenure_core::StoreError;
+
+/// Maps a `kube` error of a request on the object `name` (a `kind`).
+///
+/// 401/403 → `Unauthorized`, 404 → `NotFound`, 409 → `Conflict`, 422 on
+/// `metadata.name` → `InvalidName`, 408/429/5xx and transport errors →
+/// `Unavailable`, an undecodable object → `Corrupt`, the rest → `Other`.
+/// kube's messages carry no credentials (the API server's say who we are,
+/// never with what).
+pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
+    match e {
+        kube::Error::Api(status) => {
+            let detail = if status.reason.is_empty() {
+                status.message.clone()
+            } else {
+                format!("{} ({})", status.message, status.reason)
+            };
+            match status.code {
+                401 | 403 => StoreError::Unauthorized(detail),
+                404 => StoreError::NotFound,
+                409 => StoreError::conflict(),
+                422 if status.message.contains("metadata.name") => {
+                    StoreError::invalid_name(name, status.message.clone())
+                }
+                408 | 410 | 429 | 500..=599 => StoreError::Unavailable(detail),
+                code => StoreError::Other(format!("HTTP {code}: {detail}")),
+            }
+        }
+        kube::Error::SerdeError(e) => {
+            StoreError::corrupt(format!("the {kind} {name:?} is not a valid {kind}: {e}"))
+        }
+        kube::Error::Auth(e) => StoreError::Unauthorized(e.to_string()),
+        e @ (kube::Error::HyperError(_)
+        | kube::Error::Service(_)
+        | kube::Error::ReadEvents(_)
+        | kube::Error::FromUtf8(_)
+        | kube::Error::LinesCodecMaxLineLengthExceeded) => StoreError::Unavailable(e.to_string()),
+        e => StoreError::Other(e.to_string()),
+    }
+}
+
+/// Runs one request with the lock's timeout; a timeout is `Unavailable`.
+pub(crate) async fn with_timeout<T>(
+    timeout: Duration,
+    what: &str,
+    request: impl std::future::Future<Output = Result<T, kube::Error>>,
+    map: impl FnOnce(kube::Error) -> StoreError,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(map(e)),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "{what}: no answer from the API server within {timeout:?}"
+        ))),
+    }
+}

@@ -1,0 +1,64 @@
+//! # tenure-k8s
+//!
+//! Kubernetes locks for [tenure](https://docs.rs/tenure) leader election,
+//! on [`kube`] and [`k8s_openapi`], written exactly as client-go's (and
+//! Istio's) `tools/leaderelection/resourcelock` write them, so Go and Rust
+//! candidates can share a lock:
+//!
+//! - [`LeaseLock`]: a `coordination.k8s.io/v1` Lease (the default choice);
+//! - [`ConfigMapLock`]: the annotation `control-plane.alpha.kubernetes.io/leader`
+//!   of a ConfigMap;
+//! - [`MultiLock`]: both, for migrating from ConfigMap to Lease locks.
+//!
+//! Each is a [`LockStore`](tenure_core::LockStore): the version is the
+//! object's `resourceVersion`, an update is a replace (PUT) carrying it, and
+//! HTTP 409 is a [`Conflict`](tenure_core::StoreError::Conflict). `watch`
+//! watches the one object (a field selector on its name) to wake candidates
+//! early. Errors map as: 404 → none, 401/403 → `Unauthorized`, 422 on the
+//! name → `InvalidName`, transport errors and timeouts → `Unavailable`, an
+//! object that is not a record → `Corrupt` (never overwritten).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use tenure_core::{CancellationToken, LeaderElector};
+//! use tenure_k8s::LeaseLock;
+//!
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! let lock = LeaseLock::builder("my-controller").namespace("default").build().await?;
+//! let elector = LeaderElector::builder(Arc::new(lock), "pod-a").build()?;
+//! elector
+//!     .run(CancellationToken::new(), |leadership| async move {
+//!         // Lead until the leadership ends; pass `leadership.fencing_token()`
+//!         // along with writes so a stale leader's are refused.
+//!         leadership.cancelled().await;
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The permissions each lock needs are in `deploy/rbac.yaml`.
+//!
+//! ## Kubernetes version
+//!
+//! The default feature `latest` turns on k8s-openapi's `latest` version
+//! feature (Kubernetes 1.37). The Lease and ConfigMap fields used here are
+//! the same in every supported version; a binary that selects its own
+//! k8s-openapi version feature depends on this crate with
+//! `default-features = false`.
+#![warn(missing_docs)]
+
+mod builder;
+mod error;
+mod locks;
+mod multilock;
+mod object;
+mod watch;
+pub mod wire;
+
+pub use builder::{LockBuilder, DEFAULT_RENEW_DEADLINE, MIN_REQUEST_TIMEOUT};
+pub use locks::{ConfigMapLock, LeaseLock};
+pub use multilock::MultiLock;
+
+/// Re-exported so users need not name these crates' versions themselves.
+pub use k8s_openapi;
+pub use kube;

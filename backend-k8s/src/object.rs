@@ -1,0 +1,317 @@
+//! The compare-and-swap on one namespaced object, shared by the Lease and
+//! the ConfigMap lock: `resourceVersion` is the version, an update is a
+//! replace (PUT) that carries it, and HTTP 409 is a conflict.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, PostParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tenure_core::{LeaderRecord, StoreError, Version, Versioned};
+
+use crate::error::{map_error, with_timeout};
+use crate::wire;
+
+/// How one kind of object holds the record.
+pub(crate) trait Codec:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    /// The kind, for messages.
+    const KIND: &'static str;
+    /// The plural resource name, for `describe`.
+    const RESOURCE: &'static str;
+
+    /// The record this object holds.
+    fn to_record(&self) -> Result<LeaderRecord, StoreError>;
+
+    /// A new object holding `record`, with `metadata` (name, namespace,
+    /// owner references) as given.
+    fn new_object(metadata: ObjectMeta, record: &LeaderRecord) -> Result<Self, StoreError>;
+
+    /// `self` holding `record` instead, everything else kept.
+    fn with_record(self, record: &LeaderRecord) -> Result<Self, StoreError>;
+}
+
+impl Codec for Lease {
+    const KIND: &'static str = "Lease";
+    const RESOURCE: &'static str = "leases";
+
+    fn to_record(&self) -> Result<LeaderRecord, StoreError> {
+        wire::lease_to_record(self.spec.as_ref(), self.metadata.annotations.as_ref())
+    }
+
+    fn new_object(mut metadata: ObjectMeta, record: &LeaderRecord) -> Result<Self, StoreError> {
+        let mut annotations = BTreeMap::new();
+        wire::set_lease_annotations(&mut annotations, record);
+        metadata.annotations = Some(annotations).filter(|a| !a.is_empty());
+        Ok(Lease {
+            metadata,
+            spec: Some(wire::record_to_lease_spec(record, None)),
+        })
+    }
+
+    fn with_record(mut self, record: &LeaderRecord) -> Result<Self, StoreError> {
+        self.spec = Some(wire::record_to_lease_spec(record, self.spec.as_ref()));
+        let mut annotations = self.metadata.annotations.take().unwrap_or_default();
+        wire::set_lease_annotations(&mut annotations, record);
+        self.metadata.annotations = Some(annotations).filter(|a| !a.is_empty());
+        Ok(self)
+    }
+}
+
+impl Codec for ConfigMap {
+    const KIND: &'static str = "ConfigMap";
+    const RESOURCE: &'static str = "configmaps";
+
+    fn to_record(&self) -> Result<LeaderRecord, StoreError> {
+        // As client-go: a ConfigMap without the annotation holds a free record.
+        match self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(wire::LEADER_ANNOTATION))
+        {
+            Some(raw) => wire::annotation_to_record(raw),
+            None => Ok(LeaderRecord {
+                lease_duration: Duration::ZERO,
+                ..LeaderRecord::default()
+            }),
+        }
+    }
+
+    fn new_object(mut metadata: ObjectMeta, record: &LeaderRecord) -> Result<Self, StoreError> {
+        metadata.annotations = Some(BTreeMap::from([(
+            wire::LEADER_ANNOTATION.to_owned(),
+            wire::record_to_annotation(record),
+        )]));
+        Ok(ConfigMap {
+            metadata,
+            ..ConfigMap::default()
+        })
+    }
+
+    fn with_record(mut self, record: &LeaderRecord) -> Result<Self, StoreError> {
+        self.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                wire::LEADER_ANNOTATION.to_owned(),
+                wire::record_to_annotation(record),
+            );
+        Ok(self)
+    }
+}
+
+/// One lock object: its API, its name and the last object seen (so that an
+/// update at the version we last saw needs no read first).
+pub(crate) struct ObjectLock<K: Codec> {
+    pub(crate) api: Api<K>,
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) timeout: Duration,
+    owners: Vec<OwnerReference>,
+    last_seen: Mutex<Option<K>>,
+}
+
+impl<K: Codec> ObjectLock<K> {
+    pub(crate) fn new(
+        client: Client,
+        namespace: String,
+        name: String,
+        timeout: Duration,
+        owners: Vec<OwnerReference>,
+    ) -> Self {
+        ObjectLock {
+            api: Api::namespaced(client, &namespace),
+            namespace,
+            name,
+            timeout,
+            owners,
+            last_seen: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!("k8s://{}/{}/{}", self.namespace, K::RESOURCE, self.name)
+    }
+
+    fn remember(&self, object: Option<K>) {
+        *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = object;
+    }
+
+    /// The remembered object, if it is at `version`.
+    fn remembered_at(&self, version: &Version) -> Option<K> {
+        let last = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|o| o.meta().resource_version.as_deref() == Some(version.as_str()))
+            .cloned()
+    }
+
+    pub(crate) fn versioned(object: &K) -> Result<Versioned, StoreError> {
+        let record = object.to_record()?;
+        let version = object
+            .meta()
+            .resource_version
+            .clone()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                StoreError::Other(format!(
+                    "the API server sent a {} without a resourceVersion",
+                    K::KIND
+                ))
+            })?;
+        Ok(Versioned {
+            record,
+            version: Version::new(version),
+        })
+    }
+
+    async fn request<T>(
+        &self,
+        what: &str,
+        request: impl std::future::Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, StoreError> {
+        let what = format!("{what} {}", self.describe());
+        with_timeout(self.timeout, &what, request, |e| {
+            map_error(e, K::KIND, &self.name)
+        })
+        .await
+    }
+
+    /// The object, or `None` when there is none.
+    pub(crate) async fn get_object(&self) -> Result<Option<K>, StoreError> {
+        self.request("get", self.api.get_opt(&self.name)).await
+    }
+
+    pub(crate) async fn get(&self) -> Result<Option<Versioned>, StoreError> {
+        let object = self.get_object().await?;
+        let current = object.as_ref().map(Self::versioned).transpose();
+        self.remember(if current.is_ok() { object } else { None });
+        current
+    }
+
+    /// After a 409: the conflict with the current record, or `Corrupt` when
+    /// what is stored now is not a record.
+    async fn conflict(&self) -> StoreError {
+        match self.get().await {
+            Ok(current) => StoreError::Conflict {
+                current: current.map(Box::new),
+            },
+            Err(e @ StoreError::Corrupt { .. }) => e,
+            Err(_) => StoreError::conflict(),
+        }
+    }
+
+    pub(crate) async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
+        let metadata = ObjectMeta {
+            name: Some(self.name.clone()),
+            namespace: Some(self.namespace.clone()),
+            owner_references: Some(self.owners.clone()).filter(|o| !o.is_empty()),
+            ..ObjectMeta::default()
+        };
+        let object = K::new_object(metadata, record)?;
+        match self
+            .request("create", self.api.create(&PostParams::default(), &object))
+            .await
+        {
+            Ok(created) => self.accept(created),
+            Err(StoreError::Conflict { .. }) => Err(self.conflict().await),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(crate) async fn update(
+        &self,
+        record: &LeaderRecord,
+        expected: &Version,
+    ) -> Result<Version, StoreError> {
+        let base = match self.remembered_at(expected) {
+            Some(object) => object,
+            None => {
+                // Not the object we saw last: read it, and never build on
+                // (or overwrite) what is not a record.
+                let Some(object) = self.get_object().await? else {
+                    return Err(StoreError::conflict());
+                };
+                let current = Self::versioned(&object)?;
+                if &current.version != expected {
+                    self.remember(Some(object));
+                    return Err(StoreError::Conflict {
+                        current: Some(Box::new(current)),
+                    });
+                }
+                object
+            }
+        };
+        let mut object = base.with_record(record)?;
+        object.meta_mut().resource_version = Some(expected.as_str().to_owned());
+        match self
+            .request(
+                "update",
+                self.api
+                    .replace(&self.name, &PostParams::default(), &object),
+            )
+            .await
+        {
+            Ok(updated) => self.accept(updated),
+            Err(StoreError::Conflict { .. }) => Err(self.conflict().await),
+            Err(StoreError::NotFound) => {
+                self.remember(None);
+                Err(StoreError::conflict())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Remembers an object the server returned for our write.
+    fn accept(&self, object: K) -> Result<Version, StoreError> {
+        let version = Self::versioned(&object)?.version;
+        self.remember(Some(object));
+        Ok(version)
+    }
+
+    /// Writes `record` whatever the current version (the secondary of a
+    /// [`MultiLock`](crate::MultiLock)): create when absent, else a
+    /// compare-and-swap on the current version, retried a few times. Never
+    /// overwrites an object that is not a record.
+    pub(crate) async fn force_write(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
+        let mut last = StoreError::conflict();
+        for _ in 0..3 {
+            let current = {
+                let last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+                last_seen.as_ref().map(Self::versioned).transpose()?
+            };
+            let current = match current {
+                Some(c) => Some(c),
+                None => self.get().await?,
+            };
+            let result = match current {
+                None => self.create(record).await,
+                Some(c) => self.update(record, &c.version).await,
+            };
+            match result {
+                Err(e @ StoreError::Conflict { .. }) => {
+                    self.remember(None);
+                    last = e;
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+}

@@ -1,0 +1,173 @@
+//! A change stream on one object: a list to learn the `resourceVersion`,
+//! then a watch with a field selector on the object's name, resumed from
+//! the last version seen when the stream ends, and re-listed after 410 Gone.
+
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use kube::api::{ListParams, WatchParams};
+use kube::core::WatchEvent as KubeEvent;
+use tenure_core::{StoreError, WatchEvent, WatchStream};
+
+use crate::error::{map_error, with_timeout};
+use crate::object::{Codec, ObjectLock};
+
+/// How long the API server keeps one watch request open.
+const WATCH_SECONDS: u32 = 60;
+/// The first and the longest pause before reconnecting after a failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+struct State<K: Codec> {
+    api: kube::Api<K>,
+    name: String,
+    what: String,
+    timeout: Duration,
+    /// Where to resume; `None` means list first.
+    resource_version: Option<String>,
+    events: Option<BoxStream<'static, kube::Result<KubeEvent<K>>>>,
+    /// Changes may have been missed: say so once the stream is back.
+    resync: bool,
+    backoff: Duration,
+}
+
+impl<K: Codec> State<K> {
+    fn fields(&self) -> String {
+        format!("metadata.name={}", self.name)
+    }
+
+    fn map(&self, e: kube::Error) -> StoreError {
+        map_error(e, K::KIND, &self.name)
+    }
+
+    async fn list(&mut self) -> Result<(), StoreError> {
+        let params = ListParams::default().fields(&self.fields());
+        let list = with_timeout(
+            self.timeout,
+            &format!("list {}", self.what),
+            self.api.list(&params),
+            |e| map_error(e, K::KIND, &self.name),
+        )
+        .await?;
+        self.resource_version = Some(list.metadata.resource_version.unwrap_or_default());
+        Ok(())
+    }
+
+    async fn connect(&mut self) -> Result<(), StoreError> {
+        if self.resource_version.is_none() {
+            self.list().await?;
+        }
+        let params = WatchParams::default()
+            .fields(&self.fields())
+            .timeout(WATCH_SECONDS);
+        let from = self.resource_version.clone().unwrap_or_default();
+        let events = match tokio::time::timeout(self.timeout, self.api.watch(&params, &from)).await
+        {
+            Ok(Ok(events)) => events,
+            Ok(Err(e)) => {
+                if matches!(&e, kube::Error::Api(status) if status.code == 410) {
+                    self.resource_version = None; // too old: list again
+                }
+                return Err(self.map(e));
+            }
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "watch {}: no answer within {:?}",
+                    self.what, self.timeout
+                )))
+            }
+        };
+        self.events = Some(events.boxed());
+        Ok(())
+    }
+
+    /// The next event for the consumer; loops through reconnects.
+    async fn next(&mut self) -> WatchEvent {
+        loop {
+            if self.events.is_none() {
+                if let Err(e) = self.connect().await {
+                    tracing::debug!(lock = %self.what, error = %e, "watch: reconnecting");
+                    tokio::time::sleep(self.backoff).await;
+                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    self.resync = true;
+                    continue;
+                }
+                self.backoff = BACKOFF_MIN;
+                if std::mem::take(&mut self.resync) {
+                    return WatchEvent::Resync;
+                }
+            }
+            // The server ends each watch after WATCH_SECONDS; a stream
+            // silent for longer than that is hung.
+            let idle = Duration::from_secs(u64::from(WATCH_SECONDS)) + self.timeout;
+            let events = self.events.as_mut().expect("connected above");
+            let next = match tokio::time::timeout(idle, events.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    tracing::debug!(lock = %self.what, "watch: silent stream, reconnecting");
+                    self.events = None;
+                    self.resync = true;
+                    continue;
+                }
+            };
+            match next {
+                // The server ended the watch: resume where we were.
+                None => self.events = None,
+                Some(Ok(KubeEvent::Added(object))) | Some(Ok(KubeEvent::Modified(object))) => {
+                    self.resource_version = object.meta().resource_version.clone();
+                    return match ObjectLock::versioned(&object) {
+                        Ok(versioned) => WatchEvent::Put(versioned),
+                        // Not a record: let the consumer read it and see.
+                        Err(_) => WatchEvent::Resync,
+                    };
+                }
+                Some(Ok(KubeEvent::Deleted(object))) => {
+                    self.resource_version = object.meta().resource_version.clone();
+                    return WatchEvent::Deleted;
+                }
+                Some(Ok(KubeEvent::Bookmark(bookmark))) => {
+                    self.resource_version = Some(bookmark.metadata.resource_version);
+                }
+                Some(Ok(KubeEvent::Error(status))) => {
+                    // 410 Gone / Expired: our version is too old. Re-list
+                    // and watch again first, then say Resync: a read after
+                    // it misses nothing the new watch will not report.
+                    tracing::debug!(lock = %self.what, code = status.code, reason = %status.reason,
+                        "watch: error event, re-listing");
+                    self.resource_version = None;
+                    self.events = None;
+                    self.resync = true;
+                }
+                // One undecodable event: the stream goes on.
+                Some(Err(kube::Error::SerdeError(_))) => return WatchEvent::Resync,
+                Some(Err(e)) => {
+                    tracing::debug!(lock = %self.what, error = %e, "watch: stream dropped, resuming");
+                    self.events = None;
+                    self.resync = true;
+                }
+            }
+        }
+    }
+}
+
+/// Starts watching `lock`'s object: lists it now (so errors surface here),
+/// then streams from there.
+pub(crate) async fn watch<K: Codec>(lock: &ObjectLock<K>) -> Result<WatchStream, StoreError> {
+    let mut state = State {
+        api: lock.api.clone(),
+        name: lock.name.clone(),
+        what: lock.describe(),
+        timeout: lock.timeout,
+        resource_version: None,
+        events: None,
+        resync: false,
+        backoff: BACKOFF_MIN,
+    };
+    state.list().await?;
+    let stream = futures::stream::unfold(state, |mut state| async move {
+        let event = state.next().await;
+        Some((event, state))
+    });
+    Ok(Box::pin(stream))
+}

@@ -1,0 +1,360 @@
+//! What the tests share: the API server (the in-repo fixture, or a real
+//! cluster with `TENURE_K8S_REAL=1` and `KUBECONFIG`), clients for it,
+//! plain HTTP requests that bypass our locks, and the suite's factory.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use kube::{Client, Config};
+use serde_json::{json, Value};
+use tenure_conformance::fixtures::kube_api::KubeApiServer;
+use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
+use tenure_core::{LockStore, StoreError};
+use tenure_k8s::wire::LEADER_ANNOTATION;
+use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+
+/// The namespace the fixture's tests use.
+pub const NAMESPACE: &str = "tenure-test";
+
+/// The annotation `put_raw` parks a non-JSON raw value in on a Lease, whose
+/// spec it then makes a non-record (a holder without a lease duration).
+pub const RAW_ANNOTATION: &str = "tenure.test/raw";
+
+/// The request timeout of the suite's locks (the suite's renew deadline is
+/// 0.6 s, so 1 s by the builder's rule).
+pub const RENEW_DEADLINE: Duration = Duration::from_millis(600);
+
+enum Cluster {
+    Fixture(KubeApiServer),
+    Real(Box<Config>),
+}
+
+/// An API server for one test, with its namespace.
+pub struct Env {
+    cluster: Cluster,
+    pub namespace: String,
+    http: reqwest::Client,
+    proxies: Mutex<Vec<FaultProxy>>,
+}
+
+/// True when the suite should run on the cluster of `KUBECONFIG`.
+pub fn real_cluster() -> bool {
+    std::env::var("TENURE_K8S_REAL").is_ok_and(|v| v == "1")
+        && std::env::var_os("KUBECONFIG").is_some()
+}
+
+impl Env {
+    /// The fixture, or with `TENURE_K8S_REAL=1` and `KUBECONFIG` the real
+    /// cluster, in a new namespace labelled `tenure.rs/test=true`.
+    pub async fn start() -> Env {
+        if real_cluster() {
+            let config = Config::infer().await.expect("KUBECONFIG is readable");
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let namespace = format!("tenure-test-{nanos}");
+            let env = Env {
+                cluster: Cluster::Real(Box::new(config)),
+                namespace: namespace.clone(),
+                http: reqwest::Client::new(),
+                proxies: Mutex::new(Vec::new()),
+            };
+            let (code, body) = env
+                .raw(
+                    http::Method::POST,
+                    "/api/v1/namespaces",
+                    Some(json!({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": namespace, "labels": {"tenure.rs/test": "true"}}})),
+                )
+                .await;
+            assert_eq!(code, 201, "create namespace {namespace}: {body}");
+            env
+        } else {
+            Env::fixture(KubeApiServer::start().await.expect("start the API fixture"))
+        }
+    }
+
+    /// An env on the given fixture server.
+    pub fn fixture(server: KubeApiServer) -> Env {
+        Env {
+            cluster: Cluster::Fixture(server),
+            namespace: NAMESPACE.to_owned(),
+            http: reqwest::Client::new(),
+            proxies: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The fixture server (panics on a real cluster).
+    pub fn server(&self) -> &KubeApiServer {
+        match &self.cluster {
+            Cluster::Fixture(server) => server,
+            Cluster::Real(_) => panic!("this test needs the fixture"),
+        }
+    }
+
+    /// A new client (its own connections), defaulting to our namespace.
+    pub fn client(&self) -> Client {
+        let mut config = match &self.cluster {
+            Cluster::Fixture(server) => Config::new(server.url().parse().unwrap()),
+            Cluster::Real(config) => (**config).clone(),
+        };
+        config.default_namespace = self.namespace.clone();
+        Client::try_from(config).expect("a client")
+    }
+
+    /// A new client whose traffic passes a fault proxy.
+    pub async fn faulty_client(&self) -> (Client, Arc<dyn FaultSwitch>) {
+        let (mut config, upstream) = match &self.cluster {
+            Cluster::Fixture(server) => (Config::new(server.url().parse().unwrap()), server.addr()),
+            Cluster::Real(config) => {
+                let uri = &config.cluster_url;
+                let host = uri.host().expect("the cluster URL has a host").to_owned();
+                let port = uri.port_u16().unwrap_or(443);
+                let upstream = tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .expect("resolve the API server")
+                    .next()
+                    .expect("an API server address");
+                let mut config = (**config).clone();
+                if host.parse::<std::net::IpAddr>().is_err() {
+                    config.tls_server_name = Some(host);
+                }
+                (config, upstream)
+            }
+        };
+        let proxy = FaultProxy::start(upstream)
+            .await
+            .expect("start a fault proxy");
+        let scheme = config.cluster_url.scheme_str().unwrap_or("http").to_owned();
+        config.cluster_url = format!("{scheme}://{}", proxy.addr()).parse().unwrap();
+        config.default_namespace = self.namespace.clone();
+        let switch = proxy.switch();
+        self.proxies.lock().unwrap().push(proxy);
+        (Client::try_from(config).expect("a client"), switch)
+    }
+
+    /// A plain request to the API server, bypassing our locks: plain HTTP to
+    /// the fixture, or kube's authenticated transport to a real cluster.
+    /// Returns the status code and the JSON body.
+    pub async fn raw(&self, method: http::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        match &self.cluster {
+            Cluster::Fixture(server) => {
+                let mut req = self.http.request(method, format!("{}{path}", server.url()));
+                if let Some(body) = body {
+                    req = req
+                        .header("Content-Type", "application/json")
+                        .body(body.to_string());
+                }
+                let resp = req.send().await.expect("a plain HTTP request");
+                let code = resp.status().as_u16();
+                let text = resp.text().await.expect("a body");
+                (
+                    code,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                )
+            }
+            Cluster::Real(_) => {
+                let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+                let req = http::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .unwrap();
+                match self.client().request_text(req).await {
+                    Ok(text) => (
+                        200,
+                        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                    ),
+                    Err(kube::Error::Api(status)) => {
+                        (status.code, serde_json::to_value(&*status).unwrap())
+                    }
+                    Err(e) => panic!("raw request to {path}: {e}"),
+                }
+            }
+        }
+    }
+
+    pub fn lease_path(&self, name: &str) -> String {
+        format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{name}",
+            self.namespace
+        )
+    }
+
+    pub fn configmap_path(&self, name: &str) -> String {
+        format!("/api/v1/namespaces/{}/configmaps/{name}", self.namespace)
+    }
+
+    /// Writes `object` at `path` whatever is there: create, else replace.
+    pub async fn put_object(&self, path: &str, object: Value) {
+        let collection = path.rsplit_once('/').unwrap().0;
+        let (code, body) = self
+            .raw(http::Method::POST, collection, Some(object.clone()))
+            .await;
+        if code == 409 {
+            let (code, body) = self.raw(http::Method::PUT, path, Some(object)).await;
+            assert_eq!(code, 200, "replace {path}: {body}");
+        } else {
+            assert!(code == 201 || code == 200, "create {path}: {code} {body}");
+        }
+    }
+
+    /// The object at `path`, if any.
+    pub async fn get_object(&self, path: &str) -> Option<Value> {
+        match self.raw(http::Method::GET, path, None).await {
+            (200, object) => Some(object),
+            (404, _) => None,
+            (code, body) => panic!("get {path}: {code} {body}"),
+        }
+    }
+
+    /// A Lease `name` with this spec and annotations, written over whatever is there.
+    pub async fn put_lease(&self, name: &str, spec: Value, annotations: Value) {
+        let object = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": spec,
+        });
+        self.put_object(&self.lease_path(name), object).await;
+    }
+
+    /// A ConfigMap `name` with these annotations and data.
+    pub async fn put_configmap(&self, name: &str, annotations: Value, data: Value) {
+        let object = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "annotations": annotations},
+            "data": data,
+        });
+        self.put_object(&self.configmap_path(name), object).await;
+    }
+}
+
+/// Which lock the factory opens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Lease,
+    ConfigMap,
+    Multi,
+}
+
+/// The suite's factory: each `open` is a new kube client on the env.
+pub struct KubeFactory {
+    pub env: Env,
+    kind: Kind,
+}
+
+impl KubeFactory {
+    pub async fn start(kind: Kind) -> KubeFactory {
+        KubeFactory {
+            env: Env::start().await,
+            kind,
+        }
+    }
+
+    pub async fn open_with(
+        &self,
+        client: Client,
+        lock: &str,
+    ) -> Result<Arc<dyn LockStore>, StoreError> {
+        let ns = self.env.namespace.clone();
+        Ok(match self.kind {
+            Kind::Lease => Arc::new(
+                LeaseLock::builder(lock)
+                    .client(client)
+                    .namespace(ns)
+                    .renew_deadline(RENEW_DEADLINE)
+                    .build()
+                    .await?,
+            ),
+            Kind::ConfigMap => Arc::new(
+                ConfigMapLock::builder(lock)
+                    .client(client)
+                    .namespace(ns)
+                    .renew_deadline(RENEW_DEADLINE)
+                    .build()
+                    .await?,
+            ),
+            Kind::Multi => Arc::new(
+                MultiLock::builder(lock)
+                    .client(client)
+                    .namespace(ns)
+                    .renew_deadline(RENEW_DEADLINE)
+                    .build()
+                    .await?,
+            ),
+        })
+    }
+}
+
+#[async_trait]
+impl StoreFactory for KubeFactory {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        self.open_with(self.env.client(), lock).await
+    }
+
+    async fn open_faulty(
+        &self,
+        lock: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
+        let (client, switch) = self.env.faulty_client().await;
+        Ok((self.open_with(client, lock).await?, switch))
+    }
+
+    /// Lease: a raw JSON object becomes the spec; anything else is parked in
+    /// [`RAW_ANNOTATION`] beside a spec that is not a record. ConfigMap (and
+    /// the MultiLock's primary): the raw value is the leader annotation.
+    async fn put_raw(&self, lock: &str, raw: &str) {
+        match self.kind {
+            Kind::Lease => match serde_json::from_str::<Value>(raw) {
+                Ok(spec @ Value::Object(_)) => self.env.put_lease(lock, spec, json!({})).await,
+                _ => {
+                    self.env
+                        .put_lease(lock, foreign_spec(), json!({ RAW_ANNOTATION: raw }))
+                        .await
+                }
+            },
+            Kind::ConfigMap | Kind::Multi => {
+                self.env
+                    .put_configmap(
+                        lock,
+                        json!({ LEADER_ANNOTATION: raw }),
+                        json!({"foreign": "data"}),
+                    )
+                    .await
+            }
+        }
+    }
+
+    async fn get_raw(&self, lock: &str) -> Option<String> {
+        match self.kind {
+            Kind::Lease => {
+                let lease = self.env.get_object(&self.env.lease_path(lock)).await?;
+                let parked = lease["metadata"]["annotations"][RAW_ANNOTATION].as_str();
+                match parked {
+                    Some(raw) if lease["spec"] == foreign_spec() => Some(raw.to_owned()),
+                    _ => Some(lease["spec"].to_string()),
+                }
+            }
+            Kind::ConfigMap | Kind::Multi => {
+                let cm = self.env.get_object(&self.env.configmap_path(lock)).await?;
+                cm["metadata"]["annotations"][LEADER_ANNOTATION]
+                    .as_str()
+                    .map(str::to_owned)
+            }
+        }
+    }
+
+    fn supports_watch(&self) -> bool {
+        true
+    }
+}
+
+/// A Lease spec that is not a record: a holder without a lease duration
+/// (which a real API server accepts too).
+pub fn foreign_spec() -> Value {
+    json!({"holderIdentity": "foreign"})
+}

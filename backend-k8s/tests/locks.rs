@@ -1,0 +1,405 @@
+//! The locks' own behaviour on the fixture: bad input is `Corrupt` and
+//! kept, errors are typed, one request per renew, watch resumes, MultiLock
+//! semantics, no secret in any output.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{foreign_spec, Env, NAMESPACE};
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde_json::json;
+use tenure_conformance::fixtures::kube_api::KubeApiServer;
+use tenure_conformance::Fault;
+use tenure_core::{LeaderRecord, LockStore, StoreError, Version, WatchEvent};
+use tenure_k8s::wire::{LEADER_ANNOTATION, UNKNOWN_LEADER};
+use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+
+async fn env() -> Env {
+    Env::fixture(KubeApiServer::start().await.unwrap())
+}
+
+fn held(holder: &str) -> LeaderRecord {
+    LeaderRecord::held_by(holder, Duration::from_secs(15))
+}
+
+async fn lease(env: &Env, name: &str) -> LeaseLock {
+    LeaseLock::builder(name)
+        .client(env.client())
+        .namespace(NAMESPACE)
+        .request_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn configmap(env: &Env, name: &str) -> ConfigMapLock {
+    ConfigMapLock::new(env.client(), NAMESPACE, name)
+        .await
+        .unwrap()
+}
+
+fn assert_corrupt<T: std::fmt::Debug>(r: Result<T, StoreError>, what: &str) {
+    assert!(
+        matches!(r, Err(StoreError::Corrupt { .. })),
+        "{what}: expected Corrupt, got {r:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_leases_are_corrupt_and_never_overwritten() {
+    let env = env().await;
+    let specs = [
+        ("no-duration", foreign_spec()),
+        (
+            "negative-duration",
+            json!({"holderIdentity": "a", "leaseDurationSeconds": -5}),
+        ),
+        (
+            "negative-transitions",
+            json!({"holderIdentity": "a", "leaseDurationSeconds": 15, "leaseTransitions": -1}),
+        ),
+        (
+            "bad-time",
+            json!({"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "yesterday"}),
+        ),
+        ("not-an-object", json!("hello")),
+    ];
+    for (name, spec) in specs {
+        env.put_lease(name, spec, json!({})).await;
+        let before = env.get_object(&env.lease_path(name)).await.unwrap();
+        let version = Version::new(before["metadata"]["resourceVersion"].as_str().unwrap());
+        let lock = lease(&env, name).await;
+        assert_corrupt(lock.get().await, name);
+        assert_corrupt(lock.update(&held("me"), &version).await, name);
+        assert_corrupt(lock.create(&held("me")).await, name);
+        assert_eq!(
+            env.get_object(&env.lease_path(name)).await.unwrap(),
+            before,
+            "{name} must be kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_configmap_annotations_are_corrupt_and_never_overwritten() {
+    let env = env().await;
+    for (i, raw) in [
+        "not json at all",
+        "[1,2]",
+        r#"{"name":"x"}"#,
+        r#"{"holderIdentity":"a"}"#,
+        r#"{"holderIdentity":"a","leaseDurationSeconds":-1}"#,
+        r#"{"holderIdentity":"a","leaseDurationSeconds":15,"leaderTransitions":-2}"#,
+        r#"{"holderIdentity":"a","leaseDurationSeconds":15,"renewTime":"soon"}"#,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = format!("bad-{i}");
+        env.put_configmap(&name, json!({ LEADER_ANNOTATION: raw }), json!({"k": "v"}))
+            .await;
+        let before = env.get_object(&env.configmap_path(&name)).await.unwrap();
+        let version = Version::new(before["metadata"]["resourceVersion"].as_str().unwrap());
+        let lock = configmap(&env, &name).await;
+        assert_corrupt(lock.get().await, raw);
+        assert_corrupt(lock.update(&held("me"), &version).await, raw);
+        assert_corrupt(lock.create(&held("me")).await, raw);
+        assert_eq!(
+            env.get_object(&env.configmap_path(&name)).await.unwrap(),
+            before
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_renew_at_the_last_written_version_is_one_request() {
+    let env = env().await;
+    let lock = lease(&env, "renew").await;
+    let mut version = lock.create(&held("a")).await.unwrap();
+    let server = env.server();
+    server.reset_request_counts();
+    for _ in 0..5 {
+        version = lock.update(&held("a"), &version).await.unwrap();
+    }
+    assert_eq!(server.requests("update"), 5);
+    assert_eq!(server.requests("get"), 0, "{:?}", server.request_counts());
+    // A stale version costs the PUT and one read, which the conflict carries.
+    let other = lease(&env, "renew").await;
+    let current = other.get().await.unwrap().unwrap();
+    other.update(&held("b"), &current.version).await.unwrap();
+    server.reset_request_counts();
+    match lock.update(&held("a"), &version).await {
+        Err(StoreError::Conflict { current: Some(c) }) => assert_eq!(c.record.holder_identity, "b"),
+        other => panic!("expected a conflict with the current record, got {other:?}"),
+    }
+    assert_eq!((server.requests("update"), server.requests("get")), (1, 1));
+}
+
+#[tokio::test]
+async fn names_are_validated_locally_and_by_the_server() {
+    let env = env().await;
+    for bad in ["", "Upper", "a/b", "a_b", "-x"] {
+        let built = LeaseLock::new(env.client(), NAMESPACE, bad).await;
+        assert!(
+            matches!(built, Err(StoreError::InvalidName { .. })),
+            "{bad:?}"
+        );
+    }
+    // "a..b" passes the portable rule but not Kubernetes' (empty label).
+    let lock = lease(&env, "a..b").await;
+    assert!(
+        matches!(
+            lock.create(&held("a")).await,
+            Err(StoreError::InvalidName { .. })
+        ),
+        "the API server's 422 is InvalidName"
+    );
+    let bad_ns = LeaseLock::new(env.client(), "Bad NS", "ok").await;
+    assert!(matches!(bad_ns, Err(StoreError::InvalidName { .. })));
+}
+
+#[tokio::test]
+async fn refused_credentials_are_unauthorized_and_never_shown() {
+    let server = KubeApiServer::start_with_token("s3cr3t-t0ken")
+        .await
+        .unwrap();
+    let url = server.url();
+    let env = Env::fixture(server);
+    // No token.
+    let lock = lease(&env, "auth").await;
+    assert!(matches!(lock.get().await, Err(StoreError::Unauthorized(_))));
+    // With the token.
+    let mut config = kube::Config::new(url.parse().unwrap());
+    config.auth_info.token = Some(secrecy::SecretString::from("s3cr3t-t0ken"));
+    let client = kube::Client::try_from(config).unwrap();
+    let lock = LeaseLock::builder("auth")
+        .client(client)
+        .namespace(NAMESPACE)
+        .build()
+        .await
+        .unwrap();
+    lock.create(&held("a")).await.unwrap();
+    let mut stream = lock.watch().await.unwrap().unwrap();
+    let v = lock.get().await.unwrap().unwrap().version;
+    lock.update(&held("b"), &v).await.unwrap();
+    assert!(matches!(stream.next().await, Some(WatchEvent::Put(_))));
+    for shown in [format!("{lock:?}"), lock.describe()] {
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+    // Errors (a conflict, an absent lock, refused credentials) neither.
+    let stale = lock.update(&held("c"), &v).await.unwrap_err();
+    let unauthorized = lease(&env, "auth").await.get().await.unwrap_err();
+    for e in [stale, unauthorized] {
+        assert!(!format!("{e} {e:?}").contains("s3cr3t"), "{e:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_unavailable_within_the_timeout() {
+    let env = env().await;
+    let (client, switch) = env.faulty_client().await;
+    let lock = LeaseLock::builder("hung")
+        .client(client)
+        .namespace(NAMESPACE)
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap();
+    lock.create(&held("a")).await.unwrap();
+    switch.set(Fault::BlackHole);
+    let start = Instant::now();
+    assert!(matches!(lock.get().await, Err(StoreError::Unavailable(_))));
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    switch.set(Fault::Reset);
+    assert!(matches!(lock.get().await, Err(StoreError::Unavailable(_))));
+    switch.set(Fault::Pass);
+    assert!(lock.get().await.unwrap().is_some());
+
+    // Nothing listens: connection refused.
+    let port = tenure_conformance::fixtures::process::free_port();
+    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let lock = LeaseLock::new(kube::Client::try_from(config).unwrap(), NAMESPACE, "x")
+        .await
+        .unwrap();
+    assert!(matches!(lock.get().await, Err(StoreError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn request_timeouts_follow_the_renew_deadline() {
+    let env = env().await;
+    let build = |b: tenure_k8s::LockBuilder<LeaseLock>| b.client(env.client()).namespace(NAMESPACE);
+    let default = build(LeaseLock::builder("t")).build().await.unwrap();
+    assert_eq!(default.request_timeout(), Duration::from_secs(5));
+    let short = build(LeaseLock::builder("t").renew_deadline(Duration::from_millis(600)));
+    assert_eq!(
+        short.build().await.unwrap().request_timeout(),
+        Duration::from_secs(1)
+    );
+    let long = build(LeaseLock::builder("t").renew_deadline(Duration::from_secs(30)));
+    assert_eq!(
+        long.build().await.unwrap().request_timeout(),
+        Duration::from_secs(15)
+    );
+    let given = build(LeaseLock::builder("t").request_timeout(Duration::from_millis(250)));
+    assert_eq!(
+        given.build().await.unwrap().request_timeout(),
+        Duration::from_millis(250)
+    );
+}
+
+#[tokio::test]
+async fn owner_references_are_set_on_create() {
+    let env = env().await;
+    let owner = OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "Deployment".into(),
+        name: "controller".into(),
+        uid: "0b0c0d0e-0000-4000-8000-000000000001".into(),
+        ..OwnerReference::default()
+    };
+    let lock = LeaseLock::builder("owned")
+        .client(env.client())
+        .namespace(NAMESPACE)
+        .owner_reference(owner)
+        .build()
+        .await
+        .unwrap();
+    let v = lock.create(&held("a")).await.unwrap();
+    lock.update(&held("b"), &v).await.unwrap();
+    let raw = env.get_object(&env.lease_path("owned")).await.unwrap();
+    assert_eq!(raw["metadata"]["ownerReferences"][0]["name"], "controller");
+    assert_eq!(raw["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+}
+
+async fn next_put(stream: &mut tenure_core::WatchStream) -> (Vec<WatchEvent>, LeaderRecord) {
+    let mut skipped = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("a watch event within 5 s")
+            .expect("the stream goes on");
+        match event {
+            WatchEvent::Put(v) => return (skipped, v.record),
+            other => skipped.push(other),
+        }
+    }
+}
+
+#[tokio::test]
+async fn watch_resumes_after_a_dropped_stream_and_relists_after_410() {
+    let env = env().await;
+    let lock = lease(&env, "w").await;
+    let writer = lease(&env, "w").await;
+    let mut v = writer.create(&held("a")).await.unwrap();
+    let mut stream = lock.watch().await.unwrap().unwrap();
+    v = writer.update(&held("b"), &v).await.unwrap();
+    assert_eq!(next_put(&mut stream).await.1.holder_identity, "b");
+
+    // The server drops the stream: we resume from where we were.
+    env.server().close_watches();
+    v = writer.update(&held("c"), &v).await.unwrap();
+    assert_eq!(next_put(&mut stream).await.1.holder_identity, "c");
+
+    // Changes while no watch is open, and the history compacted: the resume
+    // gets 410 Expired, the stream says Resync (read again), re-lists and
+    // goes on with the changes after that.
+    env.server().close_watches();
+    env.server().set_history_limit(0);
+    v = writer.update(&held("d"), &v).await.unwrap();
+    env.server().compact_history();
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+    assert_eq!(event.unwrap(), Some(WatchEvent::Resync));
+    tokio::time::sleep(Duration::from_millis(200)).await; // re-listed by now
+    writer.update(&held("e"), &v).await.unwrap();
+    let (skipped, record) = next_put(&mut stream).await;
+    assert_eq!(record.holder_identity, "e", "skipped {skipped:?}");
+}
+
+#[tokio::test]
+async fn watch_reports_a_foreign_write_as_resync_and_deletes() {
+    let env = env().await;
+    let lock = configmap(&env, "fw").await;
+    lock.create(&held("a")).await.unwrap();
+    let mut stream = lock.watch().await.unwrap().unwrap();
+    env.put_configmap("fw", json!({ LEADER_ANNOTATION: "junk" }), json!({}))
+        .await;
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert_eq!(event, Some(WatchEvent::Resync));
+    env.raw(http::Method::DELETE, &env.configmap_path("fw"), None)
+        .await;
+    let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert_eq!(event, Some(WatchEvent::Deleted));
+}
+
+#[tokio::test]
+async fn multilock_writes_both_and_reads_the_primary() {
+    let env = env().await;
+    let lock = MultiLock::new(env.client(), NAMESPACE, "multi")
+        .await
+        .unwrap();
+    let v = lock.create(&held("a")).await.unwrap();
+    let lease_raw = env.get_object(&env.lease_path("multi")).await.unwrap();
+    let cm_raw = env.get_object(&env.configmap_path("multi")).await.unwrap();
+    assert_eq!(lease_raw["spec"]["holderIdentity"], "a");
+    assert_eq!(cm_raw["metadata"]["resourceVersion"], v.as_str());
+
+    let v = lock.update(&held("b"), &v).await.unwrap();
+    let lease_raw = env.get_object(&env.lease_path("multi")).await.unwrap();
+    assert_eq!(lease_raw["spec"]["holderIdentity"], "b");
+    let read = lock.get().await.unwrap().unwrap();
+    assert_eq!(
+        (read.record.holder_identity.as_str(), &read.version),
+        ("b", &v)
+    );
+
+    // A missing secondary is created on read.
+    env.raw(http::Method::DELETE, &env.lease_path("multi"), None)
+        .await;
+    assert_eq!(
+        lock.get().await.unwrap().unwrap().record.holder_identity,
+        "b"
+    );
+    let lease_raw = env.get_object(&env.lease_path("multi")).await.unwrap();
+    assert_eq!(lease_raw["spec"]["holderIdentity"], "b");
+
+    // A Lease-only client took the secondary: the leader is unknown.
+    let lease_only = lease(&env, "multi").await;
+    let current = lease_only.get().await.unwrap().unwrap();
+    lease_only
+        .update(&held("lease-only"), &current.version)
+        .await
+        .unwrap();
+    let read = lock.get().await.unwrap().unwrap();
+    assert_eq!(read.record.holder_identity, UNKNOWN_LEADER);
+    assert_eq!(read.version, v, "the version is the primary's");
+
+    // Conflicts come from the primary.
+    let stale = lock.update(&held("c"), &Version::new("1")).await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+}
+
+#[tokio::test]
+async fn multilock_reports_a_corrupt_secondary() {
+    let env = env().await;
+    let lock = MultiLock::new(env.client(), NAMESPACE, "m").await.unwrap();
+    lock.create(&held("a")).await.unwrap();
+    env.put_lease("m", foreign_spec(), json!({})).await;
+    assert_corrupt(lock.get().await, "corrupt secondary");
+    assert_eq!(
+        env.get_object(&env.lease_path("m")).await.unwrap()["spec"],
+        foreign_spec()
+    );
+}
