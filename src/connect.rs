@@ -255,6 +255,37 @@ async fn connect_etcd(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError>
     })
 }
 
+#[cfg(feature = "k8s")]
+async fn connect_k8s(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+    use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+    let lock = lock_name(url)?;
+    let namespace = match url.hosts.as_slice() {
+        [] => None,
+        [ns] => Some(ns.clone()),
+        _ => return Err(invalid(url, "k8s://namespace/name names one namespace")),
+    };
+    macro_rules! build {
+        ($lock:ty) => {{
+            let mut builder = <$lock>::builder(lock);
+            if let Some(ns) = namespace {
+                builder = builder.namespace(ns);
+            }
+            Arc::new(builder.build().await?) as Arc<dyn LockStore>
+        }};
+    }
+    Ok(match url.param("kind").unwrap_or("lease") {
+        "lease" => build!(LeaseLock),
+        "configmap" => build!(ConfigMapLock),
+        "multilock" => build!(MultiLock),
+        other => {
+            return Err(invalid(
+                url,
+                &format!("kind={other}: expected lease, configmap or multilock"),
+            ))
+        }
+    })
+}
+
 #[cfg(not(feature = "k8s"))]
 async fn connect_k8s(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
     Err(ConnectError::FeatureDisabled {

@@ -56,3 +56,9 @@ pub use tenure_redis::RedisStore;
 pub use tenure_etcd as etcd;
 #[cfg(feature = "etcd")]
 pub use tenure_etcd::EtcdStore;
+
+/// The Kubernetes locks (feature `k8s`).
+#[cfg(feature = "k8s")]
+pub use tenure_k8s as k8s;
+#[cfg(feature = "k8s")]
+pub use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};

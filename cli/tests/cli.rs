@@ -159,3 +159,62 @@ fn run_passes_the_fencing_token_and_the_commands_exit_code() {
     assert!(err.contains("elected leader (fencing token 0)"), "{err}");
     assert!(err.contains("released and stopped"), "{err}");
 }
+
+#[test]
+fn run_and_status_on_the_kubernetes_fixture() {
+    use tenure_conformance::fixtures::kube_api::KubeApiServer;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(KubeApiServer::start()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fixture\n  cluster:\n    server: {}\n\
+             contexts:\n- name: fixture\n  context:\n    cluster: fixture\n    user: me\n    namespace: default\n\
+             current-context: fixture\nusers:\n- name: me\n  user: {{}}\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tenure"))
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "run",
+        "--lock",
+        "k8s://default/cli-lease?kind=lease",
+        "--identity",
+        "pod-a",
+        "--",
+        "sh",
+        "-c",
+        "echo $TENURE_FENCING_TOKEN",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
+    let out = run(&["status", "--lock", "k8s://default/cli-lease", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["exists"], true);
+    assert_eq!(
+        status["holder"],
+        serde_json::Value::Null,
+        "released after the command exited"
+    );
+    assert!(server.requests("update") >= 1, "the release was a PUT");
+    assert_fails_with_env(
+        &["status", "--lock", "k8s://default/x?kind=secret"],
+        "kind=secret",
+    );
+}
+
+fn assert_fails_with_env(args: &[&str], needle: &str) {
+    let out = tenure(args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+}
