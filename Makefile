@@ -1,5 +1,9 @@
 .PHONY: test lint demo
 
+# Three candidates in one process; needs nothing but Rust.
+demo:
+	cargo run -q -p tenure-cli --no-default-features -- demo
+
 # Installs redis-server, etcd and protoc when missing, then runs every test.
 test:
 	bash scripts/test.sh

@@ -37,7 +37,78 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Any store can also be opened from a URL with [`connect`].
+//! ## Redis (feature `redis`)
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tenure::{CancellationToken, LeaderElector, RedisStore};
+//!
+//! let store = RedisStore::builder("redis://127.0.0.1:6379", "nightly-report")
+//!     .build()
+//!     .await?;
+//! let elector = LeaderElector::builder(Arc::new(store), "replica-1").build()?;
+//! elector
+//!     .run(CancellationToken::new(), |leadership| async move {
+//!         leadership.cancelled().await;
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## etcd (feature `etcd`; its build needs `protoc`)
+//!
+//! ```no_run
+//! # #[cfg(feature = "etcd")]
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use tenure::{CancellationToken, EtcdStore, LeaderElector};
+//!
+//! let store = EtcdStore::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], "scheduler")
+//!     .build()
+//!     .await?;
+//! let elector = LeaderElector::builder(Arc::new(store), "replica-1").build()?;
+//! elector
+//!     .run(CancellationToken::new(), |leadership| async move {
+//!         // The etcd revision of the winning write is a second fencing token.
+//!         println!("token {}", leadership.fencing_token());
+//!         leadership.cancelled().await;
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Kubernetes (feature `k8s`)
+//!
+//! ```no_run
+//! # #[cfg(feature = "k8s")]
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tenure::{CancellationToken, LeaderElector, LeaseLock};
+//!
+//! // A coordination.k8s.io/v1 Lease, as client-go writes it.
+//! let lock = LeaseLock::builder("my-controller")
+//!     .namespace("default")
+//!     .renew_deadline(Duration::from_secs(10))
+//!     .build()
+//!     .await?;
+//! let identity = std::env::var("HOSTNAME")?;
+//! let elector = LeaderElector::builder(Arc::new(lock), identity).build()?;
+//! elector
+//!     .run(CancellationToken::new(), |leadership| async move {
+//!         leadership.cancelled().await;
+//!     })
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## From a URL
+//!
+//! Any store can also be opened from a URL with [`connect`]:
+//! `memory://name`, `redis://host:6379/name`, `etcd://h1:2379,h2:2379/name`,
+//! `k8s://namespace/name?kind=lease`.
 #![warn(missing_docs)]
 
 mod connect;

@@ -58,3 +58,44 @@ pub(crate) async fn with_timeout<T>(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "message": message, "reason": "Invalid", "code": code
+        }))
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn statuses_map_to_kinds() {
+        let name_422 = api(
+            422,
+            "Lease.coordination.k8s.io \"a..b\" is invalid: metadata.name: Invalid value",
+        );
+        assert!(matches!(
+            map_error(name_422, "Lease", "a..b"),
+            StoreError::InvalidName { .. }
+        ));
+        assert!(matches!(
+            map_error(api(422, "spec: Invalid"), "Lease", "x"),
+            StoreError::Other(_)
+        ));
+        assert!(matches!(
+            map_error(api(403, "forbidden"), "Lease", "x"),
+            StoreError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            map_error(api(409, "conflict"), "Lease", "x"),
+            StoreError::Conflict { .. }
+        ));
+        assert!(matches!(
+            map_error(api(503, "down"), "Lease", "x"),
+            StoreError::Unavailable(_)
+        ));
+    }
+}

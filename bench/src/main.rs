@@ -78,6 +78,9 @@ fn main() {
         if wanted("redis") {
             benches.push(redis());
         }
+        if wanted("k8s") {
+            benches.push(kube().await);
+        }
         let mut etcd_endpoints = None;
         if wanted("etcd") {
             let (bench, endpoints) = etcd();
@@ -244,6 +247,32 @@ fn redis() -> Bench {
                 Box::pin(async move { r.raw_cas(n).await })
             }),
             "EVALSHA of the same script, same arguments",
+        )),
+    }
+}
+
+async fn kube() -> Bench {
+    let server = tenure_conformance::fixtures::kube_api::KubeApiServer::start()
+        .await
+        .expect("start the Kubernetes API fixture");
+    let factory = Arc::new(stores::KubeFactory { server });
+    let (c, r) = (factory.clone(), factory.clone());
+    Bench {
+        name: "kubernetes (LeaseLock on the in-repo API server fixture)",
+        factory,
+        counter: Some((
+            Box::new(move || {
+                let n = c.requests();
+                Box::pin(async move { n })
+            }),
+            "HTTP requests, the fixture's counter",
+        )),
+        raw: Some((
+            Box::new(move |n| {
+                let r = r.clone();
+                Box::pin(async move { r.raw_put(n).await })
+            }),
+            "HTTP PUT of the Lease with its resourceVersion",
         )),
     }
 }

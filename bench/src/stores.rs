@@ -255,3 +255,112 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default()
 }
+
+/// Kubernetes: `LeaseLock`s on the in-repo API server fixture; every `open`
+/// is a new `kube::Client`.
+pub struct KubeFactory {
+    pub server: tenure_conformance::fixtures::kube_api::KubeApiServer,
+}
+
+impl KubeFactory {
+    fn client(&self) -> tenure_k8s::kube::Client {
+        let config = tenure_k8s::kube::Config::new(self.server.url().parse().expect("fixture URL"));
+        tenure_k8s::kube::Client::try_from(config).expect("a kube client")
+    }
+
+    /// Requests the fixture answered so far (all verbs).
+    pub fn requests(&self) -> u64 {
+        self.server.request_counts().values().sum()
+    }
+
+    /// The raw primitive a renew maps to: one HTTP PUT of the Lease with its
+    /// resourceVersion, on a kept-alive loopback connection (no kube client).
+    pub async fn raw_put(&self, runs: usize) -> Samples {
+        let lock = tenure_k8s::LeaseLock::new(self.client(), "default", "raw-put")
+            .await
+            .unwrap();
+        lock.create(&LeaderRecord::held_by(
+            "bench-leader",
+            Duration::from_secs(15),
+        ))
+        .await
+        .unwrap();
+        let path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/raw-put";
+        let mut conn = tokio::net::TcpStream::connect(self.server.addr())
+            .await
+            .unwrap();
+        let (_, body) = http11(&mut conn, "GET", path, "").await;
+        let mut lease: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut samples = Samples::default();
+        for _ in 0..runs {
+            lease["spec"]["renewTime"] = serde_json::Value::String(
+                tenure_core::record::format_time(tenure_core::record::now_micros()),
+            );
+            let body = lease.to_string();
+            let t = Instant::now();
+            let (status, reply) = http11(&mut conn, "PUT", path, &body).await;
+            samples.push(t.elapsed());
+            assert_eq!(status, 200, "{reply}");
+            lease = serde_json::from_str(&reply).unwrap();
+        }
+        samples
+    }
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; status and body.
+async fn http11(
+    conn: &mut tokio::net::TcpStream,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the server closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .expect("a content-length");
+            if rest.len() >= len {
+                let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+                return (status, rest[..len].to_owned());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StoreFactory for KubeFactory {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        Ok(Arc::new(
+            tenure_k8s::LeaseLock::new(self.client(), "default", lock).await?,
+        ))
+    }
+    async fn open_faulty(
+        &self,
+        _: &str,
+    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
+        Err(StoreError::Other("not used by the benchmarks".into()))
+    }
+    async fn put_raw(&self, _: &str, _: &str) {}
+    async fn get_raw(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn supports_watch(&self) -> bool {
+        true
+    }
+}
