@@ -97,16 +97,21 @@ impl Candidate {
     }
 }
 
-/// Waits (polling every 100 µs) until one of `cands` leads; its index.
+/// Waits until one of `cands` leads; its index. Woken by the electors'
+/// state channels, so the figure is not rounded to a timer tick.
 async fn next_leader(cands: &[Candidate], limit: Duration) -> Option<usize> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(i) = cands.iter().position(|c| c.elector.is_leader()) {
-            return Some(i);
-        }
-        tokio::time::sleep(Duration::from_micros(100)).await;
+    if let Some(i) = cands.iter().position(|c| c.elector.is_leader()) {
+        return Some(i);
     }
-    None
+    let waits = cands.iter().map(|c| {
+        let mut rx = c.elector.subscribe();
+        Box::pin(async move {
+            let _ = rx.wait_for(|s| s.is_leader).await;
+        })
+    });
+    let any = futures::future::select_all(waits);
+    tokio::time::timeout(limit, any).await.ok()?;
+    cands.iter().position(|c| c.elector.is_leader())
 }
 
 /// Release hand-off: the leader shuts down gracefully (its work returns at
