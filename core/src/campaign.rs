@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::config::JITTER_FACTOR;
-use crate::elector::Inner;
+use crate::elector::{ElectionError, Inner};
 use crate::leadership::Leadership;
 use crate::metrics;
 use crate::record::{now_micros, LeaderRecord, Version, Versioned};
@@ -47,6 +47,10 @@ enum Hint {
 enum Ended {
     Shutdown,
     Lost,
+    /// The store refused the lock (retrying cannot help).
+    Fatal(StoreError),
+    /// Shutdown, but the work did not return within `drain_timeout`.
+    Abandoned,
 }
 
 /// Aborts a spawned task when dropped, so work and watchers never outlive
@@ -72,6 +76,12 @@ pub(crate) struct Campaign<W> {
     events: Option<mpsc::Receiver<WatchEvent>>,
     /// The watch has delivered a change since it (re)connected.
     watch_live: bool,
+    /// The version of the last record this campaign wrote as leader: a
+    /// record with our identity is ours to take at once only at this
+    /// version (another incarnation with our identity may still be live).
+    last_written: Option<Version>,
+    /// True while leading: watch events are then only hints.
+    leading: bool,
     _watcher: Option<AbortOnDrop<()>>,
 }
 
@@ -98,20 +108,25 @@ where
             reported: String::new(),
             events,
             watch_live: false,
+            last_written: None,
+            leading: false,
             _watcher: watcher,
         }
     }
 
-    pub(crate) async fn run(mut self) -> Result<(), StoreError> {
+    pub(crate) async fn run(mut self) -> Result<(), ElectionError> {
         info!(lock = %self.inner.store.describe(), "campaigning for the lock");
         loop {
             let Some(won) = self.acquire().await? else {
                 return Ok(());
             };
+            // `lead` reports a fatal error or an abandoned lock as `Err` or
+            // `Shutdown`: only a lost term leads to another campaign.
             match self.lead(won).await? {
-                Ended::Shutdown => return Ok(()),
-                Ended::Lost if !self.inner.config.reacquire || self.shutdown.is_cancelled() => {
-                    return Ok(())
+                Ended::Shutdown | Ended::Abandoned | Ended::Fatal(_) => return Ok(()),
+                Ended::Lost if self.shutdown.is_cancelled() => return Ok(()),
+                Ended::Lost if !self.inner.config.reacquire => {
+                    return Err(ElectionError::LeadershipLost)
                 }
                 Ended::Lost => info!("campaigning again after a lost term"),
             }
@@ -129,18 +144,24 @@ where
                 return Ok(None);
             }
             if act {
-                // A hung store must not hold up shutdown or the next attempt.
-                let shutdown = self.shutdown.clone();
+                // A hung store must not hold up shutdown or the next attempt;
+                // an attempt is not abandoned on shutdown, though: its write
+                // may land, and then we release it at once.
                 let clock = self.inner.clock.clone();
                 let limit = clock.now() + self.inner.config.renew_deadline;
                 let attempt = tokio::select! {
                     r = self.try_acquire() => r,
-                    _ = shutdown.cancelled() => return Ok(None),
                     _ = clock.sleep_until(limit) => {
                         Err(StoreError::Unavailable("no answer within renew_deadline".into()))
                     }
                 };
                 match attempt {
+                    Ok(Some(won)) if self.shutdown.is_cancelled() => {
+                        if self.inner.config.release_on_cancel {
+                            self.release(&won.record, won.version).await;
+                        }
+                        return Ok(None);
+                    }
                     Ok(Some(won)) => return Ok(Some(won)),
                     Ok(None) => {}
                     Err(e) if e.is_fatal() => {
@@ -157,18 +178,27 @@ where
             // the expiry back and the expiry is the next read: followers
             // then cost the store nothing. A watch that silently stops
             // costs at most one lease of speed, never safety.
-            let deadline = match self.expiry() {
-                Some(expiry) if self.watch_live => expiry,
+            // An expiry already past means the last attempt failed: wait for
+            // the next poll rather than spin. A holder our key pre-empts is
+            // polled for, as its renews never expire.
+            let clock = self.inner.clock.clone();
+            let now = clock.now();
+            let deadline = match self.expiry().filter(|e| *e > now) {
+                Some(expiry) if self.watch_live && !self.preemptible() => expiry,
                 Some(expiry) => next_poll.min(expiry),
                 None => next_poll,
             };
-            let clock = self.inner.clock.clone();
             tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(None),
                 _ = clock.sleep_until(deadline) => act = true,
-                // A follower acts when the lock looks free or the stream lost track.
+                // A follower acts when the lock looks free, when its key
+                // pre-empts the holder's, or when the stream lost track.
                 event = next_event(&mut self.events) => {
-                    act = matches!(self.on_event(event), Hint::Free | Hint::Unknown);
+                    act = match self.on_event(event) {
+                        Hint::Free | Hint::Unknown => true,
+                        Hint::Held => self.preemptible(),
+                        Hint::Ours => false,
+                    };
                 }
             }
         }
@@ -178,10 +208,27 @@ where
     /// out, by our clock.
     fn expiry(&self) -> Option<Instant> {
         let v = self.observed.as_ref()?;
-        if v.record.is_free() || v.record.holder_identity == self.inner.config.identity {
+        if !self.held_by_other(v) {
             return None;
         }
         Some(self.observed_at + v.record.lease_duration)
+    }
+
+    /// True when `v` is held by someone who may still be acting on it: any
+    /// other identity, or our identity at a version this campaign did not
+    /// write (another incarnation of us).
+    fn held_by_other(&self, v: &Versioned) -> bool {
+        !v.record.is_free()
+            && (v.record.holder_identity != self.inner.config.identity
+                || self.last_written.as_ref() != Some(&v.version))
+    }
+
+    /// True when our key pre-empts the holder we observed.
+    fn preemptible(&self) -> bool {
+        let (Some(cmp), Some(v)) = (&self.inner.config.key_comparison, &self.observed) else {
+            return false;
+        };
+        self.held_by_other(v) && cmp(&v.record.holder_key)
     }
 
     /// One attempt of client-go's `tryAcquireOrRenew` for a non-leader.
@@ -212,10 +259,11 @@ where
         };
         self.observe(current.clone());
         let held = &current.record;
-        // Our own identity in the record while we are not leading is a term of
-        // ours that has ended (we stepped down and our work has returned, or
-        // this process restarted): we may take it at once, as a new term.
-        if !held.is_free() && held.holder_identity != cfg.identity {
+        // Our own identity at the version we wrote last is a term of ours
+        // that has ended (we stepped down and our work has returned): we may
+        // take it at once, as a new term. Any other holder, including our
+        // identity written by another incarnation, must expire first.
+        if self.held_by_other(&current) {
             let expired = self.inner.clock.now() >= self.observed_at + held.lease_duration;
             if !expired {
                 let preempts = cfg
@@ -259,7 +307,7 @@ where
 
     // ---- lead ----------------------------------------------------------
 
-    async fn lead(&mut self, won: Won) -> Result<Ended, StoreError> {
+    async fn lead(&mut self, won: Won) -> Result<Ended, ElectionError> {
         let cfg = self.inner.config.clone();
         let clock = self.inner.clock.clone();
         let token = won.record.leader_transitions;
@@ -277,18 +325,29 @@ where
             valid_until,
             clock.clone(),
         );
+        self.last_written = Some(version.clone());
+        self.leading = true;
         self.set_leading(Some(token), Some(won.started));
         info!(fencing_token = token, "became leader");
         let mut task = AbortOnDrop(tokio::spawn((self.work)(leadership.clone())));
         let mut task_done = false;
         let mut draining = false;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut panicked = None;
         let mut next_renew = won.started + cfg.retry_period;
 
         let ended = loop {
+            let drain_wait = async {
+                match drain_deadline {
+                    Some(d) => clock.sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled(), if !draining => {
                     draining = true;
+                    drain_deadline = cfg.drain_timeout.map(|t| clock.now() + t);
                     leadership.stop_work();
                     info!("shutting down: waiting for the leader's work to return");
                     if task_done { break Ended::Shutdown }
@@ -297,10 +356,19 @@ where
                 res = &mut task.0, if !task_done => {
                     task_done = true;
                     if let Err(e) = res {
-                        error!(error = %e, "the leader's work panicked");
+                        // A crashed worker must not keep the lock from
+                        // healthy candidates: end the term and report it.
+                        error!(error = %e, "the leader's work panicked: stepping down");
+                        panicked = Some(e.to_string());
+                        break Ended::Shutdown;
                     }
                     if draining { break Ended::Shutdown }
                     continue;
+                }
+                _ = drain_wait, if draining => {
+                    // Never release early: stop renewing, let the lease run out.
+                    warn!("the leader's work did not return within drain_timeout: abandoning the lock to expire");
+                    break Ended::Abandoned;
                 }
                 _ = clock.sleep_until(next_renew.min(valid_until)) => {}
                 event = next_event(&mut self.events) => {
@@ -326,6 +394,7 @@ where
             match outcome {
                 Ok(Some((renewed, v))) => {
                     record = renewed;
+                    self.last_written = Some(v.clone());
                     version = v;
                     valid_until = start + cfg.renew_deadline;
                     leadership.extend(valid_until);
@@ -335,9 +404,7 @@ where
                 Ok(None) => break Ended::Lost,
                 Err(e) if e.is_fatal() => {
                     error!(error = %e, "the store refuses this lock: stepping down");
-                    leadership.end();
-                    self.stopped_leading();
-                    return Err(e);
+                    break Ended::Fatal(e);
                 }
                 Err(e) => {
                     warn!(error = %e, "failed to renew; will retry");
@@ -346,9 +413,12 @@ where
             }
         };
 
+        self.leading = false;
+        // Validity ends before anything else: before the lock is released,
+        // and for every clone of the handle the work may have kept.
+        leadership.end();
         match ended {
-            Ended::Lost => {
-                leadership.end();
+            Ended::Lost | Ended::Fatal(_) => {
                 info!(fencing_token = token, "stopped leading: leadership lost");
                 self.stopped_leading();
                 if !task_done {
@@ -360,12 +430,20 @@ where
                 if cfg.release_on_cancel {
                     self.release(&record, version).await;
                 }
-                leadership.end();
                 info!(fencing_token = token, "stopped leading: shut down");
                 self.stopped_leading();
             }
+            Ended::Abandoned => {
+                info!(fencing_token = token, "stopped leading: work abandoned");
+                self.stopped_leading();
+            }
         }
-        Ok(ended)
+        match (ended, panicked) {
+            (_, Some(panic)) => Err(ElectionError::WorkPanicked(panic)),
+            (Ended::Fatal(e), _) => Err(ElectionError::Store(e)),
+            (Ended::Abandoned, _) => Ok(Ended::Shutdown),
+            (ended, _) => Ok(ended),
+        }
     }
 
     /// One renew: compare-and-swap on the version we wrote last; reads only
@@ -420,8 +498,20 @@ where
         }
     }
 
-    /// Writes a free record (holder empty, lease 1 s, transitions kept).
-    async fn release(&mut self, ours: &LeaderRecord, mut version: Version) {
+    /// Writes a free record (holder empty, lease 1 s, transitions kept),
+    /// giving up after `renew_deadline` (the lease then runs out instead).
+    async fn release(&mut self, ours: &LeaderRecord, version: Version) {
+        let clock = self.inner.clock.clone();
+        let limit = clock.now() + self.inner.config.renew_deadline;
+        tokio::select! {
+            _ = self.write_free(ours, version) => {}
+            _ = clock.sleep_until(limit) => {
+                warn!("release did not complete within renew_deadline; the lock will expire on its own");
+            }
+        }
+    }
+
+    async fn write_free(&mut self, ours: &LeaderRecord, mut version: Version) {
         let now = now_micros();
         let free = LeaderRecord {
             holder_identity: String::new(),
@@ -509,11 +599,26 @@ where
                 self.watch_live = true;
                 let hint = if v.record.is_free() {
                     Hint::Free
-                } else if v.record.holder_identity == self.inner.config.identity {
+                } else if v.record.holder_identity == self.inner.config.identity
+                    && (self.leading || !self.held_by_other(&v))
+                {
                     Hint::Ours
                 } else {
                     Hint::Held
                 };
+                // A leader learns the truth from its own compare-and-swap;
+                // an event older than what we saw (fewer transitions: a late
+                // or replayed one) is only a reason to re-read.
+                let stale = self
+                    .observed
+                    .as_ref()
+                    .is_some_and(|o| v.record.leader_transitions < o.record.leader_transitions);
+                if self.leading {
+                    return hint;
+                }
+                if stale {
+                    return Hint::Unknown;
+                }
                 self.observe(v);
                 hint
             }

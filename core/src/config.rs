@@ -8,6 +8,10 @@ use std::time::Duration;
 /// to `1.2 × retry_period`; the renew deadline must exceed `1.2 × retry_period`.
 pub const JITTER_FACTOR: f64 = 1.2;
 
+/// The longest duration a configuration accepts (about 31 years): longer
+/// ones would overflow instants or be unreadable in stored records.
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
 /// Decides whether our key pre-empts the current holder's key (Istio): given
 /// the holder's key, true when we may take the lock from it before it expires.
 pub type KeyComparison = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -29,6 +33,9 @@ pub enum ConfigError {
         /// The renew deadline.
         renew: Duration,
     },
+    /// A duration longer than [`MAX_DURATION`].
+    #[error("{0} must be at most {max:?}", max = MAX_DURATION)]
+    TooLong(&'static str),
     /// `renew_deadline <= 1.2 × retry_period`.
     #[error(
         "renew_deadline ({renew:?}) must be greater than retry_period × 1.2 ({retry:?} × 1.2)"
@@ -64,6 +71,9 @@ pub struct ElectionConfig {
     pub use_watch: bool,
     /// Campaign again after a lost term (true by default).
     pub reacquire: bool,
+    /// On shutdown, the longest wait for the work before abandoning the
+    /// lock to expire (`None`: no limit).
+    pub drain_timeout: Option<Duration>,
     /// Istio's pre-emption rule, if any.
     pub key_comparison: Option<KeyComparison>,
 }
@@ -80,6 +90,7 @@ impl fmt::Debug for ElectionConfig {
             .field("release_on_cancel", &self.release_on_cancel)
             .field("use_watch", &self.use_watch)
             .field("reacquire", &self.reacquire)
+            .field("drain_timeout", &self.drain_timeout)
             .field("key_comparison", &self.key_comparison.is_some())
             .finish()
     }
@@ -98,6 +109,7 @@ impl ElectionConfig {
             release_on_cancel: true,
             use_watch: true,
             reacquire: true,
+            drain_timeout: None,
             key_comparison: None,
         }
     }
@@ -115,6 +127,12 @@ impl ElectionConfig {
             if d.is_zero() {
                 return Err(ConfigError::Zero(what));
             }
+            if d > MAX_DURATION {
+                return Err(ConfigError::TooLong(what));
+            }
+        }
+        if self.drain_timeout.is_some_and(|d| d > MAX_DURATION) {
+            return Err(ConfigError::TooLong("drain_timeout"));
         }
         if self.lease_duration <= self.renew_deadline {
             return Err(ConfigError::LeaseNotAboveRenew {
@@ -169,5 +187,8 @@ mod tests {
             cfg(0, 0, 0).validate(),
             Err(ConfigError::Zero("lease_duration"))
         );
+        let mut huge = cfg(10, 7, 5);
+        huge.lease_duration = Duration::MAX;
+        assert_eq!(huge.validate(), Err(ConfigError::TooLong("lease_duration")));
     }
 }

@@ -27,6 +27,13 @@ pub enum ElectionError {
     /// `run` was called while another `run` of the same elector was active.
     #[error("this elector is already running")]
     AlreadyRunning,
+    /// The leader's work panicked; the term was ended (and the lock
+    /// released with `release_on_cancel`) so healthy candidates can lead.
+    #[error("the leader's work panicked: {0}")]
+    WorkPanicked(String),
+    /// A term was lost and `reacquire(false)` said not to campaign again.
+    #[error("leadership was lost")]
+    LeadershipLost,
 }
 
 /// Why [`LeaderElector::check`] failed.
@@ -139,20 +146,17 @@ impl LeaderElector {
             return Err(ElectionError::AlreadyRunning);
         }
         let _running = RunningGuard(&self.inner.running);
+        // Also when this future is dropped mid-term: nobody leads here then.
+        let _reset = ResetOnDrop(&self.inner);
         let span = tracing::info_span!(
             "election",
             lock = %self.inner.config.name,
             identity = %self.inner.config.identity
         );
-        let result = Campaign::new(self.inner.clone(), shutdown, work)
+        Campaign::new(self.inner.clone(), shutdown, work)
             .run()
             .instrument(span)
-            .await;
-        self.inner.state.send_modify(|s| {
-            s.is_leader = false;
-            s.fencing_token = None;
-        });
-        result.map_err(ElectionError::Store)
+            .await
     }
 
     /// A receiver of the current [`ElectionState`], updated on every change.
@@ -195,6 +199,28 @@ impl LeaderElector {
             });
         }
         Ok(())
+    }
+}
+
+/// Clears the leading state, the gauge and the health clock when `run`
+/// ends or is dropped, calling `on_stopped_leading` if a term was open.
+struct ResetOnDrop<'a>(&'a Inner);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        let was_leader = self.0.state.send_if_modified(|s| {
+            let was = s.is_leader;
+            s.is_leader = false;
+            s.fencing_token = None;
+            was
+        });
+        *self.0.last_renew.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if was_leader {
+            crate::metrics::leader_off(&self.0.config.name);
+            if let Some(cb) = &self.0.on_stopped {
+                cb();
+            }
+        }
     }
 }
 
@@ -266,7 +292,16 @@ impl LeaderElectorBuilder {
         self
     }
 
-    /// Campaign again after a lost term (default true).
+    /// On shutdown, how long to wait for the leader's work to return while
+    /// renewing; after it the elector stops renewing *without* releasing,
+    /// so the lease runs out on its own (default: wait as long as it takes).
+    pub fn drain_timeout(mut self, d: Duration) -> Self {
+        self.config.drain_timeout = Some(d);
+        self
+    }
+
+    /// Campaign again after a lost term (default true). With `false`, `run`
+    /// returns [`ElectionError::LeadershipLost`] after a lost term.
     pub fn reacquire(mut self, on: bool) -> Self {
         self.config.reacquire = on;
         self
@@ -279,14 +314,16 @@ impl LeaderElectorBuilder {
         self
     }
 
-    /// Called when a term ends (lost, or released on shutdown).
+    /// Called when a term ends: at once when it is lost (the work may still
+    /// be returning), after the release on shutdown.
     pub fn on_stopped_leading(mut self, f: impl Fn() + Send + Sync + 'static) -> Self {
         self.on_stopped = Some(Arc::new(f));
         self
     }
 
     /// Called once per change of holder with the new holder's identity.
-    /// Runs on the election loop: keep it quick.
+    /// Runs on the election loop, in order with the other callbacks: keep it
+    /// quick (a slow callback delays renewing).
     pub fn on_new_leader(mut self, f: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_new_leader = Some(Arc::new(f));
         self

@@ -45,7 +45,7 @@ pub mod record;
 pub mod store;
 
 pub use clock::{Clock, ScaledClock, TokioClock};
-pub use config::{ConfigError, ElectionConfig, KeyComparison, JITTER_FACTOR};
+pub use config::{ConfigError, ElectionConfig, KeyComparison, JITTER_FACTOR, MAX_DURATION};
 pub use elector::{ElectionError, HealthError, LeaderElector, LeaderElectorBuilder};
 pub use leadership::{ElectionState, Leadership};
 pub use memory::MemoryStore;

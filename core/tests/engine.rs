@@ -573,3 +573,191 @@ async fn followers_with_a_watch_do_not_poll() {
     .await;
     assert!(crashed.elapsed() <= 15 * SEC + Duration::from_millis(20));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_incarnation_waits_out_its_own_identitys_record() {
+    // A record with our identity that this process did not write may belong
+    // to a live twin (a force-restarted pod): wait the lease like any holder.
+    let store = memory();
+    store.create(&held("a", 15, 4)).await.unwrap();
+    let t = Timeline::default();
+    let a = start(Arc::new(store.clone()), spec("a"), &t);
+    tokio::time::sleep(14 * SEC).await;
+    assert!(!a.elector.is_leader());
+    wait_until(2 * SEC, || a.elector.is_leader()).await;
+    assert_eq!(record(&store).await.leader_transitions, 5, "a new term");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_after_expiry_is_retried_at_the_poll_rate() {
+    let memory = memory();
+    memory.create(&held("gone", 15, 1)).await.unwrap();
+    let store = TestStore::new(&memory);
+    let t = Timeline::default();
+    let a = start(store.clone(), spec("a"), &t);
+    tokio::time::sleep(SEC).await;
+    store.set(Mode::Fail);
+    let before = store.attempts.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(40 * SEC).await; // the lease expires at 15 s
+    let tries = store.attempts.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(
+        tries <= 45,
+        "{tries} calls in 40 s: a retry loop without a pause"
+    );
+    store.set(Mode::Pass);
+    wait_until(5 * SEC, || a.elector.is_leader()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn preemption_still_happens_when_the_first_attempt_failed() {
+    let memory = memory();
+    let t = Timeline::default();
+    let low = start(
+        Arc::new(memory.clone()),
+        Spec {
+            key: "1",
+            ..spec("low")
+        },
+        &t,
+    );
+    wait_until(SEC, || low.elector.is_leader()).await;
+    let store = TestStore::new(&memory);
+    store.set(Mode::Fail);
+    let high = start(
+        store.clone(),
+        Spec {
+            key: "2",
+            preempt_below: Some("2"),
+            ..spec("high")
+        },
+        &t,
+    );
+    tokio::time::sleep(3 * SEC).await;
+    store.set(Mode::Pass);
+    wait_until(6 * SEC, || high.elector.is_leader()).await;
+    wait_until(SEC, || !low.elector.is_leader()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_work_ends_the_term_and_releases() {
+    use tenure_core::{CancellationToken, ElectionError, LeaderElector};
+    let store = memory();
+    let elector = LeaderElector::builder(Arc::new(store.clone()), "a")
+        .build()
+        .unwrap();
+    let run = elector.run(CancellationToken::new(), |_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        panic!("controller bug");
+    });
+    match run.await {
+        Err(ElectionError::WorkPanicked(msg)) => {
+            assert!(msg.contains("controller bug") || !msg.is_empty())
+        }
+        other => panic!("expected WorkPanicked, got {other:?}"),
+    }
+    assert!(
+        record(&store).await.is_free(),
+        "released for healthy candidates"
+    );
+    assert!(!elector.is_leader());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_timeout_abandons_the_lock_without_releasing() {
+    use tenure_core::{CancellationToken, LeaderElector};
+    let store = memory();
+    let elector = LeaderElector::builder(Arc::new(store.clone()), "a")
+        .drain_timeout(5 * SEC)
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let began = Instant::now();
+    let run = elector.run(shutdown, move |_| {
+        let stop = stop.clone();
+        async move {
+            stop.cancel();
+            std::future::pending::<()>().await; // ignores cancellation
+        }
+    });
+    run.await.unwrap();
+    assert_eq!(began.elapsed(), 5 * SEC);
+    assert_eq!(
+        record(&store).await.holder_identity,
+        "a",
+        "never released early"
+    );
+    assert!(!elector.is_leader());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_reacquire_a_lost_term_is_an_error() {
+    use tenure_core::{CancellationToken, ElectionError, LeaderElector};
+    let memory = memory();
+    let store = TestStore::new(&memory);
+    let elector = LeaderElector::builder(store.clone(), "a")
+        .reacquire(false)
+        .build()
+        .unwrap();
+    let failing = store.clone();
+    let run = elector.run(CancellationToken::new(), move |l| {
+        let failing = failing.clone();
+        async move {
+            failing.set(Mode::Fail);
+            l.cancelled().await;
+        }
+    });
+    assert!(matches!(run.await, Err(ElectionError::LeadershipLost)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_run_clears_the_leader_state() {
+    use tenure_core::{CancellationToken, LeaderElector};
+    let store = memory();
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stopped.clone();
+    let elector = LeaderElector::builder(Arc::new(store.clone()), "a")
+        .on_stopped_leading(move || flag.store(true, std::sync::atomic::Ordering::SeqCst))
+        .build()
+        .unwrap();
+    let run = elector.run(
+        CancellationToken::new(),
+        |l| async move { l.cancelled().await },
+    );
+    let _ = tokio::time::timeout(5 * SEC, run).await; // dropped mid-term
+    assert!(!elector.is_leader());
+    assert_eq!(elector.state().fencing_token, None);
+    assert!(stopped.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_during_a_winning_attempt_releases_what_it_won() {
+    use tenure_core::{CancellationToken, LeaderElector};
+    let memory = memory();
+    let store = TestStore::new(&memory);
+    store.set(Mode::Slow(SEC)); // get lands at 1 s, the create at 2 s
+    let elector = LeaderElector::builder(store.clone(), "a").build().unwrap();
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.cancel();
+    });
+    let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = started.clone();
+    elector
+        .run(shutdown, move |_| {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            async {}
+        })
+        .await
+        .unwrap();
+    assert!(
+        !started.load(std::sync::atomic::Ordering::SeqCst),
+        "no work after shutdown"
+    );
+    assert!(
+        record(&memory).await.is_free(),
+        "what the attempt won is released"
+    );
+}

@@ -36,6 +36,8 @@ pub struct TestStore {
     pub gets: AtomicUsize,
     pub updates: AtomicUsize,
     pub creates: AtomicUsize,
+    /// Every call, also the failed ones.
+    pub attempts: AtomicUsize,
     watch: bool,
 }
 
@@ -51,6 +53,7 @@ impl TestStore {
             gets: AtomicUsize::new(0),
             updates: AtomicUsize::new(0),
             creates: AtomicUsize::new(0),
+            attempts: AtomicUsize::new(0),
             watch,
         })
     }
@@ -68,6 +71,7 @@ impl TestStore {
     }
 
     async fn gate(&self) -> Result<(), StoreError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
         let mode = *self.mode.lock().unwrap();
         match mode {
             Mode::Fail => Err(StoreError::Unavailable("injected failure".into())),
