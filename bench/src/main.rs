@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use measure::{Style, DEFAULT, SHORT};
+use measure::{Exit, Style, DEFAULT, SHORT};
 use stats::{signed_ms, Ms, Samples};
 use tenure_conformance::StoreFactory;
 
@@ -123,27 +123,29 @@ async fn run_store(b: &Bench, runs: &Runs) {
 
     println!("### Release hand-off (lease 15 s, renew 10 s, retry 2 s)\n");
     println!("| elector | p50 | p99 | max | n |\n|---|---|---|---|---|");
-    let watch =
-        measure::release_handoff(f, "bench-handoff", runs.handoff, DEFAULT, Style::Tenure).await;
-    row("tenure (watch)", &watch);
-    let poll = measure::release_handoff(
-        f,
-        "bench-handoff-poll",
-        runs.polling_handoff,
-        DEFAULT,
-        Style::NoWatch,
-    )
-    .await;
-    row("tenure, watch off (polling)", &poll);
-    let cgo = measure::release_handoff(
-        f,
-        "bench-handoff-cgo",
-        runs.polling_handoff,
-        DEFAULT,
-        Style::ClientGo,
-    )
-    .await;
-    row("client-go style (no watch, read before write)", &cgo);
+    for (label, lock, n, style) in [
+        (
+            "tenure (watch)",
+            "bench-handoff",
+            runs.handoff,
+            Style::Tenure,
+        ),
+        (
+            "tenure, watch off (polling)",
+            "bench-handoff-poll",
+            runs.polling_handoff,
+            Style::NoWatch,
+        ),
+        (
+            "client-go style (no watch, read before write)",
+            "bench-handoff-cgo",
+            runs.polling_handoff,
+            Style::ClientGo,
+        ),
+    ] {
+        let s = measure::hand_offs(f, lock, n, DEFAULT, style, Exit::Release).await;
+        row(label, &s);
+    }
 
     println!("\n### Crash fail-over (lease 2 s, renew 1.5 s, retry 0.4 s)\n");
     println!("| elector | p50 | p99 | max | p50 − lease | p99 − lease | n |\n|---|---|---|---|---|---|---|");
@@ -151,14 +153,8 @@ async fn run_store(b: &Bench, runs: &Runs) {
         ("tenure (watch)", Style::Tenure),
         ("client-go style", Style::ClientGo),
     ] {
-        let s = measure::crash_failover(
-            f,
-            &format!("bench-failover-{}", style as u8),
-            runs.failover,
-            SHORT,
-            style,
-        )
-        .await;
+        let lock = format!("bench-failover-{}", style as u8);
+        let s = measure::hand_offs(f, &lock, runs.failover, SHORT, style, Exit::Crash).await;
         println!(
             "| {label} | {} | {} | {} | {} | {} | {} |",
             Ms(s.p50()),
@@ -229,11 +225,11 @@ fn memory() -> Bench {
 
 fn redis() -> Bench {
     let server = tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
-    let factory = Arc::new(stores::RedisFactory { server });
-    let (c, r) = (factory.clone(), factory.clone());
+    let redis = Arc::new(stores::RedisFactory { server });
+    let (c, r) = (redis.clone(), redis.clone());
     Bench {
         name: "redis",
-        factory,
+        factory: Arc::new(stores::OpenOnly(redis)),
         counter: Some((
             Box::new(move || {
                 let c = c.clone();
@@ -255,11 +251,11 @@ async fn kube() -> Bench {
     let server = tenure_conformance::fixtures::kube_api::KubeApiServer::start()
         .await
         .expect("start the Kubernetes API fixture");
-    let factory = Arc::new(stores::KubeFactory { server });
-    let (c, r) = (factory.clone(), factory.clone());
+    let kube = Arc::new(stores::KubeFactory { server });
+    let (c, r) = (kube.clone(), kube.clone());
     Bench {
         name: "kubernetes (LeaseLock on the in-repo API server fixture)",
-        factory,
+        factory: Arc::new(stores::OpenOnly(kube)),
         counter: Some((
             Box::new(move || {
                 let n = c.requests();
@@ -280,12 +276,12 @@ async fn kube() -> Bench {
 fn etcd() -> (Bench, Vec<String>) {
     let server = tenure_conformance::fixtures::etcd::EtcdServer::start_local();
     let endpoints = server.endpoints();
-    let factory = Arc::new(stores::EtcdFactory { server });
-    let (c, r) = (factory.clone(), factory.clone());
+    let etcd = Arc::new(stores::EtcdFactory { server });
+    let (c, r) = (etcd.clone(), etcd.clone());
     (
         Bench {
             name: "etcd",
-            factory,
+            factory: Arc::new(stores::OpenOnly(etcd)),
             counter: Some((
                 Box::new(move || {
                     let c = c.clone();

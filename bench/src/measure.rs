@@ -91,10 +91,6 @@ impl Candidate {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
-
-    pub fn crash(self) {
-        self.task.abort();
-    }
 }
 
 /// Waits until one of `cands` leads; its index. Woken by the electors'
@@ -114,71 +110,51 @@ async fn next_leader(cands: &[Candidate], limit: Duration) -> Option<usize> {
     cands.iter().position(|c| c.elector.is_leader())
 }
 
-/// Release hand-off: the leader shuts down gracefully (its work returns at
-/// once, it releases); time from the shutdown until another leads.
-pub async fn release_handoff(
+/// How the leader leaves in [`hand_offs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Graceful shutdown: its work returns at once, it releases.
+    Release,
+    /// Its task is aborted without release, at a random point of the
+    /// renew cycle, as a real crash would be.
+    Crash,
+}
+
+/// Three candidates; `runs` times the leader leaves (and is replaced by a
+/// new candidate): time from its exit until another leads.
+pub async fn hand_offs(
     f: &dyn StoreFactory,
     lock: &str,
     runs: usize,
     timing: Timing,
     style: Style,
+    exit: Exit,
 ) -> Samples {
     let mut cands = Vec::new();
-    let mut next_id = 0;
-    for _ in 0..3 {
-        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
-        next_id += 1;
+    for id in 0..3 {
+        cands.push(Candidate::start(f, lock, format!("c{id}"), timing, style).await);
     }
     let limit = timing.lease * 3;
     let mut samples = Samples::default();
     let mut leader = next_leader(&cands, limit).await.expect("a first leader");
-    for _ in 0..runs {
-        // Let the followers settle, as they would in a steady state.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for run in 0..runs {
+        let settle = match exit {
+            // Let the followers settle, as they would in a steady state.
+            Exit::Release => Duration::from_millis(20),
+            Exit::Crash => timing.retry + rand_duration(timing.retry),
+        };
+        tokio::time::sleep(settle).await;
         let old = cands.remove(leader);
         let t = Instant::now();
-        old.shutdown.cancel();
+        match exit {
+            Exit::Release => old.shutdown.cancel(),
+            Exit::Crash => old.task.abort(),
+        }
         leader = next_leader(&cands, limit).await.expect("a successor");
         samples.push(t.elapsed());
         let _ = old.task.await;
-        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
-        next_id += 1;
-    }
-    for c in cands {
-        c.stop().await;
-    }
-    samples
-}
-
-/// Crash fail-over: the leader's task is aborted without release; time
-/// from the abort until another leads.
-pub async fn crash_failover(
-    f: &dyn StoreFactory,
-    lock: &str,
-    runs: usize,
-    timing: Timing,
-    style: Style,
-) -> Samples {
-    let mut cands = Vec::new();
-    let mut next_id = 0;
-    for _ in 0..3 {
-        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
-        next_id += 1;
-    }
-    let limit = timing.lease * 3;
-    let mut samples = Samples::default();
-    let mut leader = next_leader(&cands, limit).await.expect("a first leader");
-    for _ in 0..runs {
-        // A random point in the renew cycle, as a real crash would be.
-        let pause = rand_duration(timing.retry);
-        tokio::time::sleep(timing.retry + pause).await;
-        let old = cands.remove(leader);
-        let t = Instant::now();
-        old.crash();
-        leader = next_leader(&cands, limit).await.expect("a successor");
-        samples.push(t.elapsed());
-        cands.push(Candidate::start(f, lock, format!("c{next_id}"), timing, style).await);
-        next_id += 1;
+        let id = format!("c{}", run + 3);
+        cands.push(Candidate::start(f, lock, id, timing, style).await);
     }
     for c in cands {
         c.stop().await;

@@ -85,29 +85,6 @@ pub struct RedisFactory {
     pub server: RedisServer,
 }
 
-#[async_trait]
-impl StoreFactory for RedisFactory {
-    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
-        let store = tenure_redis::RedisStore::builder(self.server.url(), lock)
-            .build()
-            .await?;
-        Ok(Arc::new(store))
-    }
-    async fn open_faulty(
-        &self,
-        _: &str,
-    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
-        Err(StoreError::Other("not used by the benchmarks".into()))
-    }
-    async fn put_raw(&self, _: &str, _: &str) {}
-    async fn get_raw(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn supports_watch(&self) -> bool {
-        true
-    }
-}
-
 impl RedisFactory {
     /// Commands the server executed so far (INFO commandstats), not
     /// counting the INFO calls themselves.
@@ -171,29 +148,6 @@ impl RedisFactory {
 /// etcd: every `open` is a new `EtcdStore` (its own client).
 pub struct EtcdFactory {
     pub server: EtcdServer,
-}
-
-#[async_trait]
-impl StoreFactory for EtcdFactory {
-    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
-        let store = tenure_etcd::EtcdStore::builder(self.server.endpoints(), lock)
-            .build()
-            .await?;
-        Ok(Arc::new(store))
-    }
-    async fn open_faulty(
-        &self,
-        _: &str,
-    ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
-        Err(StoreError::Other("not used by the benchmarks".into()))
-    }
-    async fn put_raw(&self, _: &str, _: &str) {}
-    async fn get_raw(&self, _: &str) -> Option<String> {
-        None
-    }
-    fn supports_watch(&self) -> bool {
-        true
-    }
 }
 
 impl EtcdFactory {
@@ -343,12 +297,50 @@ async fn http11(
     }
 }
 
+/// A store the benchmarks can open: a new client per `open`.
 #[async_trait]
-impl StoreFactory for KubeFactory {
-    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+pub trait Open: Send + Sync + 'static {
+    /// Opens `lock` with a new client.
+    async fn open_lock(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError>;
+}
+
+#[async_trait]
+impl Open for RedisFactory {
+    async fn open_lock(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        let store = tenure_redis::RedisStore::builder(self.server.url(), lock)
+            .build()
+            .await?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[async_trait]
+impl Open for EtcdFactory {
+    async fn open_lock(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        let store = tenure_etcd::EtcdStore::builder(self.server.endpoints(), lock)
+            .build()
+            .await?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[async_trait]
+impl Open for KubeFactory {
+    async fn open_lock(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
         Ok(Arc::new(
             tenure_k8s::LeaseLock::new(self.client(), "default", lock).await?,
         ))
+    }
+}
+
+/// The measures take a conformance `StoreFactory`; the benchmarks only open
+/// locks (no fault switch, no raw values).
+pub struct OpenOnly<T>(pub Arc<T>);
+
+#[async_trait]
+impl<T: Open> StoreFactory for OpenOnly<T> {
+    async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
+        self.0.open_lock(lock).await
     }
     async fn open_faulty(
         &self,
