@@ -1,0 +1,187 @@
+//! The follower's side: campaign until the lock is won.
+
+use std::future::Future;
+
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+
+use super::{jittered, next_event, Campaign, Hint, Won};
+use crate::leadership::Leadership;
+use crate::record::{LeaderRecord, Versioned};
+use crate::store::StoreError;
+
+impl<W, Fut> Campaign<W>
+where
+    W: FnMut(Leadership) -> Fut + Send,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    /// Tries until won (`Some`) or shut down (`None`).
+    pub(super) async fn acquire(&mut self) -> Result<Option<Won>, StoreError> {
+        let mut act = true;
+        let mut next_poll = self.inner.clock.now();
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(None);
+            }
+            if act {
+                // A hung store must not hold up shutdown or the next attempt;
+                // an attempt is not abandoned on shutdown, though: its write
+                // may land, and then we release it at once.
+                let clock = self.inner.clock.clone();
+                let limit = clock.now() + self.inner.config.renew_deadline;
+                let attempt = tokio::select! {
+                    r = self.try_acquire() => r,
+                    _ = clock.sleep_until(limit) => {
+                        Err(StoreError::Unavailable("no answer within renew_deadline".into()))
+                    }
+                };
+                match attempt {
+                    Ok(Some(won)) if self.shutdown.is_cancelled() => {
+                        if self.inner.config.release_on_cancel {
+                            self.release(&won.record, won.version).await;
+                        }
+                        return Ok(None);
+                    }
+                    Ok(Some(won)) => return Ok(Some(won)),
+                    Ok(None) => {}
+                    Err(e) if e.is_fatal() => {
+                        error!(error = %e, "giving up: the store refuses this lock");
+                        return Err(e);
+                    }
+                    Err(e) => warn!(error = %e, "failed to acquire the lock; will retry"),
+                }
+                next_poll = self.inner.clock.now() + jittered(self.inner.config.retry_period);
+            }
+            // Wake at the next poll, or as soon as the observed lease expires,
+            // or when the store says the record changed. While a working
+            // watch reports each change of a held lock, each change pushes
+            // the expiry back and the expiry is the next read: followers
+            // then cost the store nothing. A watch that silently stops
+            // costs at most one lease of speed, never safety.
+            // An expiry already past means the last attempt failed: wait for
+            // the next poll rather than spin. A holder our key pre-empts is
+            // polled for, as its renews never expire.
+            let clock = self.inner.clock.clone();
+            let now = clock.now();
+            let deadline = match self.expiry().filter(|e| *e > now) {
+                Some(expiry) if self.watch_live && !self.preemptible() => expiry,
+                Some(expiry) => next_poll.min(expiry),
+                None => next_poll,
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(None),
+                _ = clock.sleep_until(deadline) => act = true,
+                // A follower acts when the lock looks free, when its key
+                // pre-empts the holder's, or when the stream lost track.
+                event = next_event(&mut self.events) => {
+                    act = match self.on_event(event) {
+                        Hint::Free | Hint::Unknown => true,
+                        Hint::Held => self.preemptible(),
+                        Hint::Ours => false,
+                    };
+                }
+            }
+        }
+    }
+
+    /// When the lease of the record we observed held by someone else runs
+    /// out, by our clock.
+    fn expiry(&self) -> Option<Instant> {
+        let v = self.observed.as_ref()?;
+        if !self.held_by_other(v) {
+            return None;
+        }
+        Some(self.observed_at + v.record.lease_duration)
+    }
+
+    /// True when `v` is held by someone who may still be acting on it: any
+    /// other identity, or our identity at a version this campaign did not
+    /// write (another incarnation of us).
+    pub(super) fn held_by_other(&self, v: &Versioned) -> bool {
+        !v.record.is_free()
+            && (v.record.holder_identity != self.inner.config.identity
+                || self.last_written.as_ref() != Some(&v.version))
+    }
+
+    /// True when our key pre-empts the holder we observed.
+    fn preemptible(&self) -> bool {
+        let (Some(cmp), Some(v)) = (&self.inner.config.key_comparison, &self.observed) else {
+            return false;
+        };
+        self.held_by_other(v) && cmp(&v.record.holder_key)
+    }
+
+    /// One attempt of client-go's `tryAcquireOrRenew` for a non-leader.
+    async fn try_acquire(&mut self) -> Result<Option<Won>, StoreError> {
+        let inner = self.inner.clone();
+        let cfg = &inner.config;
+        let started = self.inner.clock.now();
+        let current = self.inner.store.get().await?;
+        let Some(current) = current else {
+            let mut record = self.new_record();
+            // A deleted record must not reset the fencing token below one we saw.
+            record.leader_transitions = self
+                .observed
+                .as_ref()
+                .map_or(0, |v| v.record.leader_transitions + 1);
+            return match self.inner.store.create(&record).await {
+                Ok(version) => Ok(Some(Won {
+                    record,
+                    version,
+                    started,
+                })),
+                Err(StoreError::Conflict { current }) => {
+                    self.observe_conflict(current);
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            };
+        };
+        self.observe(current.clone());
+        let held = &current.record;
+        // Our own identity at the version we wrote last is a term of ours
+        // that has ended (we stepped down and our work has returned): we may
+        // take it at once, as a new term. Any other holder, including our
+        // identity written by another incarnation, must expire first.
+        if self.held_by_other(&current) {
+            let expired = self.inner.clock.now() >= self.observed_at + held.lease_duration;
+            if !expired {
+                let preempts = cfg
+                    .key_comparison
+                    .as_ref()
+                    .is_some_and(|cmp| cmp(&held.holder_key));
+                if !preempts {
+                    debug!(holder = %held.holder_identity, "lock is held and has not expired");
+                    return Ok(None);
+                }
+                info!(
+                    holder = %held.holder_identity,
+                    holder_key = %held.holder_key,
+                    our_key = %cfg.holder_key,
+                    "our key pre-empts the holder's"
+                );
+            }
+        }
+        let mut record = self.new_record();
+        record.leader_transitions = held.leader_transitions + 1;
+        match self.inner.store.update(&record, &current.version).await {
+            Ok(version) => Ok(Some(Won {
+                record,
+                version,
+                started,
+            })),
+            Err(StoreError::Conflict { current }) => {
+                self.observe_conflict(current);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn new_record(&self) -> LeaderRecord {
+        let cfg = &self.inner.config;
+        let mut record = LeaderRecord::held_by(cfg.identity.clone(), cfg.lease_duration);
+        record.holder_key = cfg.holder_key.clone();
+        record
+    }
+}

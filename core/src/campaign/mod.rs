@@ -1,0 +1,293 @@
+//! The election loops: acquire, lead (renew), step down, release.
+//!
+//! One `Campaign` runs per `LeaderElector::run` and owns everything it
+//! observed, so no lock is held across a store call.
+//!
+//! `acquire.rs` holds the follower's loop, `lead.rs` the leader's (renew,
+//! step down, release); this file the state they share and what they
+//! observe.
+
+mod acquire;
+mod lead;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::JITTER_FACTOR;
+use crate::elector::{ElectionError, Inner};
+use crate::leadership::Leadership;
+use crate::metrics;
+use crate::record::{LeaderRecord, Version, Versioned};
+use crate::store::{StoreError, WatchEvent};
+
+/// A term just won.
+struct Won {
+    record: LeaderRecord,
+    version: Version,
+    /// When the winning request was sent: validity counts from here.
+    started: Instant,
+}
+
+/// What a watch event shows about the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Hint {
+    /// Free or deleted.
+    Free,
+    /// Held by us (or nothing to act on).
+    Ours,
+    /// Held by someone else.
+    Held,
+    /// The stream may have missed changes.
+    Unknown,
+}
+
+/// How a term ended.
+enum Ended {
+    Shutdown,
+    Lost,
+    /// The store refused the lock (retrying cannot help).
+    Fatal(StoreError),
+    /// Shutdown, but the work did not return within `drain_timeout`.
+    Abandoned,
+}
+
+/// Aborts a spawned task when dropped, so work and watchers never outlive
+/// the `run` future (an aborted elector must not leave its work running).
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) struct Campaign<W> {
+    inner: Arc<Inner>,
+    shutdown: CancellationToken,
+    work: W,
+    /// The last record seen (read, written, or from the watch).
+    observed: Option<Versioned>,
+    /// When we saw it change, by our clock.
+    observed_at: Instant,
+    /// The last holder reported to `on_new_leader`.
+    reported: String,
+    events: Option<mpsc::Receiver<WatchEvent>>,
+    /// The watch has delivered a change since it (re)connected.
+    watch_live: bool,
+    /// The version of the last record this campaign wrote as leader: a
+    /// record with our identity is ours to take at once only at this
+    /// version (another incarnation with our identity may still be live).
+    last_written: Option<Version>,
+    /// True while leading: watch events are then only hints.
+    leading: bool,
+    _watcher: Option<AbortOnDrop<()>>,
+}
+
+impl<W, Fut> Campaign<W>
+where
+    W: FnMut(Leadership) -> Fut + Send,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    pub(crate) fn new(inner: Arc<Inner>, shutdown: CancellationToken, work: W) -> Self {
+        let (events, watcher) = if inner.config.use_watch {
+            let (tx, rx) = mpsc::channel(64);
+            let task = tokio::spawn(watch_store(inner.clone(), tx));
+            (Some(rx), Some(AbortOnDrop(task)))
+        } else {
+            (None, None)
+        };
+        let observed_at = inner.clock.now();
+        Campaign {
+            inner,
+            shutdown,
+            work,
+            observed: None,
+            observed_at,
+            reported: String::new(),
+            events,
+            watch_live: false,
+            last_written: None,
+            leading: false,
+            _watcher: watcher,
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> Result<(), ElectionError> {
+        info!(lock = %self.inner.store.describe(), "campaigning for the lock");
+        loop {
+            let Some(won) = self.acquire().await? else {
+                return Ok(());
+            };
+            // `lead` reports a fatal error or an abandoned lock as `Err` or
+            // `Shutdown`: only a lost term leads to another campaign.
+            match self.lead(won).await? {
+                Ended::Shutdown | Ended::Abandoned | Ended::Fatal(_) => return Ok(()),
+                Ended::Lost if self.shutdown.is_cancelled() => return Ok(()),
+                Ended::Lost if !self.inner.config.reacquire => {
+                    return Err(ElectionError::LeadershipLost)
+                }
+                Ended::Lost => info!("campaigning again after a lost term"),
+            }
+        }
+    }
+
+    // ---- observation ---------------------------------------------------
+
+    /// Records what the store holds; resets the observed time on a change.
+    fn observe(&mut self, current: Versioned) {
+        let changed = self.observed.as_ref().map(|o| &o.version) != Some(&current.version);
+        if !changed {
+            return;
+        }
+        self.observed_at = self.inner.clock.now();
+        let holder = current.record.holder_identity.clone();
+        self.observed = Some(current);
+        self.inner.state.send_if_modified(|s| {
+            let leader = (!holder.is_empty()).then(|| holder.clone());
+            let modified = s.leader != leader;
+            s.leader = leader;
+            modified
+        });
+        if !holder.is_empty() && holder != self.reported {
+            self.reported = holder.clone();
+            info!(leader = %holder, "new leader observed");
+            if let Some(cb) = &self.inner.on_new_leader {
+                cb(&holder);
+            }
+        }
+    }
+
+    fn observe_conflict(&mut self, current: Option<Box<Versioned>>) {
+        if let Some(c) = current {
+            self.observe(*c);
+        }
+    }
+
+    /// Applies a watch event and says what it shows.
+    fn on_event(&mut self, event: Option<WatchEvent>) -> Hint {
+        match event {
+            Some(WatchEvent::Put(v)) => {
+                self.watch_live = true;
+                let hint = if v.record.is_free() {
+                    Hint::Free
+                } else if v.record.holder_identity == self.inner.config.identity
+                    && (self.leading || !self.held_by_other(&v))
+                {
+                    Hint::Ours
+                } else {
+                    Hint::Held
+                };
+                // A leader learns the truth from its own compare-and-swap;
+                // an event older than what we saw (fewer transitions: a late
+                // or replayed one) is only a reason to re-read.
+                let stale = self
+                    .observed
+                    .as_ref()
+                    .is_some_and(|o| v.record.leader_transitions < o.record.leader_transitions);
+                if self.leading {
+                    return hint;
+                }
+                if stale {
+                    return Hint::Unknown;
+                }
+                self.observe(v);
+                hint
+            }
+            Some(WatchEvent::Deleted) => {
+                self.watch_live = true;
+                Hint::Free
+            }
+            Some(WatchEvent::Resync) => {
+                self.watch_live = false;
+                Hint::Unknown
+            }
+            None => {
+                // The store cannot watch: polling alone from now on.
+                self.watch_live = false;
+                self.events = None;
+                Hint::Ours
+            }
+        }
+    }
+
+    fn set_leading(&self, token: Option<u64>, renewed: Option<Instant>) {
+        *self
+            .inner
+            .last_renew
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = renewed;
+        let leading = token.is_some();
+        self.inner.state.send_modify(|s| {
+            s.is_leader = leading;
+            s.fencing_token = token;
+        });
+        if leading {
+            metrics::leader_on(&self.inner.config.name);
+        } else {
+            metrics::leader_off(&self.inner.config.name);
+        }
+    }
+
+    fn set_last_renew(&self, at: Instant) {
+        *self
+            .inner
+            .last_renew
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    fn stopped_leading(&self) {
+        self.set_leading(None, None);
+        if let Some(cb) = &self.inner.on_stopped {
+            cb();
+        }
+    }
+}
+
+/// `retry_period` plus up to `1.2 × retry_period`, as client-go's
+/// `wait.JitterUntil(retry, 1.2)`.
+fn jittered(retry: Duration) -> Duration {
+    let factor: f64 = rand::thread_rng().gen_range(0.0..JITTER_FACTOR);
+    retry + retry.mul_f64(factor)
+}
+
+/// The next watch event, or pending forever without a watch.
+async fn next_event(events: &mut Option<mpsc::Receiver<WatchEvent>>) -> Option<WatchEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Follows the store's change stream, reconnecting after it ends or fails;
+/// ends (closing the channel) when the store cannot watch.
+async fn watch_store(inner: Arc<Inner>, tx: mpsc::Sender<WatchEvent>) {
+    loop {
+        match inner.store.watch().await {
+            Ok(None) => return,
+            Ok(Some(mut stream)) => {
+                while let Some(event) = stream.next().await {
+                    // A full channel means the campaign is busy and will
+                    // re-read anyway: dropping a hint costs nothing.
+                    if tx.is_closed() {
+                        return;
+                    }
+                    let _ = tx.try_send(event);
+                }
+                let _ = tx.try_send(WatchEvent::Resync);
+            }
+            Err(e) => debug!(error = %e, "watch failed; retrying"),
+        }
+        let wait = inner.config.retry_period;
+        inner.clock.sleep_until(inner.clock.now() + wait).await;
+    }
+}
