@@ -113,7 +113,11 @@ impl RedisFactory {
             .await
             .unwrap();
         let record = LeaderRecord::held_by("bench-leader", Duration::from_secs(15));
-        let mut version = store.create(&record).await.unwrap();
+        let mut version = match store.create(&record).await {
+            Ok(v) => v,
+            // A later block of the same run: continue from what is there.
+            Err(_) => store.get().await.unwrap().expect("the record").version,
+        };
         let json = tenure_core::record::to_json(&record);
         let script = redis::Script::new(tenure_redis::CAS_SCRIPT);
         let client = redis::Client::open(self.server.url()).unwrap();
@@ -233,12 +237,13 @@ impl KubeFactory {
         let lock = tenure_k8s::LeaseLock::new(self.client(), "default", "raw-put")
             .await
             .unwrap();
-        lock.create(&LeaderRecord::held_by(
-            "bench-leader",
-            Duration::from_secs(15),
-        ))
-        .await
-        .unwrap();
+        // Absent on the first block; there already on later ones.
+        let _ = lock
+            .create(&LeaderRecord::held_by(
+                "bench-leader",
+                Duration::from_secs(15),
+            ))
+            .await;
         let path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/raw-put";
         let mut conn = tokio::net::TcpStream::connect(self.server.addr())
             .await
