@@ -7,7 +7,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{jittered, next_event, Campaign, Hint, Won};
 use crate::leadership::Leadership;
-use crate::record::{LeaderRecord, Versioned};
+use crate::record::{LeaderRecord, Version, Versioned};
 use crate::store::StoreError;
 
 impl<W, Fut> Campaign<W>
@@ -113,8 +113,6 @@ where
 
     /// One attempt of client-go's `tryAcquireOrRenew` for a non-leader.
     async fn try_acquire(&mut self) -> Result<Option<Won>, StoreError> {
-        let inner = self.inner.clone();
-        let cfg = &inner.config;
         let started = self.inner.clock.now();
         let current = self.inner.store.get().await?;
         let Some(current) = current else {
@@ -124,18 +122,8 @@ where
                 .observed
                 .as_ref()
                 .map_or(0, |v| v.record.leader_transitions + 1);
-            return match self.inner.store.create(&record).await {
-                Ok(version) => Ok(Some(Won {
-                    record,
-                    version,
-                    started,
-                })),
-                Err(StoreError::Conflict { current }) => {
-                    self.observe_conflict(current);
-                    Ok(None)
-                }
-                Err(e) => Err(e),
-            };
+            let result = self.inner.store.create(&record).await;
+            return self.settle(result, record, started);
         };
         self.observe(current.clone());
         let held = &current.record;
@@ -143,28 +131,34 @@ where
         // that has ended (we stepped down and our work has returned): we may
         // take it at once, as a new term. Any other holder, including our
         // identity written by another incarnation, must expire first.
-        if self.held_by_other(&current) {
-            let expired = self.inner.clock.now() >= self.observed_at + held.lease_duration;
-            if !expired {
-                let preempts = cfg
-                    .key_comparison
-                    .as_ref()
-                    .is_some_and(|cmp| cmp(&held.holder_key));
-                if !preempts {
-                    debug!(holder = %held.holder_identity, "lock is held and has not expired");
-                    return Ok(None);
-                }
-                info!(
-                    holder = %held.holder_identity,
-                    holder_key = %held.holder_key,
-                    our_key = %cfg.holder_key,
-                    "our key pre-empts the holder's"
-                );
+        let unexpired = self.expiry().is_some_and(|e| self.inner.clock.now() < e);
+        if unexpired {
+            if !self.preemptible() {
+                debug!(holder = %held.holder_identity, "lock is held and has not expired");
+                return Ok(None);
             }
+            info!(
+                holder = %held.holder_identity,
+                holder_key = %held.holder_key,
+                our_key = %self.inner.config.holder_key,
+                "our key pre-empts the holder's"
+            );
         }
         let mut record = self.new_record();
         record.leader_transitions = held.leader_transitions + 1;
-        match self.inner.store.update(&record, &current.version).await {
+        let result = self.inner.store.update(&record, &current.version).await;
+        self.settle(result, record, started)
+    }
+
+    /// The outcome of a winning write: won, lost to someone else (whose
+    /// record we then know), or an error.
+    fn settle(
+        &mut self,
+        result: Result<Version, StoreError>,
+        record: LeaderRecord,
+        started: Instant,
+    ) -> Result<Option<Won>, StoreError> {
+        match result {
             Ok(version) => Ok(Some(Won {
                 record,
                 version,
