@@ -73,17 +73,19 @@ impl LockUrl {
         {
             return Err(bad("bad scheme"));
         }
+        // Userinfo ends at the *last* `@`: passwords may hold `/`, `?` and
+        // `@` unencoded, and no part after the hosts may hold an `@`.
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, r)) => (Some(u.to_owned()), r),
+            None => (None, rest),
+        };
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, q),
             None => (rest, ""),
         };
-        let (authority, path) = match rest.split_once('/') {
+        let (hosts, path) = match rest.split_once('/') {
             Some((a, p)) => (a, p),
             None => (rest, ""),
-        };
-        let (userinfo, hosts) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u.to_owned()), h),
-            None => (None, authority),
         };
         let hosts: Vec<String> = hosts
             .split(',')
@@ -104,6 +106,13 @@ impl LockUrl {
         })
     }
 
+    /// The user name and password of the userinfo, percent-decoded.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        let info = self.userinfo.as_deref()?;
+        let (user, password) = info.split_once(':').unwrap_or((info, ""));
+        Some((percent_decode(user), percent_decode(password)))
+    }
+
     /// The value of query parameter `key`.
     pub fn param(&self, key: &str) -> Option<&str> {
         self.query
@@ -118,14 +127,33 @@ pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => {
             let user = rest[..at].split(':').next().unwrap_or("");
             format!("{scheme}://{user}:***@{}", &rest[at + 1..])
         }
         None => url.to_owned(),
     }
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Opens the lock a URL names:
@@ -224,8 +252,7 @@ async fn connect_etcd(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError>
     if let Some(prefix) = url.param("prefix") {
         builder = builder.prefix(prefix);
     }
-    if let Some(userinfo) = &url.userinfo {
-        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    if let Some((user, password)) = url.credentials() {
         builder = builder.user(user, password);
     }
     if tls {
@@ -312,6 +339,20 @@ mod tests {
             LockUrl::parse("no-scheme"),
             Err(ConnectError::InvalidUrl(_))
         ));
+        // Unencoded `/`, `?` and `@` in a password stay in the userinfo.
+        let u = LockUrl::parse("redis://app:ab/c?d@e==@h:1/lock?db=2").unwrap();
+        assert_eq!(u.userinfo.as_deref(), Some("app:ab/c?d@e=="));
+        assert_eq!(
+            (u.hosts.clone(), u.path.as_str()),
+            (vec!["h:1".to_owned()], "lock")
+        );
+        assert_eq!(u.param("db"), Some("2"));
+        assert_eq!(
+            redact("redis://app:ab/c?d@e==@h:1/lock"),
+            "redis://app:***@h:1/lock"
+        );
+        let u = LockUrl::parse("etcd://root:p%40ss%2F@h:2379/l").unwrap();
+        assert_eq!(u.credentials(), Some(("root".into(), "p@ss/".into())));
     }
 
     #[tokio::test]

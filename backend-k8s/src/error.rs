@@ -6,7 +6,7 @@ use tenure_core::StoreError;
 
 /// Maps a `kube` error of a request on the object `name` (a `kind`).
 ///
-/// 401/403 → `Unauthorized`, 404 → `NotFound`, 409 → `Conflict`, 422 on
+/// 401/403 → `Unauthorized` (failing to obtain credentials is `Unavailable`), 404 → `NotFound`, 409 → `Conflict`, 422 on
 /// `metadata.name` → `InvalidName`, 408/429/5xx and transport errors →
 /// `Unavailable`, an undecodable object → `Corrupt`, the rest → `Other`.
 /// kube's messages carry no credentials (the API server's say who we are,
@@ -33,7 +33,10 @@ pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
         kube::Error::SerdeError(e) => {
             StoreError::corrupt(format!("the {kind} {name:?} is not a valid {kind}: {e}"))
         }
-        kube::Error::Auth(e) => StoreError::Unauthorized(e.to_string()),
+        // Getting credentials failed (an exec plugin or a token file being
+        // rotated): often transient, so not fatal; the API server's own
+        // 401/403 above is.
+        kube::Error::Auth(e) => StoreError::Unavailable(format!("credentials: {e}")),
         e @ (kube::Error::HyperError(_)
         | kube::Error::Service(_)
         | kube::Error::ReadEvents(_)

@@ -59,11 +59,13 @@ end
 
 local v = string.format('%.0f', version)
 local value = '{"version":' .. v .. ',"record":' .. ARGV[3] .. '}'
+-- PUBLISH first: a script is not rolled back, so a PUBLISH refused by an
+-- ACL (no channel permission) must fail before anything is written.
+redis.call('PUBLISH', ARGV[4], value)
 local px = tonumber(ARGV[5])
 if px and px > 0 then
   redis.call('SET', key, value, 'PX', px)
 else
   redis.call('SET', key, value)
 end
-redis.call('PUBLISH', ARGV[4], value)
 return {'ok', v}

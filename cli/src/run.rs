@@ -120,6 +120,8 @@ async fn supervise(
         .env("TENURE_FENCING_TOKEN", token.to_string())
         .env("TENURE_IDENTITY", leadership.identity())
         .env("TENURE_LOCK", &lock)
+        // Its own process group, so stopping it stops what it started too.
+        .process_group(0)
         .kill_on_drop(true);
     die_with_parent(&mut cmd);
     let mut child = match cmd.spawn() {
@@ -135,8 +137,13 @@ async fn supervise(
         command[0],
         child.id().unwrap_or(0)
     ));
+    let group = child.id().map(|pid| pid as libc::pid_t);
     tokio::select! {
         status = child.wait() => {
+            // Nothing it started may outlive it: the lock is released next.
+            if let Some(pgid) = group {
+                signal_group(pgid, libc::SIGKILL);
+            }
             let status = status.map_err(|e| e.to_string());
             match &status {
                 Ok(s) => say(format!("command exited ({s}); releasing the lock")),
@@ -153,12 +160,12 @@ async fn supervise(
 
 /// SIGTERM, then SIGKILL after `grace`; returns once the child is gone.
 async fn stop(child: &mut Child, grace: Duration) {
-    if let Some(pid) = child.id() {
-        say(format!("stopping the command (SIGTERM to pid {pid})"));
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
+    let group = child.id().map(|pid| pid as libc::pid_t);
+    if let Some(pgid) = group {
+        say(format!(
+            "stopping the command (SIGTERM to process group {pgid})"
+        ));
+        signal_group(pgid, libc::SIGTERM);
     }
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(status) => say(format!("command stopped ({})", describe(status))),
@@ -166,6 +173,17 @@ async fn stop(child: &mut Child, grace: Duration) {
             say(format!("command still running after {grace:?}: SIGKILL"));
             let _ = child.kill().await;
         }
+    }
+    // Whatever the command started and left behind goes too.
+    if let Some(pgid) = group {
+        signal_group(pgid, libc::SIGKILL);
+    }
+}
+
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill(2) on our child's process group has no memory effects.
+    unsafe {
+        libc::kill(-pgid, signal);
     }
 }
 

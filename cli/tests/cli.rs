@@ -118,17 +118,71 @@ fn invalid_timing() {
 
 #[test]
 fn unparsable_duration_is_a_usage_error() {
-    let out = tenure(&[
-        "run",
-        "--lock",
-        "memory://x",
+    assert_fails(
+        &[
+            "run",
+            "--lock",
+            "memory://x",
+            "--retry-period",
+            "soon",
+            "--",
+            "true",
+        ],
+        2,
         "--retry-period",
-        "soon",
-        "--",
-        "true",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--retry-period"));
+    );
+    assert_fails(&["run", "--lock", "memory://x"], 2, "COMMAND");
+}
+
+#[test]
+fn stopping_the_command_stops_what_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild.pid");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args([
+            "run",
+            "--lock",
+            "memory://group",
+            "--identity",
+            "a",
+            "--",
+            "sh",
+            "-c",
+        ])
+        .arg(format!("sleep 300 & echo $! > {}; wait", pidfile.display()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::fs::read_to_string(&pidfile).map_or(true, |s| !s.ends_with('\n')) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the command did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let grandchild: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on processes this test started.
+    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+    assert_eq!(run.wait().unwrap().code(), Some(0));
+    let gone = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let start = Instant::now();
+    while !gone(grandchild) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the command's child outlived it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
