@@ -30,6 +30,10 @@ struct State<K: Codec> {
     /// Changes may have been missed: say so once the stream is back.
     resync: bool,
     backoff: Duration,
+    /// The current stream has delivered an event: a stream that ends (or
+    /// fails) without one is reconnected only after `backoff`, so a server
+    /// that keeps ending watches at once is not hammered.
+    delivered: bool,
 }
 
 impl<K: Codec> State<K> {
@@ -86,14 +90,15 @@ impl<K: Codec> State<K> {
     async fn next(&mut self) -> WatchEvent {
         loop {
             if self.events.is_none() {
-                if let Err(e) = self.connect().await {
-                    tracing::debug!(lock = %self.what, error = %e, "watch: reconnecting");
+                if !std::mem::replace(&mut self.delivered, false) {
                     tokio::time::sleep(self.backoff).await;
                     self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                }
+                if let Err(e) = self.connect().await {
+                    tracing::debug!(lock = %self.what, error = %e, "watch: reconnecting");
                     self.resync = true;
                     continue;
                 }
-                self.backoff = BACKOFF_MIN;
                 if std::mem::take(&mut self.resync) {
                     return WatchEvent::Resync;
                 }
@@ -111,6 +116,10 @@ impl<K: Codec> State<K> {
                     continue;
                 }
             };
+            if matches!(next, Some(Ok(_))) {
+                self.delivered = true;
+                self.backoff = BACKOFF_MIN;
+            }
             match next {
                 // The server ended the watch: resume where we were.
                 None => self.events = None,
@@ -163,6 +172,7 @@ pub(crate) async fn watch<K: Codec>(lock: &ObjectLock<K>) -> Result<WatchStream,
         events: None,
         resync: false,
         backoff: BACKOFF_MIN,
+        delivered: true,
     };
     state.list().await?;
     let stream = futures::stream::unfold(state, |mut state| async move {

@@ -219,6 +219,21 @@ fn redact_url(url: &str) -> String {
             if u.password().is_some() {
                 let _ = u.set_password(Some(REDACTED));
             }
+            // redis-rs also reads `?pass=` (e.g. on `redis+unix://`).
+            if u.query_pairs().any(|(k, _)| k == "pass" || k == "password") {
+                let kept: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let v = if k == "pass" || k == "password" {
+                            REDACTED.into()
+                        } else {
+                            v.into_owned()
+                        };
+                        (k.into_owned(), v)
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(kept);
+            }
             u.to_string()
         }
         Err(_) => REDACTED.to_owned(),
@@ -228,6 +243,15 @@ fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_passwords_are_redacted() {
+        let shown = redact_url("redis+unix:///run/redis.sock?db=1&user=u&pass=s3cret");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("db=1"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn debug_hides_passwords() {

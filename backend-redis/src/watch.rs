@@ -32,6 +32,9 @@ struct State {
     subscription: Option<Subscription>,
     backoff: Duration,
     next_ping: Instant,
+    /// The current subscription has delivered a message: one that closes
+    /// without any is re-opened only after `backoff`, never in a tight loop.
+    delivered: bool,
 }
 
 fn ping_every(inner: &Inner) -> Duration {
@@ -64,6 +67,7 @@ pub(crate) async fn subscribe(inner: Arc<Inner>) -> Result<WatchStream, StoreErr
         subscription: Some(subscription),
         backoff: MIN_BACKOFF,
         next_ping: Instant::now() + ping_every(&inner),
+        delivered: false,
         inner,
     };
     Ok(Box::pin(stream::unfold(state, next_event)))
@@ -75,6 +79,8 @@ async fn next_event(mut st: State) -> Option<(WatchEvent, State)> {
             tokio::select! {
                 message = sub.messages.next() => match message {
                     Some(message) => {
+                        st.delivered = true;
+                        st.backoff = MIN_BACKOFF;
                         st.next_ping = Instant::now() + ping_every(&st.inner);
                         return Some((event_of(&message), st));
                     }
@@ -100,19 +106,20 @@ async fn next_event(mut st: State) -> Option<(WatchEvent, State)> {
             }
             continue;
         }
+        if !std::mem::replace(&mut st.delivered, false) {
+            tokio::time::sleep(st.backoff).await;
+            st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+        }
         match connect_within_timeout(&st.inner).await {
             Ok(sub) => {
                 tracing::debug!(channel = %st.inner.channel, "watch reconnected");
                 st.subscription = Some(sub);
-                st.backoff = MIN_BACKOFF;
                 st.next_ping = Instant::now() + ping_every(&st.inner);
                 // Changes made while we were away were not seen.
                 return Some((WatchEvent::Resync, st));
             }
             Err(e) => {
                 tracing::debug!(channel = %st.inner.channel, error = %e, "watch reconnect failed");
-                tokio::time::sleep(st.backoff).await;
-                st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
