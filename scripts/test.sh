@@ -9,7 +9,7 @@ bash scripts/install-deps.sh
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --all-features --no-fail-fast
 else
-  cargo test --workspace --all-features --no-fail-fast -- --nocapture
+  cargo test --workspace --all-features --no-fail-fast -- --test-threads=2
 fi
 # nextest does not run doc tests.
 cargo test --workspace --all-features --doc
