@@ -74,6 +74,12 @@ pub struct ElectionConfig {
     /// On shutdown, the longest wait for the work before abandoning the
     /// lock to expire (`None`: no limit).
     pub drain_timeout: Option<Duration>,
+    /// How long a candidate that has never seen a record waits, from the
+    /// start of `run`, before it creates one (Chubby's lock-delay; zero by
+    /// default, as client-go). A candidate that saw a holder always waits
+    /// out that holder's lease when the record disappears; this closes the
+    /// same gap for a candidate that starts after the record was lost.
+    pub lock_delay: Duration,
     /// Istio's pre-emption rule, if any.
     pub key_comparison: Option<KeyComparison>,
 }
@@ -91,6 +97,7 @@ impl fmt::Debug for ElectionConfig {
             .field("use_watch", &self.use_watch)
             .field("reacquire", &self.reacquire)
             .field("drain_timeout", &self.drain_timeout)
+            .field("lock_delay", &self.lock_delay)
             .field("key_comparison", &self.key_comparison.is_some())
             .finish()
     }
@@ -110,6 +117,7 @@ impl ElectionConfig {
             use_watch: true,
             reacquire: true,
             drain_timeout: None,
+            lock_delay: Duration::ZERO,
             key_comparison: None,
         }
     }
@@ -133,6 +141,9 @@ impl ElectionConfig {
         }
         if self.drain_timeout.is_some_and(|d| d > MAX_DURATION) {
             return Err(ConfigError::TooLong("drain_timeout"));
+        }
+        if self.lock_delay > MAX_DURATION {
+            return Err(ConfigError::TooLong("lock_delay"));
         }
         if self.lease_duration <= self.renew_deadline {
             return Err(ConfigError::LeaseNotAboveRenew {

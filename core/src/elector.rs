@@ -300,6 +300,26 @@ impl LeaderElectorBuilder {
         self
     }
 
+    /// How long a candidate that has never seen a record waits after `run`
+    /// starts before it creates one (Chubby's lock-delay). Zero by default,
+    /// as in client-go: a candidate that starts after the record was
+    /// deleted or lost may then lead while a holder it never saw is still
+    /// inside its renew deadline. Set it to the fleet's `lease_duration` to
+    /// close that gap too, at the cost of a slower first election.
+    ///
+    /// ```
+    /// # use std::{sync::Arc, time::Duration};
+    /// # use tenure_core::{LeaderElector, MemoryStore};
+    /// let elector = LeaderElector::builder(Arc::new(MemoryStore::new("jobs")?), "pod-a")
+    ///     .lock_delay(Duration::from_secs(15))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lock_delay(mut self, d: Duration) -> Self {
+        self.config.lock_delay = d;
+        self
+    }
+
     /// Campaign again after a lost term (default true). With `false`, `run`
     /// returns [`ElectionError::LeadershipLost`] after a lost term.
     pub fn reacquire(mut self, on: bool) -> Self {

@@ -43,6 +43,9 @@ struct Slot {
     value: Option<(String, u64)>,
     /// Versions are never reused, also across deletes.
     counter: u64,
+    /// The largest `leader_transitions` ever stored, kept across deletes:
+    /// this store's token floor.
+    highest_transitions: Option<u64>,
 }
 
 impl fmt::Debug for MemoryStore {
@@ -80,6 +83,25 @@ impl MemoryStore {
         self.slot().value.as_ref().map(|(raw, _)| raw.clone())
     }
 
+    /// Writes the stored bytes again under a new version, as a foreign tool
+    /// touching the lock object would (on Kubernetes, any annotation moves
+    /// `resourceVersion`): the version changes, the record does not.
+    pub fn touch(&self) {
+        let mut slot = self.slot();
+        let Some((raw, _)) = slot.value.clone() else {
+            return;
+        };
+        slot.counter += 1;
+        let version = slot.counter;
+        slot.value = Some((raw.clone(), version));
+        if let Ok(record) = record::from_json(&raw) {
+            let _ = self.shared.events.send(WatchEvent::Put(Versioned {
+                record,
+                version: Version::from(version),
+            }));
+        }
+    }
+
     /// Deletes the lock record.
     pub fn delete(&self) {
         self.slot().value = None;
@@ -103,6 +125,7 @@ impl MemoryStore {
     fn write(&self, slot: &mut Slot, record: &LeaderRecord) -> Version {
         slot.counter += 1;
         slot.value = Some((record::to_json(record), slot.counter));
+        slot.highest_transitions = slot.highest_transitions.max(Some(record.leader_transitions));
         let version = Version::from(slot.counter);
         let _ = self.shared.events.send(WatchEvent::Put(Versioned {
             record: record.clone(),
@@ -141,6 +164,10 @@ impl LockStore for MemoryStore {
                 current: current.map(Box::new),
             }),
         }
+    }
+
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.slot().highest_transitions)
     }
 
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {

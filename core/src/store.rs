@@ -122,6 +122,22 @@ pub trait LockStore: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// A number at least as large as every `leader_transitions` this lock
+    /// has ever held in this store, also across deletion of the record, or
+    /// `None` when the store keeps nothing that survives deletion (the
+    /// default).
+    ///
+    /// The elector reads it only before it *creates* a record, and starts
+    /// the new record's fencing token above it, so a token never goes down
+    /// or repeats after the record was deleted or lost. A store that
+    /// reports a floor must keep it above every `leader_transitions` that
+    /// tenure writes to it later too, given that each write raises the
+    /// count by at most one (etcd: the store's revision, which every write
+    /// raises; Redis: the server clock in microseconds).
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// A human name of the lock (store and key), with no secret in it.
     fn describe(&self) -> String;
 }

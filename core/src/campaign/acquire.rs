@@ -95,12 +95,12 @@ where
     }
 
     /// True when `v` is held by someone who may still be acting on it: any
-    /// other identity, or our identity at a version this campaign did not
+    /// other identity, or our identity in a record this campaign did not
     /// write (another incarnation of us).
     pub(super) fn held_by_other(&self, v: &Versioned) -> bool {
         !v.record.is_free()
             && (v.record.holder_identity != self.inner.config.identity
-                || self.last_written.as_ref() != Some(&v.version))
+                || self.last_written.as_ref() != Some(&v.record))
     }
 
     /// True when our key pre-empts the holder we observed.
@@ -116,12 +116,28 @@ where
         let started = self.inner.clock.now();
         let current = self.inner.store.get().await?;
         let Some(current) = current else {
+            // A record that disappeared (deleted, expired, lost with the
+            // store's data) is its last holder's record unchanged: that
+            // holder may still be inside its renew deadline.
+            let now = self.inner.clock.now();
+            if self.expiry().is_some_and(|e| now < e) {
+                debug!("the lock record is gone, but its last holder's lease has not run out");
+                return Ok(None);
+            }
+            if self.observed.is_none() && now < self.began + self.inner.config.lock_delay {
+                debug!("no lock record; waiting out lock_delay before creating one");
+                return Ok(None);
+            }
+            // Start above every token this lock ever had: the ones we saw,
+            // and the store's floor, which survives deletion.
+            let floor = self.inner.store.token_floor().await?;
+            let seen = self.observed.as_ref().map(|v| v.record.leader_transitions);
             let mut record = self.new_record();
-            // A deleted record must not reset the fencing token below one we saw.
-            record.leader_transitions = self
-                .observed
-                .as_ref()
-                .map_or(0, |v| v.record.leader_transitions + 1);
+            record.leader_transitions = [seen, floor]
+                .into_iter()
+                .flatten()
+                .map(next_token)
+                .try_fold(0, |acc, t| t.map(|t| acc.max(t)))?;
             let result = self.inner.store.create(&record).await;
             return self.settle(result, record, started);
         };
@@ -145,7 +161,7 @@ where
             );
         }
         let mut record = self.new_record();
-        record.leader_transitions = held.leader_transitions + 1;
+        record.leader_transitions = next_token(held.leader_transitions)?;
         let result = self.inner.store.update(&record, &current.version).await;
         self.settle(result, record, started)
     }
@@ -178,4 +194,14 @@ where
         record.holder_key = cfg.holder_key.clone();
         record
     }
+}
+
+/// The fencing token of the term after one with `token`; a count that would
+/// overflow is a record we cannot trust, never one that wraps to 0.
+fn next_token(token: u64) -> Result<u64, StoreError> {
+    token.checked_add(1).ok_or_else(|| {
+        StoreError::corrupt(format!(
+            "leaderTransitions {token} cannot be raised without overflowing"
+        ))
+    })
 }

@@ -35,7 +35,7 @@ where
             valid_until,
             clock.clone(),
         );
-        self.last_written = Some(version.clone());
+        self.last_written = Some(record.clone());
         self.leading = true;
         self.set_leading(Some(token), Some(won.started));
         info!(fencing_token = token, "became leader");
@@ -103,8 +103,8 @@ where
             };
             match outcome {
                 Ok(Some((renewed, v))) => {
+                    self.last_written = Some(renewed.clone());
                     record = renewed;
-                    self.last_written = Some(v.clone());
                     version = v;
                     valid_until = start + cfg.renew_deadline;
                     leadership.extend(valid_until);

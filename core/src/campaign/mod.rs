@@ -83,10 +83,12 @@ pub(crate) struct Campaign<W> {
     events: Option<mpsc::Receiver<WatchEvent>>,
     /// The watch has delivered a change since it (re)connected.
     watch_live: bool,
-    /// The version of the last record this campaign wrote as leader: a
-    /// record with our identity is ours to take at once only at this
-    /// version (another incarnation with our identity may still be live).
-    last_written: Option<Version>,
+    /// The last record this campaign wrote as leader: a record with our
+    /// identity is ours to take at once only if it is exactly this one
+    /// (another incarnation with our identity may still be live).
+    last_written: Option<LeaderRecord>,
+    /// When `run` started, for `lock_delay`.
+    began: Instant,
     /// True while leading: watch events are then only hints.
     leading: bool,
     _watcher: Option<AbortOnDrop<()>>,
@@ -116,6 +118,7 @@ where
             events,
             watch_live: false,
             last_written: None,
+            began: observed_at,
             leading: false,
             _watcher: watcher,
         }
@@ -143,9 +146,15 @@ where
     // ---- observation ---------------------------------------------------
 
     /// Records what the store holds; resets the observed time on a change.
+    ///
+    /// A change is a different *record*: a new version of the same record
+    /// (another tool annotating the Kubernetes object) is not a renewal,
+    /// or a dead leader's lease would never run out. Its version is kept
+    /// for the next compare-and-swap all the same.
     fn observe(&mut self, current: Versioned) {
-        let changed = self.observed.as_ref().map(|o| &o.version) != Some(&current.version);
+        let changed = self.observed.as_ref().map(|o| &o.record) != Some(&current.record);
         if !changed {
+            self.observed = Some(current);
             return;
         }
         self.observed_at = self.inner.clock.now();

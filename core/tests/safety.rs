@@ -1,0 +1,141 @@
+//! Regression tests of the safety rules (issue 11), on paused time: each
+//! failed on the engine before its fix.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tenure_core::{LeaderRecord, LockStore, MemoryStore};
+use tokio::time::Instant;
+
+const SEC: Duration = Duration::from_secs(1);
+/// Longest gap between a follower's polls: retry × (1 + 1.2).
+const POLL: Duration = Duration::from_millis(4_400);
+
+fn memory() -> MemoryStore {
+    MemoryStore::new("safety").unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_foreign_write_that_keeps_the_record_is_not_a_renewal() {
+    // A crashed holder's record, and another tool writing the lock object
+    // every 300 ms (on Kubernetes: an annotation) without changing the
+    // record. Its versions are not renewals: the lock is taken one lease
+    // after the last *record* change.
+    let store = memory();
+    store.create(&held("crashed", 15, 4)).await.unwrap();
+    let toucher = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                store.touch();
+            }
+        })
+    };
+    let t = Timeline::default();
+    let a = start(Arc::new(store.clone()), spec("a"), &t);
+    let took = wait_until(15 * SEC + POLL + SEC, || a.elector.is_leader()).await;
+    toucher.abort();
+    assert!(took >= 15 * SEC, "took over after {took:?}, inside the lease");
+    assert_eq!(record(&store).await.leader_transitions, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_record_is_the_last_holders_record_unchanged() {
+    // The leader is alive but cut off from the store (its validity runs on
+    // for up to renew_deadline); then the record is deleted (by hand, by
+    // garbage collection, by a store that lost its data). A follower that
+    // saw the leader must wait out the leader's lease from the last change
+    // it saw, not create a record at once.
+    let store = memory();
+    let t = Timeline::default();
+    let leader_store = TestStore::new(&store);
+    let leader = start(leader_store.clone(), spec("leader"), &t);
+    wait_until(SEC, || leader.elector.is_leader()).await;
+    let follower = start(Arc::new(store.clone()), spec("follower"), &t);
+    tokio::time::sleep(5 * SEC).await;
+    assert_eq!(follower.elector.leader().as_deref(), Some("leader"));
+    leader_store.set(Mode::Hang);
+    let cut = Instant::now();
+    store.delete();
+    wait_until(15 * SEC + POLL + SEC, || follower.elector.is_leader()).await;
+    // The follower saw the leader's last renew at most one retry before
+    // the cut, and waits a whole lease from it.
+    assert!(
+        cut.elapsed() >= 13 * SEC,
+        "the follower created the record {:?} after the deletion, inside the lease",
+        cut.elapsed()
+    );
+    t.assert_no_overlap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_that_never_saw_a_record_creates_at_once_unless_lock_delay() {
+    // client-go's behaviour by default; with `lock_delay`, a fresh candidate
+    // treats "no record" as held for that long (Chubby's lock-delay).
+    let store = memory();
+    let t = Timeline::default();
+    let fast = start(Arc::new(store.clone()), spec("fast"), &t);
+    let took = wait_until(SEC, || fast.elector.is_leader()).await;
+    assert!(took < SEC);
+
+    let store = memory();
+    let elector = tenure_core::LeaderElector::builder(Arc::new(store.clone()), "careful")
+        .lock_delay(15 * SEC)
+        .build()
+        .unwrap();
+    let began = Instant::now();
+    let shutdown = tenure_core::CancellationToken::new();
+    let run = {
+        let elector = elector.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { elector.run(shutdown, |l| async move { l.cancelled().await }).await })
+    };
+    wait_until(15 * SEC + POLL + SEC, || elector.is_leader()).await;
+    assert!(began.elapsed() >= 15 * SEC, "led after {:?}", began.elapsed());
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recreated_record_never_repeats_a_fencing_token() {
+    // Token 7 was issued; the record is deleted; the next leader's token
+    // must be above 7 when the store keeps a floor, and above what the
+    // candidate saw in any case.
+    let store = memory();
+    store.create(&held("old", 1, 7)).await.unwrap();
+    let t = Timeline::default();
+    let a = start(Arc::new(store.clone()), spec("a"), &t);
+    wait_until(3 * SEC, || a.elector.is_leader()).await;
+    assert_eq!(a.elector.state().fencing_token, Some(8));
+    a.shutdown.cancel();
+    a.task.await.unwrap().unwrap();
+    store.delete();
+    // A fresh candidate never saw any record: the store's floor decides.
+    let b = start(Arc::new(store.clone()), spec("b"), &t);
+    wait_until(SEC, || b.elector.is_leader()).await;
+    let token = b.elector.state().fencing_token.unwrap();
+    assert!(token > 8, "a new term after deletion got token {token}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overflowing_transitions_count_is_corrupt_not_wrapped() {
+    let store = memory();
+    store.create(&held("", 15, u64::MAX)).await.unwrap();
+    let t = Timeline::default();
+    let a = start(Arc::new(store.clone()), spec("a"), &t);
+    let result = tokio::time::timeout(5 * SEC, a.task).await.unwrap().unwrap();
+    assert!(
+        matches!(
+            result,
+            Err(tenure_core::ElectionError::Store(tenure_core::StoreError::Corrupt { .. }))
+        ),
+        "{result:?}"
+    );
+    assert!(t.terms().is_empty());
+    let r: LeaderRecord = record(&store).await;
+    assert_eq!(r.leader_transitions, u64::MAX, "the record was overwritten");
+}
