@@ -94,6 +94,21 @@ impl StoreFactory for EtcdFactory {
             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
     }
 
+    async fn delete(&self, lock: &str) {
+        self.raw()
+            .await
+            .delete(format!("{}{lock}", self.prefix), None)
+            .await
+            .expect("delete the lock key");
+    }
+
+    /// The same bytes again: a new `mod_revision`, the same record.
+    async fn touch(&self, lock: &str) {
+        if let Some(raw) = self.get_raw(lock).await {
+            self.put_raw(lock, &raw).await;
+        }
+    }
+
     fn supports_watch(&self) -> bool {
         true
     }

@@ -79,6 +79,9 @@ pub(crate) struct Inner {
     pub(crate) redactor: Redactor,
     pub(crate) script: Script,
     conn: Mutex<Option<Slot>>,
+    /// The last stored value this handle read or wrote, with its version:
+    /// an update swaps only on these exact bytes (see `cas.lua`).
+    last_value: std::sync::Mutex<Option<(Version, String)>>,
 }
 
 /// The connection in use, with a number so that a failed one is dropped
@@ -129,6 +132,7 @@ impl RedisStore {
                 redactor,
                 script: Script::new(CAS_SCRIPT),
                 conn: Mutex::new(None),
+                last_value: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -249,6 +253,67 @@ impl RedisStore {
         ms.clamp(1, u64::MAX as u128) as u64
     }
 
+    /// Remembers the stored value `raw` at `version`.
+    fn remember(&self, version: &Version, raw: String) {
+        *self
+            .inner
+            .last_value
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some((version.clone(), raw));
+    }
+
+    /// Decodes a stored value and remembers it.
+    fn decode_and_remember(&self, raw: String) -> Result<Versioned, StoreError> {
+        let versioned = envelope::decode(&raw)?;
+        self.remember(&versioned.version, raw);
+        Ok(versioned)
+    }
+
+    /// The exact stored bytes of `expected`: remembered from the last read
+    /// or write, else read now (a second round trip, only when this handle
+    /// never saw that version). A value that is not at `expected` is the
+    /// conflict; one that does not parse is `Corrupt`.
+    async fn expected_bytes(&self, expected: &Version) -> Result<String, StoreError> {
+        {
+            let last = self
+                .inner
+                .last_value
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some((version, raw)) = last.as_ref() {
+                if version == expected {
+                    return Ok(raw.clone());
+                }
+            }
+        }
+        let Some(raw) = self.get_raw().await? else {
+            return Err(StoreError::conflict());
+        };
+        let current = self.decode_and_remember(raw.clone())?;
+        if &current.version != expected {
+            return Err(StoreError::Conflict {
+                current: Some(Box::new(current)),
+            });
+        }
+        Ok(raw)
+    }
+
+    /// The stored bytes, if any.
+    async fn get_raw(&self) -> Result<Option<String>, StoreError> {
+        let raw: Option<Vec<u8>> = self
+            .run("get", |mut conn| async move {
+                redis::cmd("GET")
+                    .arg(&self.inner.key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        raw.map(|bytes| {
+            String::from_utf8(bytes).map_err(|_| StoreError::corrupt("the value is not UTF-8 text"))
+        })
+        .transpose()
+    }
+
     /// Runs the compare-and-swap script.
     async fn cas(
         &self,
@@ -256,27 +321,46 @@ impl RedisStore {
         record: &LeaderRecord,
         expected: Option<&Version>,
     ) -> Result<Version, StoreError> {
+        let expected_raw = match expected {
+            Some(version) => self.expected_bytes(version).await?,
+            None => String::new(),
+        };
         let json = record::to_json(record);
         let expiry = self.expiry_ms(record);
-        let reply: Vec<String> = self
-            .run(op, |mut conn| async move {
-                self.inner
-                    .script
-                    .key(&self.inner.key)
-                    .arg(op)
-                    .arg(expected.map(Version::as_str).unwrap_or(""))
-                    .arg(&json)
-                    .arg(&self.inner.channel)
-                    .arg(expiry)
-                    .invoke_async(&mut conn)
-                    .await
+        let reply: Vec<Vec<u8>> = self
+            .run(op, |mut conn| {
+                let expected_raw = &expected_raw;
+                let json = &json;
+                async move {
+                    self.inner
+                        .script
+                        .key(&self.inner.key)
+                        .arg(op)
+                        .arg(expected_raw)
+                        .arg(json)
+                        .arg(&self.inner.channel)
+                        .arg(expiry)
+                        .arg(record.leader_transitions)
+                        .invoke_async(&mut conn)
+                        .await
+                }
             })
             .await?;
-        let mut reply = reply.into_iter();
-        match (reply.next().as_deref(), reply.next()) {
-            (Some("ok"), Some(version)) => Ok(Version::new(version)),
+        // The stored value comes back as it is, and may not be text.
+        let mut reply = reply.into_iter().map(|item| {
+            String::from_utf8(item).map_err(|_| StoreError::corrupt("the value is not UTF-8 text"))
+        });
+        let kind = reply.next().transpose()?;
+        match (kind.as_deref(), reply.next().transpose()?) {
+            (Some("ok"), Some(version)) => {
+                let version = Version::new(version);
+                // The script builds the value exactly so.
+                let raw = format!(r#"{{"version":{version},"record":{json}}}"#);
+                self.remember(&version, raw);
+                Ok(version)
+            }
             (Some("conflict"), Some(current)) => Err(StoreError::Conflict {
-                current: Some(Box::new(envelope::decode(&current)?)),
+                current: Some(Box::new(self.decode_and_remember(current)?)),
             }),
             (Some("absent"), None) => Err(StoreError::conflict()),
             (Some("corrupt"), Some(reason)) => Err(StoreError::corrupt(reason)),
@@ -292,21 +376,9 @@ static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomic
 #[async_trait]
 impl LockStore for RedisStore {
     async fn get(&self) -> Result<Option<Versioned>, StoreError> {
-        let raw: Option<Vec<u8>> = self
-            .run("get", |mut conn| async move {
-                redis::cmd("GET")
-                    .arg(&self.inner.key)
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        match raw {
+        match self.get_raw().await? {
             None => Ok(None),
-            Some(bytes) => {
-                let raw = String::from_utf8(bytes)
-                    .map_err(|_| StoreError::corrupt("the value is not UTF-8 text"))?;
-                envelope::decode(&raw).map(Some)
-            }
+            Some(raw) => self.decode_and_remember(raw).map(Some),
         }
     }
 
@@ -320,6 +392,24 @@ impl LockStore for RedisStore {
         expected: &Version,
     ) -> Result<Version, StoreError> {
         self.cas("update", record, Some(expected)).await
+    }
+
+    /// The server's clock in microseconds. Every version the script writes
+    /// is at most the server's time when it wrote it (a create starts at
+    /// that time, each update adds one and takes at least a microsecond),
+    /// and every record's `leaderTransitions` is at most its version (a
+    /// create's version is raised to its token), so this floor is at or
+    /// above every token this lock ever had, also after the key was
+    /// deleted, expired or lost in a restart. It fails only if the
+    /// server's clock is set back (or the data moves to a server whose
+    /// clock is behind).
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        let (secs, micros): (u64, u64) = self
+            .run("time", |mut conn| async move {
+                redis::cmd("TIME").query_async(&mut conn).await
+            })
+            .await?;
+        Ok(Some(secs.saturating_mul(1_000_000).saturating_add(micros)))
     }
 
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {

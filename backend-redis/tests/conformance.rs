@@ -83,6 +83,22 @@ impl StoreFactory for RedisFactory {
             .expect("GET")
     }
 
+    async fn delete(&self, lock: &str) {
+        let _: () = redis::cmd("DEL")
+            .arg(lock_key(&self.prefix, lock))
+            .query_async(&mut self.raw.clone())
+            .await
+            .expect("DEL");
+    }
+
+    /// The same bytes again (the version lives inside the value, so it
+    /// does not move: the record must still not look renewed).
+    async fn touch(&self, lock: &str) {
+        if let Some(raw) = self.get_raw(lock).await {
+            self.put_raw(lock, &raw).await;
+        }
+    }
+
     fn supports_watch(&self) -> bool {
         true
     }

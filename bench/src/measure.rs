@@ -238,6 +238,10 @@ impl LockStore for ReadBeforeWrite {
         self.0.update(record, expected).await
     }
 
+    async fn token_floor(&self) -> Result<Option<u64>, tenure_core::StoreError> {
+        self.0.token_floor().await
+    }
+
     fn describe(&self) -> String {
         self.0.describe()
     }

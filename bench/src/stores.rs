@@ -50,6 +50,10 @@ impl LockStore for Counted {
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
         self.0.watch().await
     }
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        self.0.token_floor().await
+    }
     fn describe(&self) -> String {
         self.0.describe()
     }
@@ -74,6 +78,12 @@ impl StoreFactory for CountingMemory {
     }
     async fn get_raw(&self, lock: &str) -> Option<String> {
         self.inner.get_raw(lock).await
+    }
+    async fn delete(&self, lock: &str) {
+        self.inner.delete(lock).await
+    }
+    async fn touch(&self, lock: &str) {
+        self.inner.touch(lock).await
     }
     fn supports_watch(&self) -> bool {
         true
@@ -125,10 +135,12 @@ impl RedisFactory {
         let mut samples = Samples::default();
         for _ in 0..runs {
             let t = Instant::now();
+            // The script swaps on the exact stored bytes.
+            let expected = format!(r#"{{"version":{version},"record":{json}}}"#);
             let reply: redis::Value = script
                 .key(store.key())
                 .arg("update")
-                .arg(version.as_str())
+                .arg(expected)
                 .arg(&json)
                 .arg(store.channel())
                 .arg(0)
@@ -356,6 +368,12 @@ impl<T: Open> StoreFactory for OpenOnly<T> {
     async fn put_raw(&self, _: &str, _: &str) {}
     async fn get_raw(&self, _: &str) -> Option<String> {
         None
+    }
+    async fn delete(&self, _: &str) {
+        unreachable!("the benchmarks never delete a lock")
+    }
+    async fn touch(&self, _: &str) {
+        unreachable!("the benchmarks never touch a lock")
     }
     fn supports_watch(&self) -> bool {
         true

@@ -46,6 +46,16 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// The raw value under the lock's key, if any.
     async fn get_raw(&self, lock: &str) -> Option<String>;
 
+    /// Deletes the lock's record (or its object) from outside tenure, as an
+    /// operator, a garbage collector, an expiry or a data loss would.
+    async fn delete(&self, lock: &str);
+
+    /// Writes to the lock's object from outside tenure without changing the
+    /// record: another tool's annotation or label on Kubernetes, the same
+    /// bytes written again elsewhere. Where the store versions the object,
+    /// the version moves; the record must not.
+    async fn touch(&self, lock: &str);
+
     /// True when the store's `watch` must return a stream.
     fn supports_watch(&self) -> bool;
 }

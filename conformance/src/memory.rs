@@ -58,6 +58,14 @@ impl StoreFactory for MemoryFactory {
         self.lock(lock).expect("valid lock name").raw()
     }
 
+    async fn delete(&self, lock: &str) {
+        self.lock(lock).expect("valid lock name").delete()
+    }
+
+    async fn touch(&self, lock: &str) {
+        self.lock(lock).expect("valid lock name").touch()
+    }
+
     fn supports_watch(&self) -> bool {
         true
     }
@@ -133,6 +141,11 @@ impl LockStore for FaultyStore {
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
         self.gate().await?;
         self.inner.watch().await
+    }
+
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        self.gate().await?;
+        self.inner.token_floor().await
     }
 
     fn describe(&self) -> String {

@@ -119,6 +119,11 @@ impl LockStore for TestStore {
         result
     }
 
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        self.gate().await?;
+        self.inner.token_floor().await
+    }
+
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
         if !self.watch {
             return Ok(None);
