@@ -269,6 +269,32 @@ impl LockStore for EtcdStore {
         }
     }
 
+    /// The cluster's current revision. A created record's token starts
+    /// above the revision read here, so it is at most the revision of its
+    /// own create; each later term adds one to the token and at least one to
+    /// the revision. So every token is at most the revision of the write
+    /// that stored it, and this floor (which only rises, across every key
+    /// and every deletion) is above all of them. It fails only for records
+    /// written by something else with a larger count than their revision,
+    /// or if the cluster is restored from a backup older than the record.
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        let kv = self.inner.client.kv_client();
+        let key = self.inner.key.as_bytes();
+        let resp = self
+            .timed("get", || {
+                let mut kv = kv.clone();
+                let options = etcd_client::GetOptions::new().with_count_only();
+                async move { kv.get(key, Some(options)).await }
+            })
+            .await?;
+        let revision = resp
+            .header()
+            .map(|h| h.revision())
+            .filter(|r| *r > 0)
+            .ok_or_else(|| StoreError::Other("etcd get response without a revision".into()))?;
+        Ok(Some(revision as u64))
+    }
+
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
         crate::watch::watch(
             self.inner.client.clone(),

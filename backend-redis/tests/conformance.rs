@@ -109,3 +109,5 @@ async fn factory() -> RedisFactory {
 }
 
 tenure_conformance::conformance_tests!(factory);
+// This store keeps a token floor across deletion.
+tenure_conformance::conformance_tests!(factory; fencing_token_rises_across_deletion);

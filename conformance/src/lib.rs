@@ -39,7 +39,9 @@ pub fn init_logging() {
 /// Expands to one `#[tokio::test]` per scenario of the suite, each calling
 /// `$factory().await` for a fresh [`StoreFactory`] and then the scenario.
 ///
-/// `conformance_tests!(factory)` runs every scenario;
+/// `conformance_tests!(factory)` runs every scenario that every store must
+/// pass; stores that keep a token floor add
+/// `conformance_tests!(factory; fencing_token_rises_across_deletion)`;
 /// `conformance_tests!(factory; scenario_a, scenario_b)` runs the ones named.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -61,7 +63,9 @@ macro_rules! conformance_tests {
             transitions_and_fencing_token_rise_by_one,
             higher_key_preempts_the_holder,
             follower_reports_each_new_leader_once,
-            unreachable_leader_steps_down_and_is_replaced
+            unreachable_leader_steps_down_and_is_replaced,
+            deleted_record_is_not_a_free_lock,
+            foreign_write_is_not_a_renewal
         );
     };
     ($factory:path; $($scenario:ident),+ $(,)?) => {

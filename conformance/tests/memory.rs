@@ -5,3 +5,5 @@ async fn factory() -> tenure_conformance::MemoryFactory {
 }
 
 tenure_conformance::conformance_tests!(factory);
+// This store keeps a token floor across deletion.
+tenure_conformance::conformance_tests!(factory; fencing_token_rises_across_deletion);

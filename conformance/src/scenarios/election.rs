@@ -11,29 +11,29 @@ use tokio::time::Instant;
 
 use crate::{Fault, StoreFactory};
 
-const LEASE: Duration = Duration::from_millis(1000);
-const RENEW: Duration = Duration::from_millis(600);
-const RETRY: Duration = Duration::from_millis(200);
+pub(super) const LEASE: Duration = Duration::from_millis(1000);
+pub(super) const RENEW: Duration = Duration::from_millis(600);
+pub(super) const RETRY: Duration = Duration::from_millis(200);
 /// Slack for scheduling and store latency on a loaded two-core CI machine.
-const MARGIN: Duration = Duration::from_millis(400);
+pub(super) const MARGIN: Duration = Duration::from_millis(400);
 /// The longest wait between two polls: retry plus client-go's jitter (1.2).
-const MAX_POLL: Duration = Duration::from_millis(440);
+pub(super) const MAX_POLL: Duration = Duration::from_millis(440);
 
 /// One term as the leader's work saw it.
 #[derive(Clone, Debug)]
-struct Term {
-    identity: String,
-    token: u64,
+pub(super) struct Term {
+    pub(super) identity: String,
+    pub(super) token: u64,
     start: Instant,
     end: Option<Instant>,
 }
 
 /// Every term of every candidate of one scenario, in start order.
 #[derive(Clone, Default)]
-struct Timeline(Arc<Mutex<Vec<Term>>>);
+pub(super) struct Timeline(Arc<Mutex<Vec<Term>>>);
 
 impl Timeline {
-    fn terms(&self) -> Vec<Term> {
+    pub(super) fn terms(&self) -> Vec<Term> {
         self.0.lock().unwrap().clone()
     }
 
@@ -46,7 +46,7 @@ impl Timeline {
     }
 
     /// No two terms overlap: each starts after the one before has ended.
-    fn assert_no_overlap(&self) {
+    pub(super) fn assert_no_overlap(&self) {
         let terms = self.terms();
         for pair in terms.windows(2) {
             let end = pair[0].end.unwrap_or_else(|| {
@@ -60,21 +60,21 @@ impl Timeline {
     }
 }
 
-struct Candidate {
-    identity: String,
-    elector: LeaderElector,
+pub(super) struct Candidate {
+    pub(super) identity: String,
+    pub(super) elector: LeaderElector,
     shutdown: CancellationToken,
-    task: JoinHandle<Result<(), ElectionError>>,
+    pub(super) task: JoinHandle<Result<(), ElectionError>>,
     reports: Arc<Mutex<Vec<String>>>,
 }
 
 impl Candidate {
-    fn is_leader(&self) -> bool {
+    pub(super) fn is_leader(&self) -> bool {
         self.elector.is_leader()
     }
 
     /// Graceful shutdown (release); returns when `run` has returned.
-    async fn stop(self) -> Result<(), ElectionError> {
+    pub(super) async fn stop(self) -> Result<(), ElectionError> {
         self.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
@@ -83,25 +83,25 @@ impl Candidate {
     }
 
     /// A crash: the run future is dropped without release.
-    fn crash(self, timeline: &Timeline) {
+    pub(super) fn crash(self, timeline: &Timeline) {
         self.task.abort();
         timeline.close(&self.identity, Instant::now());
     }
 }
 
-struct Options {
+pub(super) struct Options {
     key: &'static str,
     preempt_below: Option<&'static str>,
     use_watch: bool,
 }
 
-const PLAIN: Options = Options {
+pub(super) const PLAIN: Options = Options {
     key: "",
     preempt_below: None,
     use_watch: true,
 };
 
-fn spawn(
+pub(super) fn spawn(
     store: Arc<dyn LockStore>,
     identity: &str,
     timeline: &Timeline,
@@ -154,7 +154,7 @@ fn spawn(
     }
 }
 
-async fn candidate(
+pub(super) async fn candidate(
     f: &dyn StoreFactory,
     lock: &str,
     identity: &str,
@@ -169,7 +169,7 @@ async fn candidate(
 }
 
 /// Waits until `cond` holds, checking every 5 ms; panics after `limit`.
-async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+pub(super) async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     loop {
         if cond() {
@@ -180,11 +180,11 @@ async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -
     }
 }
 
-fn leaders(cands: &[Candidate]) -> Vec<usize> {
+pub(super) fn leaders(cands: &[Candidate]) -> Vec<usize> {
     (0..cands.len()).filter(|&i| cands[i].is_leader()).collect()
 }
 
-async fn wait_for_leader(cands: &[Candidate], limit: Duration) -> usize {
+pub(super) async fn wait_for_leader(cands: &[Candidate], limit: Duration) -> usize {
     wait_for(limit, "a leader", || leaders(cands).len() == 1).await;
     leaders(cands)[0]
 }

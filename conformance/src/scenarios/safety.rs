@@ -1,0 +1,117 @@
+//! Safety scenarios every store must pass: a record that disappears, and
+//! writes by other tools to the lock object. Same timing as the election
+//! scenarios (lease 1 s, renew deadline 0.6 s, retry 0.2 s).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::election::{
+    candidate, leaders, spawn, wait_for, wait_for_leader, Timeline, LEASE, MARGIN, MAX_POLL,
+    PLAIN, RETRY,
+};
+use crate::{Fault, StoreFactory};
+
+/// The record is deleted (by hand, by garbage collection, by a store that
+/// lost its data) while its leader is alive but cut off from the store. A
+/// follower that saw that leader treats the missing record as the leader's
+/// record unchanged: it creates a new one only after the lease ran out
+/// since the last change it saw, so it never leads while the old leader's
+/// term is still valid.
+pub async fn deleted_record_is_not_a_free_lock(f: &dyn StoreFactory) {
+    let lock = "deleted";
+    let t = Timeline::default();
+    let (store, switch) = f.open_faulty(lock).await.unwrap();
+    let old = spawn(store, "old", &t, PLAIN);
+    wait_for(LEASE + MAX_POLL + MARGIN, "the first candidate leads", || {
+        old.is_leader()
+    })
+    .await;
+    let follower = candidate(f, lock, "follower", &t, PLAIN).await;
+    tokio::time::sleep(3 * RETRY).await;
+    assert_eq!(follower.elector.leader().as_deref(), Some("old"));
+    switch.set(Fault::BlackHole);
+    let cut = Instant::now();
+    f.delete(lock).await;
+    wait_for(
+        LEASE + 2 * RETRY + MARGIN,
+        "the follower leads after the lease",
+        || follower.is_leader(),
+    )
+    .await;
+    let took = cut.elapsed();
+    // The follower saw the old leader's last renew at most one retry
+    // before the cut.
+    assert!(
+        took + RETRY + Duration::from_millis(50) >= LEASE,
+        "created the record {took:?} after the deletion, inside the old leader's lease"
+    );
+    assert!(!old.is_leader());
+    t.assert_no_overlap();
+    old.task.abort();
+    follower.stop().await.unwrap();
+}
+
+/// After the leader crashed, another tool keeps writing the lock object
+/// without changing the record (on Kubernetes: an annotation, which moves
+/// `resourceVersion`; on etcd: the same bytes, which move `mod_revision`).
+/// Those writes are not renewals: another candidate takes over within
+/// the same bound as after any crash.
+pub async fn foreign_write_is_not_a_renewal(f: &dyn StoreFactory) {
+    let lock = "touched";
+    let t = Timeline::default();
+    let mut cands = Vec::new();
+    for id in ["a", "b", "c"] {
+        cands.push(candidate(f, lock, id, &t, PLAIN).await);
+    }
+    let leader = wait_for_leader(&cands, LEASE + MAX_POLL + MARGIN).await;
+    let old = cands.remove(leader);
+    let crashed = Instant::now();
+    old.crash(&t);
+    let bound = LEASE + 2 * RETRY + MARGIN;
+    while leaders(&cands).is_empty() {
+        assert!(
+            crashed.elapsed() < bound,
+            "no candidate took over within {bound:?} while another tool wrote the lock object"
+        );
+        f.touch(lock).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = crashed.elapsed();
+    assert!(
+        took + RETRY + Duration::from_millis(50) >= LEASE,
+        "took over after {took:?}: inside the crashed leader's lease"
+    );
+    for c in cands {
+        c.stop().await.unwrap();
+    }
+    t.assert_no_overlap();
+}
+
+/// For stores with a token floor (etcd, Redis): after the record was
+/// deleted, a candidate that never saw it creates a new one with a fencing
+/// token above every token the lock had, so a fencing downstream keeps
+/// refusing the old leader. Kubernetes has no such floor (see the README).
+pub async fn fencing_token_rises_across_deletion(f: &dyn StoreFactory) {
+    let lock = "recreated";
+    let t = Timeline::default();
+    let mut last = None;
+    for id in ["a", "b", "c"] {
+        let c = candidate(f, lock, id, &t, PLAIN).await;
+        wait_for(LEASE + MAX_POLL + MARGIN, "the candidate leads", || {
+            c.is_leader()
+        })
+        .await;
+        let token = c.elector.state().fencing_token.expect("a leader's token");
+        if let Some(before) = last {
+            assert!(
+                token > before,
+                "{id} got token {token} after {before}, on a record created again"
+            );
+        }
+        last = Some(token);
+        c.stop().await.unwrap();
+        f.delete(lock).await;
+    }
+    t.assert_no_overlap();
+}
