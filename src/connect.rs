@@ -196,13 +196,16 @@ async fn connect_redis(_: &str, url: &LockUrl) -> Result<Arc<dyn LockStore>, Con
         _ => return Err(invalid(url, "a redis URL names exactly one host:port")),
     };
     let db = url.param("db").unwrap_or("0");
-    let auth = url
-        .userinfo
-        .as_ref()
-        .map(|u| format!("{u}@"))
-        .unwrap_or_default();
-    let server = format!("{}://{auth}{host}/{db}", url.scheme);
+    // Credentials go to the builder decoded, never back into a URL: a
+    // password may hold `/`, `?`, `@` or `%`, which would break it.
+    let server = format!("{}://{host}/{db}", url.scheme);
     let mut builder = tenure_redis::RedisStore::builder(server, lock);
+    if let Some((user, password)) = url.credentials() {
+        if !user.is_empty() {
+            builder = builder.username(user);
+        }
+        builder = builder.password(password);
+    }
     if let Some(prefix) = url.param("prefix") {
         builder = builder.prefix(prefix);
     }

@@ -213,3 +213,21 @@ fn wrong_credentials() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn a_password_with_url_delimiters_logs_in() {
+    // `LockUrl` accepts `/`, `?` and `@` in a password; the facade used to
+    // put the raw userinfo back into the Redis URL, which then failed to
+    // parse (or cut the password short).
+    let password = "p/a?s@s#w%rd";
+    let server = RedisServer::local(RedisServerOptions {
+        password: Some(password.into()),
+        ..Default::default()
+    });
+    let addr = server.addr();
+    let url = format!("redis://default:{password}@{addr}/delims");
+    let out = tenure(&["status", "--lock", url.as_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains(password), "the password leaked: {err}");
+}
