@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::clock::Clock;
+use crate::record::Version;
 
 /// One term of leadership, handed to the leader's work.
 ///
@@ -36,6 +37,7 @@ pub struct Leadership {
 
 struct LeadershipInner {
     token: u64,
+    version: Version,
     identity: String,
     lock: String,
     stop: CancellationToken,
@@ -57,6 +59,7 @@ impl fmt::Debug for Leadership {
 impl Leadership {
     pub(crate) fn new(
         token: u64,
+        version: Version,
         identity: String,
         lock: String,
         valid_until: Instant,
@@ -65,6 +68,7 @@ impl Leadership {
         Leadership {
             inner: Arc::new(LeadershipInner {
                 token,
+                version,
                 identity,
                 lock,
                 stop: CancellationToken::new(),
@@ -78,6 +82,14 @@ impl Leadership {
     /// won. Downstream systems can reject writes carrying a smaller token.
     pub fn fencing_token(&self) -> u64 {
         self.inner.token
+    }
+
+    /// The store's version of the write that won this term. On etcd it is
+    /// the cluster revision of that write (`EtcdStore::revision_of`), which
+    /// rises across every key of the cluster: a second fencing token that
+    /// also orders terms of different locks.
+    pub fn version(&self) -> &Version {
+        &self.inner.version
     }
 
     /// Our identity.

@@ -30,6 +30,7 @@ where
         });
         let leadership = Leadership::new(
             token,
+            version.clone(),
             cfg.identity.clone(),
             self.inner.store.describe(),
             valid_until,
