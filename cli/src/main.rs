@@ -8,6 +8,8 @@ mod demo;
 mod output;
 mod run;
 mod status;
+mod supervisor;
+mod term;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -91,6 +93,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // The supervisor of one term (internal; see `supervisor.rs`): no
+    // runtime, no logging, before anything else.
+    let mut raw = std::env::args();
+    if raw.nth(1).as_deref() == Some(supervisor::SUBCOMMAND) {
+        return ExitCode::from(supervisor::main(raw.collect()));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -122,12 +130,13 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Never blocks: a stalled stderr loses lines, not the election.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output::LossyLine::default)
         .init();
-    // One thread: a child started with PR_SET_PDEATHSIG is tied to the
-    // thread that forked it, and the main thread lives as long as we do.
+    // One thread is plenty: the election is a few requests a second, and the
+    // command's deadline is the supervisor's, which needs no runtime.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -145,11 +154,13 @@ fn main() -> ExitCode {
             Command::Demo => demo::demo().await,
         }
     });
-    match result {
-        Ok(code) => ExitCode::from(code),
+    let code = match result {
+        Ok(code) => code,
         Err(f) => {
-            eprintln!("tenure: error: {}", f.message);
-            ExitCode::from(f.code)
+            output::say_error(&f.message);
+            f.code
         }
-    }
+    };
+    output::flush(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
 }

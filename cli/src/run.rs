@@ -1,15 +1,15 @@
 //! `tenure run`: campaign, run the command while leader, stop it before
 //! anyone else can take over.
 
-use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Args;
 use tenure::{CancellationToken, LeaderElector, Leadership};
-use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::output::say;
+use crate::output::{self, say};
+use crate::term::{self, CommandSpec, Outcome, OutcomeSlot};
 use crate::{parse_duration, Failure};
 
 /// Arguments of `tenure run`.
@@ -25,15 +25,18 @@ pub struct RunArgs {
     /// How long others wait after the last change they saw before taking over.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
-    /// The leader stops if no renew succeeded for this long.
+    /// The command is gone (SIGKILL) if no renew succeeded for this long;
+    /// lease-duration / renew-deadline is the clock-rate skew tolerated.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     renew_deadline: Duration,
     /// Time between attempts.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     retry_period: Duration,
-    /// Time between SIGTERM and SIGKILL when the command must stop; must be
-    /// shorter than lease-duration − renew-deadline so the command is gone
-    /// before anyone else can take over. Default: half of that window.
+    /// Time between SIGTERM and SIGKILL when the command must stop. The term
+    /// ends (SIGTERM) this long before renew-deadline, so the command is gone
+    /// (SIGKILL) by renew-deadline after the start of the last successful
+    /// renew. Must be shorter than renew-deadline − 1.2 × retry-period;
+    /// default: half of that.
     #[arg(long, value_parser = parse_duration)]
     grace: Option<Duration>,
     /// Istio-style priority key written with the record.
@@ -44,180 +47,156 @@ pub struct RunArgs {
     command: Vec<String>,
 }
 
-/// How the command ended when it ended by itself.
-type ChildExit = Arc<Mutex<Option<Result<ExitStatus, String>>>>;
+/// What ended one `elector.run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Ctrl-C, SIGTERM, SIGHUP: step down, release, exit.
+    Exit,
+    /// Ctrl-Z (SIGTSTP): step down, release, suspend; campaign again when
+    /// continued.
+    Suspend,
+}
 
 pub async fn run(args: RunArgs) -> Result<u8, Failure> {
-    let window = args.lease_duration.saturating_sub(args.renew_deadline);
-    let grace = args.grace.unwrap_or(window / 2);
-    if args.lease_duration > args.renew_deadline && grace >= window {
-        return Err(Failure::input(format!(
-            "--grace ({grace:?}) must be shorter than lease-duration − renew-deadline ({window:?}), \
-             or the command could outlive our lease"
-        )));
-    }
+    let timing = Timing::from_args(&args)?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let store = tenure::connect(&args.lock).await?;
     // Fail fast with one clear line on an unreachable or refusing store.
     store.get().await?;
     let elector = LeaderElector::builder(store.clone(), identity.clone())
         .lease_duration(args.lease_duration)
-        .renew_deadline(args.renew_deadline)
+        .renew_deadline(timing.engine_renew_deadline)
         .retry_period(args.retry_period)
         .holder_key(args.holder_key.clone())
         .on_new_leader(|leader| say(format!("leader is {leader}")))
         .on_stopped_leading(|| say("no longer leader"))
         .build()
         .map_err(|e| Failure::input(format!("invalid timing: {e}")))?;
-
-    let shutdown = CancellationToken::new();
-    tokio::spawn(forward_signals(shutdown.clone()));
+    let spec = CommandSpec {
+        argv: args.command.clone(),
+        lock: store.describe(),
+        grace: timing.grace,
+    };
+    let mut signals = Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
     say(format!("{identity} campaigning for {}", store.describe()));
-
-    let exit: ChildExit = Arc::new(Mutex::new(None));
-    let work = {
-        let exit = exit.clone();
-        let shutdown = shutdown.clone();
-        let command = args.command.clone();
-        let lock = store.describe();
-        move |leadership: Leadership| {
-            supervise(
-                command.clone(),
-                lock.clone(),
-                leadership,
-                grace,
-                exit.clone(),
-                shutdown.clone(),
-            )
+    loop {
+        let shutdown = CancellationToken::new();
+        let outcome: OutcomeSlot = Arc::new(Mutex::new(None));
+        let work = {
+            let spec = spec.clone();
+            let outcome = outcome.clone();
+            let shutdown = shutdown.clone();
+            move |leadership: Leadership| {
+                term::lead(spec.clone(), leadership, outcome.clone(), shutdown.clone())
+            }
+        };
+        let stop = Arc::new(Mutex::new(Stop::Exit));
+        let result = {
+            let campaign = elector.run(shutdown.clone(), work);
+            tokio::pin!(campaign);
+            let mut stopping = false;
+            loop {
+                tokio::select! {
+                    result = &mut campaign => break result,
+                    stop_kind = signals.next(), if !stopping => {
+                        stopping = true;
+                        *stop.lock().unwrap() = stop_kind;
+                        match stop_kind {
+                            Stop::Exit => say("signal received: stopping the command, then releasing"),
+                            Stop::Suspend => say("Ctrl-Z: stepping down (stopping the command, releasing the lock), then suspending"),
+                        }
+                        shutdown.cancel();
+                    }
+                }
+            }
+        };
+        result.map_err(|e| Failure::runtime(e.to_string()))?;
+        let ended = outcome.lock().unwrap().take();
+        match ended {
+            Some(Outcome::Exited(code)) => {
+                say("released and stopped");
+                return Ok(code);
+            }
+            Some(Outcome::Failed(message)) => return Err(Failure::runtime(message)),
+            None => {}
         }
-    };
-    elector
-        .run(shutdown, work)
-        .await
-        .map_err(|e| Failure::runtime(e.to_string()))?;
-    say("released and stopped");
-    let ended = exit.lock().unwrap().take();
-    match ended {
-        None => Ok(0),
-        Some(Ok(status)) => Ok(exit_code(status)),
-        Some(Err(e)) => Err(Failure::runtime(e)),
+        let stop_kind = *stop.lock().unwrap();
+        match stop_kind {
+            Stop::Exit => {
+                say("released and stopped");
+                return Ok(0);
+            }
+            Stop::Suspend => {
+                say("suspended; `fg` or `bg` (SIGCONT) campaigns again");
+                output::flush(Duration::from_millis(200));
+                // SAFETY: raise(3) stops this process until SIGCONT.
+                unsafe {
+                    libc::raise(libc::SIGSTOP);
+                }
+                say(format!("{identity} resumed: campaigning again"));
+            }
+        }
     }
 }
 
-/// Runs the command for one term; stops it when the term ends.
-async fn supervise(
-    command: Vec<String>,
-    lock: String,
-    leadership: Leadership,
+/// The timing `tenure run` uses, derived from its arguments.
+#[derive(Debug)]
+struct Timing {
     grace: Duration,
-    exit: ChildExit,
-    shutdown: CancellationToken,
-) {
-    let token = leadership.fencing_token();
-    say(format!("elected leader (fencing token {token})"));
-    let mut cmd = Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .env("TENURE_FENCING_TOKEN", token.to_string())
-        .env("TENURE_IDENTITY", leadership.identity())
-        .env("TENURE_LOCK", &lock)
-        // Its own process group, so stopping it stops what it started too.
-        .process_group(0)
-        .kill_on_drop(true);
-    die_with_parent(&mut cmd);
-    let mut child = match cmd.spawn() {
-        Ok(child) => child,
-        Err(e) => {
-            *exit.lock().unwrap() = Some(Err(format!("cannot start {:?}: {e}", command[0])));
-            shutdown.cancel();
-            return;
+    /// The engine's renew deadline: `--renew-deadline` − grace, so the term
+    /// ends (SIGTERM) `grace` before the command must be gone (SIGKILL).
+    engine_renew_deadline: Duration,
+}
+
+impl Timing {
+    fn from_args(args: &RunArgs) -> Result<Timing, Failure> {
+        if args.lease_duration <= args.renew_deadline {
+            return Err(Failure::input(format!(
+                "invalid timing: lease-duration ({:?}) must be greater than renew-deadline ({:?})",
+                args.lease_duration, args.renew_deadline
+            )));
         }
-    };
-    say(format!(
-        "started {:?} (pid {}, fencing token {token})",
-        command[0],
-        child.id().unwrap_or(0)
-    ));
-    let group = child.id().map(|pid| pid as libc::pid_t);
-    tokio::select! {
-        status = child.wait() => {
-            // Nothing it started may outlive it: the lock is released next.
-            if let Some(pgid) = group {
-                signal_group(pgid, libc::SIGKILL);
-            }
-            let status = status.map_err(|e| e.to_string());
-            match &status {
-                Ok(s) => say(format!("command exited ({s}); releasing the lock")),
-                Err(e) => say(format!("lost track of the command: {e}")),
-            }
-            *exit.lock().unwrap() = Some(status);
-            shutdown.cancel();
+        let floor = args.retry_period.mul_f64(tenure::JITTER_FACTOR);
+        let room = args.renew_deadline.saturating_sub(floor);
+        let grace = args.grace.unwrap_or(room / 2);
+        if room.is_zero() || grace >= room {
+            return Err(Failure::input(format!(
+                "--grace ({grace:?}) must be shorter than renew-deadline − 1.2 × retry-period ({room:?}): \
+                 the term ends grace before renew-deadline, and must still outlast a retry"
+            )));
         }
-        _ = leadership.cancelled() => {
-            stop(&mut child, grace).await;
+        Ok(Timing {
+            grace,
+            engine_renew_deadline: args.renew_deadline - grace,
+        })
+    }
+}
+
+/// The signals `tenure run` handles, as a stream of stops.
+struct Signals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+    tstp: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            tstp: signal(SignalKind::from_raw(libc::SIGTSTP))?,
+        })
+    }
+
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.int.recv() => Stop::Exit,
+            _ = self.term.recv() => Stop::Exit,
+            _ = self.hup.recv() => Stop::Exit,
+            _ = self.tstp.recv() => Stop::Suspend,
         }
-    }
-}
-
-/// SIGTERM, then SIGKILL after `grace`; returns once the child is gone.
-async fn stop(child: &mut Child, grace: Duration) {
-    let group = child.id().map(|pid| pid as libc::pid_t);
-    if let Some(pgid) = group {
-        say(format!(
-            "stopping the command (SIGTERM to process group {pgid})"
-        ));
-        signal_group(pgid, libc::SIGTERM);
-    }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => say(format!("command stopped ({})", describe(status))),
-        Err(_) => {
-            say(format!("command still running after {grace:?}: SIGKILL"));
-            let _ = child.kill().await;
-        }
-    }
-    // Whatever the command started and left behind goes too.
-    if let Some(pgid) = group {
-        signal_group(pgid, libc::SIGKILL);
-    }
-}
-
-fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
-    // SAFETY: kill(2) on our child's process group has no memory effects.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
-}
-
-fn describe(status: std::io::Result<ExitStatus>) -> String {
-    match status {
-        Ok(s) => s.to_string(),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// On Linux the child is killed if `tenure` dies (even by SIGKILL), so a
-/// crashed leader's command cannot outlive its lease.
-#[cfg(target_os = "linux")]
-fn die_with_parent(cmd: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_: &mut Command) {}
-
-fn exit_code(status: ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code.clamp(0, 255) as u8,
-        (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
-        _ => 1,
     }
 }
 
@@ -226,18 +205,4 @@ fn default_identity() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".to_owned());
     format!("{host}-{}", std::process::id())
-}
-
-async fn forward_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    say("signal received: stopping the command, then releasing");
-    shutdown.cancel();
 }

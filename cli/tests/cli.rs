@@ -94,7 +94,7 @@ fn invalid_timing() {
             "true",
         ],
         2,
-        "lease_duration (5s) must be greater than renew_deadline (10s)",
+        "lease-duration (5s) must be greater than renew-deadline (10s)",
     );
     assert_fails(
         &[
@@ -107,10 +107,10 @@ fn invalid_timing() {
             "true",
         ],
         2,
-        "renew_deadline",
+        "renew-deadline",
     );
     assert_fails(
-        &["run", "--lock", "memory://x", "--grace", "6s", "--", "true"],
+        &["run", "--lock", "memory://x", "--grace", "8s", "--", "true"],
         2,
         "--grace",
     );

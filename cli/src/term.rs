@@ -1,0 +1,180 @@
+//! `tenure run`'s side of one term: start the supervisor, keep its
+//! deadline equal to the term's validity, and learn how the command ended.
+
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tenure::Leadership;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+use tenure::CancellationToken;
+
+use crate::output::say;
+use crate::supervisor::{monotonic_ns, SUBCOMMAND};
+
+/// How often the term's validity is copied to the supervisor's deadline.
+/// A late copy only makes the deadline earlier than the term's, never later.
+const SYNC: Duration = Duration::from_millis(20);
+
+/// What the command needs besides its arguments.
+#[derive(Clone, Debug)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    pub lock: String,
+    pub grace: Duration,
+}
+
+/// How a term's command ended, when that ends the whole `tenure run`.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The command exited by itself with this code (or 128 + signal).
+    Exited(u8),
+    /// Something failed: the message says what.
+    Failed(String),
+}
+
+/// Where the outcome of a term is left for `run` to find.
+pub type OutcomeSlot = Arc<Mutex<Option<Outcome>>>;
+
+/// Runs the command for one term under a supervisor; returns when the
+/// command and everything it started are gone.
+pub async fn lead(
+    spec: CommandSpec,
+    leadership: Leadership,
+    outcome: OutcomeSlot,
+    shutdown: CancellationToken,
+) {
+    let token = leadership.fencing_token();
+    say(format!("elected leader (fencing token {token})"));
+    let (mut supervisor, socket) = match start(&spec, &leadership) {
+        Ok(started) => started,
+        Err(e) => {
+            fail(&outcome, &shutdown, format!("cannot start the supervisor: {e}"));
+            return;
+        }
+    };
+    let (reader, mut writer) = socket.into_split();
+    let mut reports = BufReader::new(reader).lines();
+    let mut sent = leadership.valid_until();
+    let mut group: Option<libc::pid_t> = None;
+    let mut stop_sent = false;
+    let mut tick = tokio::time::interval(SYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            line = reports.next_line() => {
+                let Ok(Some(line)) = line else {
+                    // The supervisor is gone without a word: make sure its
+                    // command is too.
+                    let status = supervisor.wait().await;
+                    if let Some(pgid) = group {
+                        signal_group(pgid, libc::SIGKILL);
+                    }
+                    fail(&outcome, &shutdown, format!("the supervisor died ({status:?}); its command was killed"));
+                    return;
+                };
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some("started"), Some(pid)) => {
+                        group = pid.parse().ok();
+                        say(format!("started {:?} (pid {pid}, fencing token {token})", spec.argv[0]));
+                    }
+                    (Some("failed"), _) => {
+                        let _ = supervisor.wait().await;
+                        let why = line.trim_start_matches("failed ").to_owned();
+                        fail(&outcome, &shutdown, format!("cannot start {:?}: {why}", spec.argv[0]));
+                        return;
+                    }
+                    (Some("exited"), Some(code)) => {
+                        let _ = supervisor.wait().await;
+                        let code: i32 = code.parse().unwrap_or(1);
+                        say(format!("command exited (code {code}); releasing the lock"));
+                        *outcome.lock().unwrap() = Some(Outcome::Exited(code.clamp(0, 255) as u8));
+                        shutdown.cancel();
+                        return;
+                    }
+                    (Some("stopped"), reason) => {
+                        let _ = supervisor.wait().await;
+                        let reason = reason.unwrap_or("?");
+                        say(format!("command stopped ({reason})"));
+                        if reason == "deadline" && !leadership.is_cancelled() {
+                            // The supervisor's copy of the deadline ran out
+                            // before the term did (we could not extend it in
+                            // time): the command is gone, so this term is too.
+                            fail(&outcome, &shutdown, "the command was stopped at the term's deadline before tenure could extend it".into());
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            _ = leadership.cancelled(), if !stop_sent => {
+                stop_sent = true;
+                say(format!("stopping the command (SIGTERM, SIGKILL after {:?})", spec.grace));
+                // If the socket is gone the supervisor stops on its own.
+                let _ = writer.write_all(b"stop\n").await;
+            }
+            _ = tick.tick(), if !stop_sent => {
+                let until = leadership.valid_until();
+                if until != sent {
+                    sent = until;
+                    let line = format!("deadline {}\n", deadline_ns(until));
+                    let _ = writer.write_all(line.as_bytes()).await;
+                }
+            }
+        }
+    }
+}
+
+/// Ends the run with `message` (printed once, as its last line).
+fn fail(outcome: &OutcomeSlot, shutdown: &CancellationToken, message: String) {
+    outcome
+        .lock()
+        .unwrap()
+        .get_or_insert(Outcome::Failed(message));
+    shutdown.cancel();
+}
+
+/// `until` (on tokio's clock, which is the monotonic clock) as nanoseconds
+/// on `CLOCK_MONOTONIC`, the clock the supervisor reads.
+fn deadline_ns(until: tokio::time::Instant) -> i128 {
+    let now = tokio::time::Instant::now();
+    let mono = monotonic_ns();
+    if until >= now {
+        mono + (until - now).as_nanos() as i128
+    } else {
+        mono - (now - until).as_nanos() as i128
+    }
+}
+
+/// Starts `tenure __supervise` with the term's deadline, its socket as
+/// stdin, and the command's environment.
+fn start(spec: &CommandSpec, leadership: &Leadership) -> std::io::Result<(Child, UnixStream)> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    ours.set_nonblocking(true)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(SUBCOMMAND)
+        .arg(spec.grace.as_nanos().to_string())
+        .arg(deadline_ns(leadership.valid_until()).to_string())
+        .arg("--")
+        .args(&spec.argv)
+        .env("TENURE_FENCING_TOKEN", leadership.fencing_token().to_string())
+        .env("TENURE_IDENTITY", leadership.identity())
+        .env("TENURE_LOCK", &spec.lock)
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        // Dropping the handle must not kill it: it stops the command.
+        .kill_on_drop(false);
+    let child = cmd.spawn()?;
+    Ok((child, UnixStream::from_std(ours)?))
+}
+
+fn signal_group(pgid: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: kill(2) on our command's process group has no memory effects.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}
