@@ -11,10 +11,11 @@
 //! - [`MultiLock`]: both, for migrating from ConfigMap to Lease locks.
 //!
 //! Each is a [`LockStore`](tenure_core::LockStore): the version is the
-//! object's `resourceVersion`, an update is a replace (PUT) carrying it, and
-//! HTTP 409 is a [`Conflict`](tenure_core::StoreError::Conflict). `watch`
-//! watches the one object (a field selector on its name) to wake candidates
-//! early. Errors map as: 404 → none, 401/403 → `Unauthorized`, 422 on the
+//! object's `resourceVersion` (a MultiLock's covers both of its objects),
+//! an update is a replace (PUT) carrying it, and HTTP 409 is a
+//! [`Conflict`](tenure_core::StoreError::Conflict). `watch` watches the
+//! object (a field selector on its name; both for a MultiLock) to wake
+//! candidates early. Errors map as: 404 → none, 401/403 → `Unauthorized`, 422 on the
 //! name → `InvalidName`, transport errors and timeouts → `Unavailable`, an
 //! object that is not a record → `Corrupt` (never overwritten).
 //!

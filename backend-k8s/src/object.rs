@@ -284,34 +284,4 @@ impl<K: Codec> ObjectLock<K> {
         self.remember(Some(object));
         Ok(version)
     }
-
-    /// Writes `record` whatever the current version (the secondary of a
-    /// [`MultiLock`](crate::MultiLock)): create when absent, else a
-    /// compare-and-swap on the current version, retried a few times. Never
-    /// overwrites an object that is not a record.
-    pub(crate) async fn force_write(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
-        let mut last = StoreError::conflict();
-        for _ in 0..3 {
-            let current = {
-                let last_seen = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
-                last_seen.as_ref().map(Self::versioned).transpose()?
-            };
-            let current = match current {
-                Some(c) => Some(c),
-                None => self.get().await?,
-            };
-            let result = match current {
-                None => self.create(record).await,
-                Some(c) => self.update(record, &c.version).await,
-            };
-            match result {
-                Err(e @ StoreError::Conflict { .. }) => {
-                    self.remember(None);
-                    last = e;
-                }
-                other => return other,
-            }
-        }
-        Err(last)
-    }
 }

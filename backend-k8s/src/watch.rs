@@ -8,7 +8,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use kube::api::{ListParams, WatchParams};
 use kube::core::WatchEvent as KubeEvent;
-use tenure_core::{StoreError, WatchEvent, WatchStream};
+use tenure_core::{StoreError, Versioned, WatchEvent, WatchStream};
 
 use crate::error::{map_error, with_timeout};
 use crate::object::{Codec, ObjectLock};
@@ -18,6 +18,17 @@ const WATCH_SECONDS: u32 = 60;
 /// The first and the longest pause before reconnecting after a failure.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What a list showed of the watched object.
+#[derive(Clone, Debug)]
+pub(crate) enum Seen {
+    /// There is no such object.
+    Absent,
+    /// The object holds this record.
+    Present(Versioned),
+    /// The object is not a record, or changes may have been missed.
+    Unknown,
+}
 
 struct State<K: Codec> {
     api: kube::Api<K>,
@@ -45,7 +56,9 @@ impl<K: Codec> State<K> {
         map_error(e, K::KIND, &self.name)
     }
 
-    async fn list(&mut self) -> Result<(), StoreError> {
+    /// Lists the object (the field selector leaves at most it): where to
+    /// start watching from, and what it was then.
+    async fn list(&mut self) -> Result<Seen, StoreError> {
         let params = ListParams::default().fields(&self.fields());
         let list = with_timeout(
             self.timeout,
@@ -55,7 +68,13 @@ impl<K: Codec> State<K> {
         )
         .await?;
         self.resource_version = Some(list.metadata.resource_version.unwrap_or_default());
-        Ok(())
+        Ok(match list.items.first() {
+            None => Seen::Absent,
+            Some(object) => match ObjectLock::versioned(object) {
+                Ok(versioned) => Seen::Present(versioned),
+                Err(_) => Seen::Unknown,
+            },
+        })
     }
 
     async fn connect(&mut self) -> Result<(), StoreError> {
@@ -163,6 +182,14 @@ impl<K: Codec> State<K> {
 /// Starts watching `lock`'s object: lists it now (so errors surface here),
 /// then streams from there.
 pub(crate) async fn watch<K: Codec>(lock: &ObjectLock<K>) -> Result<WatchStream, StoreError> {
+    watch_listed(lock).await.map(|(_, stream)| stream)
+}
+
+/// [`watch`], and what the list showed: the stream reports every change
+/// after that state, in order.
+pub(crate) async fn watch_listed<K: Codec>(
+    lock: &ObjectLock<K>,
+) -> Result<(Seen, WatchStream), StoreError> {
     let mut state = State {
         api: lock.api.clone(),
         name: lock.name.clone(),
@@ -174,10 +201,10 @@ pub(crate) async fn watch<K: Codec>(lock: &ObjectLock<K>) -> Result<WatchStream,
         backoff: BACKOFF_MIN,
         delivered: true,
     };
-    state.list().await?;
+    let seen = state.list().await?;
     let stream = futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await;
         Some((event, state))
     });
-    Ok(Box::pin(stream))
+    Ok((seen, Box::pin(stream)))
 }

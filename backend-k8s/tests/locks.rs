@@ -1,6 +1,6 @@
 //! The locks' own behaviour on the fixture: bad input is `Corrupt` and
-//! kept, errors are typed, one request per renew, watch resumes, MultiLock
-//! semantics, no secret in any output.
+//! kept, errors are typed, one request per renew, watch resumes, no secret
+//! in any output (MultiLock: `tests/multilock.rs`).
 
 mod common;
 
@@ -13,8 +13,8 @@ use serde_json::json;
 use tenure_conformance::fixtures::kube_api::KubeApiServer;
 use tenure_conformance::Fault;
 use tenure_core::{LeaderRecord, LockStore, StoreError, Version, WatchEvent};
-use tenure_k8s::wire::{LEADER_ANNOTATION, UNKNOWN_LEADER};
-use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+use tenure_k8s::wire::LEADER_ANNOTATION;
+use tenure_k8s::{ConfigMapLock, LeaseLock};
 
 async fn env() -> Env {
     Env::fixture(KubeApiServer::start().await.unwrap())
@@ -330,67 +330,4 @@ async fn watch_reports_a_foreign_write_as_resync_and_deletes() {
         .await
         .unwrap();
     assert_eq!(event, Some(WatchEvent::Deleted));
-}
-
-#[tokio::test]
-async fn multilock_writes_both_and_reads_the_primary() {
-    let env = env().await;
-    let lock = MultiLock::new(env.client(), NAMESPACE, "multi")
-        .await
-        .unwrap();
-    let v = lock.create(&held("a")).await.unwrap();
-    let lease_raw = env.get_object(&env.lease_path("multi")).await.unwrap();
-    let cm_raw = env.get_object(&env.configmap_path("multi")).await.unwrap();
-    assert_eq!(lease_raw["spec"]["holderIdentity"], "a");
-    assert_eq!(cm_raw["metadata"]["resourceVersion"], v.as_str());
-
-    let v = lock.update(&held("b"), &v).await.unwrap();
-    let lease_raw = env.get_object(&env.lease_path("multi")).await.unwrap();
-    assert_eq!(lease_raw["spec"]["holderIdentity"], "b");
-    let read = lock.get().await.unwrap().unwrap();
-    assert_eq!(
-        (read.record.holder_identity.as_str(), &read.version),
-        ("b", &v)
-    );
-
-    // A missing secondary is created on read.
-    env.raw(http::Method::DELETE, &env.lease_path("multi"), None)
-        .await;
-    assert_eq!(
-        lock.get().await.unwrap().unwrap().record.holder_identity,
-        "b"
-    );
-    let lease_raw = env.get_object(&env.lease_path("multi")).await.unwrap();
-    assert_eq!(lease_raw["spec"]["holderIdentity"], "b");
-
-    // A Lease-only client took the secondary: the leader is unknown.
-    let lease_only = lease(&env, "multi").await;
-    let current = lease_only.get().await.unwrap().unwrap();
-    lease_only
-        .update(&held("lease-only"), &current.version)
-        .await
-        .unwrap();
-    let read = lock.get().await.unwrap().unwrap();
-    assert_eq!(read.record.holder_identity, UNKNOWN_LEADER);
-    assert_eq!(read.version, v, "the version is the primary's");
-
-    // Conflicts come from the primary.
-    let stale = lock.update(&held("c"), &Version::new("1")).await;
-    assert!(
-        matches!(stale, Err(StoreError::Conflict { .. })),
-        "{stale:?}"
-    );
-}
-
-#[tokio::test]
-async fn multilock_reports_a_corrupt_secondary() {
-    let env = env().await;
-    let lock = MultiLock::new(env.client(), NAMESPACE, "m").await.unwrap();
-    lock.create(&held("a")).await.unwrap();
-    env.put_lease("m", foreign_spec(), json!({})).await;
-    assert_corrupt(lock.get().await, "corrupt secondary");
-    assert_eq!(
-        env.get_object(&env.lease_path("m")).await.unwrap()["spec"],
-        foreign_spec()
-    );
 }

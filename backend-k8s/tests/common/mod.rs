@@ -3,6 +3,7 @@
 //! plain HTTP requests that bypass our locks, and the suite's factory.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +23,10 @@ pub const NAMESPACE: &str = "tenure-test";
 /// spec it then makes a non-record (a holder without a lease duration).
 pub const RAW_ANNOTATION: &str = "tenure.test/raw";
 
+/// The annotation a [`Env::touch_object`] writes: another tool's, which
+/// moves `resourceVersion` without changing the record.
+pub const TOUCHED_ANNOTATION: &str = "example.com/touched";
+
 /// The request timeout of the suite's locks (the suite's renew deadline is
 /// 0.6 s, so 1 s by the builder's rule).
 pub const RENEW_DEADLINE: Duration = Duration::from_millis(600);
@@ -37,6 +42,9 @@ pub struct Env {
     pub namespace: String,
     http: reqwest::Client,
     proxies: Mutex<Vec<FaultProxy>>,
+    /// Makes each touch a different write (the API server keeps the
+    /// `resourceVersion` of an update that changes nothing).
+    touches: AtomicU64,
 }
 
 /// True when the suite should run on the cluster of `KUBECONFIG`.
@@ -61,6 +69,7 @@ impl Env {
                 namespace: namespace.clone(),
                 http: reqwest::Client::new(),
                 proxies: Mutex::new(Vec::new()),
+                touches: AtomicU64::new(0),
             };
             let (code, body) = env
                 .raw(
@@ -84,6 +93,7 @@ impl Env {
             namespace: NAMESPACE.to_owned(),
             http: reqwest::Client::new(),
             proxies: Mutex::new(Vec::new()),
+            touches: AtomicU64::new(0),
         }
     }
 
@@ -212,6 +222,33 @@ impl Env {
         }
     }
 
+    /// Deletes the object at `path`, if there is one.
+    pub async fn delete_object(&self, path: &str) {
+        let (code, body) = self.raw(http::Method::DELETE, path, None).await;
+        assert!(code == 200 || code == 404, "delete {path}: {code} {body}");
+    }
+
+    /// Another tool's write to the object at `path`, if there is one: a
+    /// new value of [`TOUCHED_ANNOTATION`], the record kept. A replace at
+    /// the version read, retried on 409, so a concurrent renew is never
+    /// overwritten with the record read before it.
+    pub async fn touch_object(&self, path: &str) {
+        for _ in 0..20 {
+            let Some(mut object) = self.get_object(path).await else {
+                return;
+            };
+            let n = self.touches.fetch_add(1, Ordering::Relaxed) + 1;
+            object["metadata"]["annotations"][TOUCHED_ANNOTATION] = json!(n.to_string());
+            match self.raw(http::Method::PUT, path, Some(object)).await {
+                (200, _) => return,
+                (404, _) => return,
+                (409, _) => continue,
+                (code, body) => panic!("touch {path}: {code} {body}"),
+            }
+        }
+        panic!("touch {path}: 20 conflicts in a row");
+    }
+
     /// A Lease `name` with this spec and annotations, written over whatever is there.
     pub async fn put_lease(&self, name: &str, spec: Value, annotations: Value) {
         let object = json!({
@@ -243,15 +280,27 @@ pub enum Kind {
 
 /// The suite's factory: each `open` is a new kube client on the env.
 pub struct KubeFactory {
-    pub env: Env,
+    pub env: Arc<Env>,
     kind: Kind,
 }
 
 impl KubeFactory {
     pub async fn start(kind: Kind) -> KubeFactory {
-        KubeFactory {
-            env: Env::start().await,
-            kind,
+        KubeFactory::on(Arc::new(Env::start().await), kind)
+    }
+
+    /// A factory of `kind` locks on `env`: two factories on one env open
+    /// two kinds of lock on the same objects (a mixed fleet).
+    pub fn on(env: Arc<Env>, kind: Kind) -> KubeFactory {
+        KubeFactory { env, kind }
+    }
+
+    /// The API paths of the objects that hold `lock`.
+    fn paths(&self, lock: &str) -> Vec<String> {
+        match self.kind {
+            Kind::Lease => vec![self.env.lease_path(lock)],
+            Kind::ConfigMap => vec![self.env.configmap_path(lock)],
+            Kind::Multi => vec![self.env.configmap_path(lock), self.env.lease_path(lock)],
         }
     }
 
@@ -345,6 +394,21 @@ impl StoreFactory for KubeFactory {
                     .as_str()
                     .map(str::to_owned)
             }
+        }
+    }
+
+    /// The lock's object; both of a MultiLock's.
+    async fn delete(&self, lock: &str) {
+        for path in self.paths(lock) {
+            self.env.delete_object(&path).await;
+        }
+    }
+
+    /// A new [`TOUCHED_ANNOTATION`] on the lock's object; on both of a
+    /// MultiLock's.
+    async fn touch(&self, lock: &str) {
+        for path in self.paths(lock) {
+            self.env.touch_object(&path).await;
         }
     }
 

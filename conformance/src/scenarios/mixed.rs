@@ -152,6 +152,15 @@ fn spawn(store: Arc<dyn LockStore>, identity: String, side: usize, fleet: &Fleet
     }
 }
 
+/// Waits for a candidate's `run` to return after its shutdown.
+async fn finish(m: Member) {
+    tokio::time::timeout(Duration::from_secs(10), m.task)
+        .await
+        .unwrap_or_else(|_| panic!("{} did not shut down within 10 s", m.identity))
+        .expect("the candidate's task panicked")
+        .expect("a clean shutdown");
+}
+
 /// Waits until exactly one member of the roster leads; panics after `limit`.
 async fn wait_for_leader(fleet: &Fleet, limit: Duration) -> String {
     let start = Instant::now();
@@ -168,14 +177,17 @@ async fn wait_for_leader(fleet: &Fleet, limit: Duration) -> String {
     }
 }
 
-/// Two candidates opened through `a` and two through `b` share one lock
-/// (the first leader is one of `b`'s, as when new candidates `a` roll into
-/// a fleet led by old ones `b`). For [`ROUNDS`] terms, each leader leads
-/// for a lease and then crashes (even rounds) or releases (odd rounds), and
-/// a new candidate of its kind takes its place. Throughout, a sampler
-/// checks every few milliseconds that at most one candidate leads; at the
-/// end, no two terms' work overlapped and the fencing tokens of successive
-/// terms strictly rose.
+/// Two candidates opened through `a` and two through `b` share one lock,
+/// as during a rolling migration from `b` (the old kind) to `a`: the first
+/// leader is one of `b`'s. For [`ROUNDS`] terms, the leader leads for over
+/// a lease while the other three try to take the lock; then it crashes
+/// (even rounds) or releases (odd rounds), and the rest of its kind restart
+/// with it, so that the next leader is of the other kind and each hand-off
+/// crosses kinds; once it leads, its kind's replacements join. Throughout,
+/// a sampler checks every few milliseconds that at most one candidate
+/// leads; each leader must still lead at the end of its lease; at the end,
+/// no two terms' work overlapped and the fencing tokens of successive terms
+/// strictly rose.
 pub async fn mixed_fleet_never_has_two_leaders(a: &dyn StoreFactory, b: &dyn StoreFactory) {
     const LOCK: &str = "mixed-fleet";
     let factories = [a, b];
@@ -199,40 +211,54 @@ pub async fn mixed_fleet_never_has_two_leaders(a: &dyn StoreFactory, b: &dyn Sto
 
     // An old candidate leads first; then the rest join.
     let mut members = vec![join(1, &mut joined, &fleet).await];
-    wait_for_leader(&fleet, LEASE + MAX_POLL + MARGIN).await;
+    let mut leader = wait_for_leader(&fleet, LEASE + MAX_POLL + MARGIN).await;
     members.push(join(1, &mut joined, &fleet).await);
     members.push(join(0, &mut joined, &fleet).await);
     members.push(join(0, &mut joined, &fleet).await);
 
     // A crashed leader's lease runs out a lease after its last renew; a
-    // candidate that joined since waits a lease from its first read.
+    // candidate that saw a release waits a lease from it if the other
+    // object still names another holder.
     let takeover = 2 * LEASE + 2 * MAX_POLL + MARGIN;
-    let mut led = Vec::new();
+    let mut led = vec![leader.clone()];
     for round in 0..ROUNDS {
-        let leader = wait_for_leader(&fleet, takeover).await;
-        led.push(leader.clone());
-        // Long enough for every follower to decide what it saw.
-        tokio::time::sleep(LEASE + RETRY).await;
+        // Long enough for every follower to see the leader's record stay
+        // the same for a lease, if it misreads its renews.
+        tokio::time::sleep(LEASE + 2 * MAX_POLL).await;
+        assert_eq!(
+            fleet.leaders(),
+            vec![leader.clone()],
+            "round {round}: the leader must keep its lock while it renews (leaders in turn: {led:?})"
+        );
         let i = members
             .iter()
             .position(|m| m.identity == leader)
             .expect("the leader is a member");
         let old = members.remove(i);
+        let side = old.side;
         fleet.retire(&old.identity);
         if round % 2 == 0 {
             old.task.abort();
             fleet.close(&old.identity);
         } else {
             old.shutdown.cancel();
-            tokio::time::timeout(Duration::from_secs(10), old.task)
-                .await
-                .expect("a candidate did not shut down within 10 s")
-                .expect("the candidate's task panicked")
-                .expect("a clean shutdown");
+            finish(old).await;
         }
-        members.push(join(old.side, &mut joined, &fleet).await);
+        // The rest of the leader's kind restart: the next leader is of the
+        // other kind.
+        let (restarting, staying) = members.into_iter().partition(|m| m.side == side);
+        members = staying;
+        for m in restarting {
+            fleet.retire(&m.identity);
+            m.shutdown.cancel();
+            finish(m).await;
+        }
+        leader = wait_for_leader(&fleet, takeover).await;
+        led.push(leader.clone());
+        for _ in 0..2 {
+            members.push(join(side, &mut joined, &fleet).await);
+        }
     }
-    wait_for_leader(&fleet, takeover).await;
     tokio::time::sleep(LEASE).await;
 
     stop_sampling.cancel();
@@ -245,6 +271,12 @@ pub async fn mixed_fleet_never_has_two_leaders(a: &dyn StoreFactory, b: &dyn Sto
         let _ = tokio::time::timeout(Duration::from_secs(10), m.task).await;
     }
     let terms = fleet.terms.lock().unwrap().clone();
+    tracing::info!(
+        ?led,
+        samples,
+        terms = terms.len(),
+        "mixed fleet: leaders in turn"
+    );
     let violations = fleet.violations.lock().unwrap().clone();
     assert!(
         bad == 0,
