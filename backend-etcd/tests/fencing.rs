@@ -49,7 +49,10 @@ async fn a_term_exposes_the_revision_it_was_won_at_and_its_token_stays_below_it(
     let revision = EtcdStore::revision_of(&version).expect("an etcd revision") as u64;
     // Created above the floor (the cluster revision before the create), so
     // the token is at most the revision of the write that stored it.
-    assert!(token <= revision, "token {token} above its revision {revision}");
+    assert!(
+        token <= revision,
+        "token {token} above its revision {revision}"
+    );
     assert!(token > 0, "a created record starts above the floor");
     assert!(store.token_floor().await.unwrap().unwrap() >= revision);
     shutdown.cancel();

@@ -51,7 +51,10 @@ async fn a_write_the_server_refuses_is_never_announced() {
         .create(&LeaderRecord::held_by("a", Duration::from_secs(15)))
         .await;
     config_set(&mut conn, "min-replicas-to-write", "0").await;
-    assert!(refused.is_err(), "the server accepted the write: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "the server accepted the write: {refused:?}"
+    );
     assert_eq!(store.get().await.unwrap(), None);
 
     // The first message on the channel must be our marker, published after
@@ -84,9 +87,15 @@ async fn a_value_the_parser_rejects_is_never_overwritten_at_its_version() {
     let record = LeaderRecord::held_by("a", Duration::from_secs(15));
     let version = store.create(&record).await.unwrap();
     for foreign in [
-        format!(r#"{{"version":{version},"record":{{"holderIdentity":"x","leaseDurationSeconds":15,"owner":"other-tool"}}}}"#),
-        format!(r#"{{"version":{version},"record":{{"holderIdentity":"x","leaseDurationSeconds":-5}}}}"#),
-        format!(r#"{{"version":{version},"record":{{"holderIdentity":"x","leaseDurationSeconds":1,"renewTime":"yesterday"}}}}"#),
+        format!(
+            r#"{{"version":{version},"record":{{"holderIdentity":"x","leaseDurationSeconds":15,"owner":"other-tool"}}}}"#
+        ),
+        format!(
+            r#"{{"version":{version},"record":{{"holderIdentity":"x","leaseDurationSeconds":-5}}}}"#
+        ),
+        format!(
+            r#"{{"version":{version},"record":{{"holderIdentity":"x","leaseDurationSeconds":1,"renewTime":"yesterday"}}}}"#
+        ),
     ] {
         let _: () = redis::cmd("SET")
             .arg(store.key())
@@ -151,5 +160,8 @@ async fn fencing_tokens_rise_across_a_restart_without_persistence() {
     assert!(second > first, "{second} after {first}");
     server.restart();
     let third = lead_once(open(server.url()).await, "c").await;
-    assert!(third > second, "token {third} after the restart, {second} before it");
+    assert!(
+        third > second,
+        "token {third} after the restart, {second} before it"
+    );
 }

@@ -239,7 +239,11 @@ impl Supervisor {
                 self.deadline
             };
             let wait = (next - monotonic_ns()).clamp(0, TICK.as_nanos() as i128);
-            let wait = if self.killed { wait.min(20_000_000) } else { wait };
+            let wait = if self.killed {
+                wait.min(20_000_000)
+            } else {
+                wait
+            };
             self.poll(wait, now);
         }
     }

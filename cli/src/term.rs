@@ -6,11 +6,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tenure::CancellationToken;
 use tenure::Leadership;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
-use tenure::CancellationToken;
 
 use crate::output::say;
 use crate::supervisor::{monotonic_ns, SUBCOMMAND};
@@ -52,7 +52,11 @@ pub async fn lead(
     let (mut supervisor, socket) = match start(&spec, &leadership) {
         Ok(started) => started,
         Err(e) => {
-            fail(&outcome, &shutdown, format!("cannot start the supervisor: {e}"));
+            fail(
+                &outcome,
+                &shutdown,
+                format!("cannot start the supervisor: {e}"),
+            );
             return;
         }
     };
@@ -162,7 +166,10 @@ fn start(spec: &CommandSpec, leadership: &Leadership) -> std::io::Result<(Child,
         .arg(deadline_ns(leadership.valid_until()).to_string())
         .arg("--")
         .args(&spec.argv)
-        .env("TENURE_FENCING_TOKEN", leadership.fencing_token().to_string())
+        .env(
+            "TENURE_FENCING_TOKEN",
+            leadership.fencing_token().to_string(),
+        )
         .env("TENURE_IDENTITY", leadership.identity())
         .env("TENURE_LOCK", &spec.lock)
         .stdin(Stdio::from(OwnedFd::from(theirs)))

@@ -149,7 +149,14 @@ fn supervisor_of(tenure: u32) -> u32 {
         .find(|pid| {
             fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok())
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()
+                })
                 == Some(tenure)
         })
         .expect("the supervisor of a leading tenure run")
@@ -204,7 +211,11 @@ fn kill_9_of_tenure_leaves_no_grandchild() {
     let fx = fixture("grandchildren");
     // A child in the group, one that left it (setsid), and a double-forked
     // orphan: each sleeps with a marker of this test in its arguments.
-    let marker = format!("{}.{}", 7000 + std::process::id() % 1000, std::process::id());
+    let marker = format!(
+        "{}.{}",
+        7000 + std::process::id() % 1000,
+        std::process::id()
+    );
     let script = format!(
         r#"echo "start $TENURE_IDENTITY $$ $(date +%s%N)" >> "$LOG"
 sleep {marker}1 &
@@ -264,7 +275,11 @@ fn sighup_steps_down_and_exits() {
     let b = tenure_run(&fx, "b", HEARTBEAT, Stdio::null());
     std::thread::sleep(Duration::from_secs(1));
     signal(a.id(), libc::SIGHUP);
-    assert_eq!(a.wait().unwrap().code(), Some(0), "a hung-up tenure exits 0");
+    assert_eq!(
+        a.wait().unwrap().code(),
+        Some(0),
+        "a hung-up tenure exits 0"
+    );
     assert!(is_gone(first.pid));
     let second = wait_for_line(&fx.log, LEASE, |l| l.kind == "start" && l.id == "b");
     assert!(last_beat(&fx.log, "a", first.pid) < second.at);
@@ -283,7 +298,9 @@ fn a_stderr_nobody_reads_does_not_stop_the_election() {
     // Three leases: a keeps renewing, b never starts.
     std::thread::sleep(3 * LEASE);
     assert!(
-        !lines(&fx.log).iter().any(|l| l.kind == "start" && l.id == "b"),
+        !lines(&fx.log)
+            .iter()
+            .any(|l| l.kind == "start" && l.id == "b"),
         "b took over from a leader whose stderr was blocked"
     );
     assert!(!is_gone(first.pid), "a's command was stopped");
@@ -295,7 +312,10 @@ fn a_stderr_nobody_reads_does_not_stop_the_election() {
     // Exits although its stderr never drains.
     let exited = Instant::now();
     while a.try_wait().unwrap().is_none() {
-        assert!(exited.elapsed() < Duration::from_secs(5), "tenure a did not exit");
+        assert!(
+            exited.elapsed() < Duration::from_secs(5),
+            "tenure a did not exit"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     stop_and_reap(b);
@@ -308,7 +328,9 @@ fn the_supervisors_death_kills_the_command() {
     let first = wait_for_line(&fx.log, Duration::from_secs(10), |l| l.kind == "start");
     let supervisor = supervisor_of(a.id());
     signal(supervisor, libc::SIGKILL);
-    wait_until(Duration::from_secs(2), "a's command gone", || is_gone(first.pid));
+    wait_until(Duration::from_secs(2), "a's command gone", || {
+        is_gone(first.pid)
+    });
     let status = a.wait().unwrap();
     assert_eq!(status.code(), Some(1), "tenure reports the dead supervisor");
     let mut err = String::new();
@@ -335,7 +357,11 @@ fn frozen_machine_tail() {
         let b = tenure_run(&fx, "b", HEARTBEAT, Stdio::null());
         std::thread::sleep(Duration::from_secs(1));
         // The whole tree: tenure, its supervisor, the command's group.
-        let frozen = [a.id() as i32, supervisor_of(a.id()) as i32, -(first.pid as i32)];
+        let frozen = [
+            a.id() as i32,
+            supervisor_of(a.id()) as i32,
+            -(first.pid as i32),
+        ];
         for pid in frozen {
             // SAFETY: kill(2) on processes this test started.
             unsafe { libc::kill(pid, libc::SIGSTOP) };
@@ -350,7 +376,9 @@ fn frozen_machine_tail() {
             // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGCONT) };
         }
-        wait_until(Duration::from_secs(5), "a's command gone", || is_gone(first.pid));
+        wait_until(Duration::from_secs(5), "a's command gone", || {
+            is_gone(first.pid)
+        });
         let last = last_beat(&fx.log, "a", first.pid);
         // Beats after the resume happened inside b's term.
         let tail_ms = last.saturating_sub(resumed) as f64 / 1e6;

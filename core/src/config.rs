@@ -75,11 +75,16 @@ pub struct ElectionConfig {
     /// lock to expire (`None`: no limit).
     pub drain_timeout: Option<Duration>,
     /// How long a candidate that has never seen a record waits, from the
-    /// start of `run`, before it creates one (Chubby's lock-delay; zero by
-    /// default, as client-go). A candidate that saw a holder always waits
-    /// out that holder's lease when the record disappears; this closes the
-    /// same gap for a candidate that starts after the record was lost.
+    /// moment it first found none, before it creates one (Chubby's
+    /// lock-delay; zero by default, as client-go). A candidate that saw a
+    /// record always waits a lease from finding it missing; this closes the
+    /// same gap for a candidate that never saw the record (it started after
+    /// the record was deleted or lost, or missed it). Set it to the fleet's
+    /// `lease_duration` to close it.
     pub lock_delay: Duration,
+    /// Seeds the acquire loop's jitter, so that a simulation or a test
+    /// replays exactly (`None`, the default: from the OS's entropy).
+    pub jitter_seed: Option<u64>,
     /// Istio's pre-emption rule, if any.
     pub key_comparison: Option<KeyComparison>,
 }
@@ -98,6 +103,7 @@ impl fmt::Debug for ElectionConfig {
             .field("reacquire", &self.reacquire)
             .field("drain_timeout", &self.drain_timeout)
             .field("lock_delay", &self.lock_delay)
+            .field("jitter_seed", &self.jitter_seed)
             .field("key_comparison", &self.key_comparison.is_some())
             .finish()
     }
@@ -118,6 +124,7 @@ impl ElectionConfig {
             reacquire: true,
             drain_timeout: None,
             lock_delay: Duration::ZERO,
+            jitter_seed: None,
             key_comparison: None,
         }
     }

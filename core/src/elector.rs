@@ -300,12 +300,13 @@ impl LeaderElectorBuilder {
         self
     }
 
-    /// How long a candidate that has never seen a record waits after `run`
-    /// starts before it creates one (Chubby's lock-delay). Zero by default,
-    /// as in client-go: a candidate that starts after the record was
-    /// deleted or lost may then lead while a holder it never saw is still
-    /// inside its renew deadline. Set it to the fleet's `lease_duration` to
-    /// close that gap too, at the cost of a slower first election.
+    /// How long a candidate that has never seen a record waits, from the
+    /// moment it first found none, before it creates one (Chubby's
+    /// lock-delay). Zero by default, as in client-go: a candidate that never
+    /// saw the record (it started after the record was deleted or lost)
+    /// may then lead while a holder it never saw is still inside its renew
+    /// deadline. Set it to the fleet's `lease_duration` to close that gap
+    /// too, at the cost of a first election one lease slower.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Duration};
@@ -317,6 +318,13 @@ impl LeaderElectorBuilder {
     /// ```
     pub fn lock_delay(mut self, d: Duration) -> Self {
         self.config.lock_delay = d;
+        self
+    }
+
+    /// Seeds the jitter of the acquire loop, so that a seeded simulation or
+    /// test replays exactly. By default the jitter comes from the OS.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.config.jitter_seed = Some(seed);
         self
     }
 

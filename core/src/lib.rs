@@ -41,6 +41,23 @@ mod elector;
 mod leadership;
 mod memory;
 pub mod metrics;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
+#[cfg(not(feature = "planted-bugs"))]
+mod planted {
+    //! Without the feature no bug can be switched on.
+    #[derive(Clone, Copy)]
+    pub(crate) enum Bug {
+        ValidityFromReply,
+        DeletedRecordIsFree,
+        ChangeByVersion,
+    }
+
+    #[inline(always)]
+    pub(crate) fn is(_: Bug) -> bool {
+        false
+    }
+}
 pub mod record;
 pub mod store;
 

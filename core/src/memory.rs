@@ -125,7 +125,9 @@ impl MemoryStore {
     fn write(&self, slot: &mut Slot, record: &LeaderRecord) -> Version {
         slot.counter += 1;
         slot.value = Some((record::to_json(record), slot.counter));
-        slot.highest_transitions = slot.highest_transitions.max(Some(record.leader_transitions));
+        slot.highest_transitions = slot
+            .highest_transitions
+            .max(Some(record.leader_transitions));
         let version = Version::from(slot.counter);
         let _ = self.shared.events.send(WatchEvent::Put(Versioned {
             record: record.clone(),

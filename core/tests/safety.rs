@@ -39,7 +39,10 @@ async fn a_foreign_write_that_keeps_the_record_is_not_a_renewal() {
     let a = start(Arc::new(store.clone()), spec("a"), &t);
     let took = wait_until(15 * SEC + POLL + SEC, || a.elector.is_leader()).await;
     toucher.abort();
-    assert!(took >= 15 * SEC, "took over after {took:?}, inside the lease");
+    assert!(
+        took >= 15 * SEC,
+        "took over after {took:?}, inside the lease"
+    );
     assert_eq!(record(&store).await.leader_transitions, 5);
 }
 
@@ -92,10 +95,18 @@ async fn a_candidate_that_never_saw_a_record_creates_at_once_unless_lock_delay()
     let run = {
         let elector = elector.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { elector.run(shutdown, |l| async move { l.cancelled().await }).await })
+        tokio::spawn(async move {
+            elector
+                .run(shutdown, |l| async move { l.cancelled().await })
+                .await
+        })
     };
     wait_until(15 * SEC + POLL + SEC, || elector.is_leader()).await;
-    assert!(began.elapsed() >= 15 * SEC, "led after {:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= 15 * SEC,
+        "led after {:?}",
+        began.elapsed()
+    );
     shutdown.cancel();
     run.await.unwrap().unwrap();
 }
@@ -127,15 +138,60 @@ async fn an_overflowing_transitions_count_is_corrupt_not_wrapped() {
     store.create(&held("", 15, u64::MAX)).await.unwrap();
     let t = Timeline::default();
     let a = start(Arc::new(store.clone()), spec("a"), &t);
-    let result = tokio::time::timeout(5 * SEC, a.task).await.unwrap().unwrap();
+    let result = tokio::time::timeout(5 * SEC, a.task)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         matches!(
             result,
-            Err(tenure_core::ElectionError::Store(tenure_core::StoreError::Corrupt { .. }))
+            Err(tenure_core::ElectionError::Store(
+                tenure_core::StoreError::Corrupt { .. }
+            ))
         ),
         "{result:?}"
     );
     assert!(t.terms().is_empty());
     let r: LeaderRecord = record(&store).await;
     assert_eq!(r.leader_transitions, u64::MAX, "the record was overwritten");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_deleted_while_the_follower_was_blind_is_waited_out_from_when_it_was_found_missing(
+) {
+    // Found by the simulation (seed 1000626, Redis-like): a follower that
+    // could not see the store for longer than a lease (a GC pause, a
+    // partition, a lossy watch) did not see the leader's renews; when it
+    // looked again the record was gone, and it took its last sighting, long
+    // ago, for the last change. The disappearance is itself a change: wait
+    // a whole lease from finding the record missing.
+    let store = memory();
+    let t = Timeline::default();
+    let leader_store = TestStore::new(&store);
+    let leader = start(leader_store.clone(), spec("leader"), &t);
+    wait_until(SEC, || leader.elector.is_leader()).await;
+    let follower_store = TestStore::with_watch(&store, false);
+    let follower = start(follower_store.clone(), spec("follower"), &t);
+    tokio::time::sleep(3 * SEC).await;
+    assert_eq!(follower.elector.leader().as_deref(), Some("leader"));
+    // The follower is blind for 20 s; the leader renews all along.
+    follower_store.set(Mode::Hang);
+    tokio::time::sleep(20 * SEC).await;
+    assert!(leader.elector.is_leader());
+    // The leader is cut off (still valid for up to renew_deadline), the
+    // record is deleted, and the follower sees again.
+    leader_store.set(Mode::Hang);
+    store.delete();
+    let found = Instant::now();
+    follower_store.set(Mode::Pass);
+    wait_until(15 * SEC + 10 * SEC + POLL + SEC, || {
+        follower.elector.is_leader()
+    })
+    .await;
+    assert!(
+        found.elapsed() >= 15 * SEC,
+        "created the record {:?} after it could have found it missing",
+        found.elapsed()
+    );
+    t.assert_no_overlap();
 }

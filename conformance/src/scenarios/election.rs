@@ -169,7 +169,11 @@ pub(super) async fn candidate(
 }
 
 /// Waits until `cond` holds, checking every 5 ms; panics after `limit`.
-pub(super) async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+pub(super) async fn wait_for(
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
     let start = Instant::now();
     loop {
         if cond() {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::election::{
-    candidate, leaders, spawn, wait_for, wait_for_leader, Timeline, LEASE, MARGIN, MAX_POLL,
-    PLAIN, RETRY,
+    candidate, leaders, spawn, wait_for, wait_for_leader, Timeline, LEASE, MARGIN, MAX_POLL, PLAIN,
+    RETRY,
 };
 use crate::{Fault, StoreFactory};
 
@@ -23,9 +23,11 @@ pub async fn deleted_record_is_not_a_free_lock(f: &dyn StoreFactory) {
     let t = Timeline::default();
     let (store, switch) = f.open_faulty(lock).await.unwrap();
     let old = spawn(store, "old", &t, PLAIN);
-    wait_for(LEASE + MAX_POLL + MARGIN, "the first candidate leads", || {
-        old.is_leader()
-    })
+    wait_for(
+        LEASE + MAX_POLL + MARGIN,
+        "the first candidate leads",
+        || old.is_leader(),
+    )
     .await;
     let follower = candidate(f, lock, "follower", &t, PLAIN).await;
     tokio::time::sleep(3 * RETRY).await;

@@ -5,8 +5,9 @@ use std::future::Future;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::{jittered, next_event, Campaign, Hint, Won};
+use super::{next_event, Campaign, Hint, Won};
 use crate::leadership::Leadership;
+use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};
 use crate::store::StoreError;
 
@@ -29,7 +30,10 @@ where
                 // may land, and then we release it at once.
                 let clock = self.inner.clock.clone();
                 let limit = clock.now() + self.inner.config.renew_deadline;
+                // `biased` everywhere: no random branch order, so a seeded
+                // simulation replays exactly.
                 let attempt = tokio::select! {
+                    biased;
                     r = self.try_acquire() => r,
                     _ = clock.sleep_until(limit) => {
                         Err(StoreError::Unavailable("no answer within renew_deadline".into()))
@@ -50,7 +54,7 @@ where
                     }
                     Err(e) => warn!(error = %e, "failed to acquire the lock; will retry"),
                 }
-                next_poll = self.inner.clock.now() + jittered(self.inner.config.retry_period);
+                next_poll = self.inner.clock.now() + self.jittered(self.inner.config.retry_period);
             }
             // Wake at the next poll, or as soon as the observed lease expires,
             // or when the store says the record changed. While a working
@@ -69,6 +73,7 @@ where
                 None => next_poll,
             };
             tokio::select! {
+                biased;
                 _ = self.shutdown.cancelled() => return Ok(None),
                 _ = clock.sleep_until(deadline) => act = true,
                 // A follower acts when the lock looks free, when its key
@@ -85,9 +90,16 @@ where
     }
 
     /// When the lease of the record we observed held by someone else runs
-    /// out, by our clock.
+    /// out, by our clock; for a record found missing, a lease after that.
     fn expiry(&self) -> Option<Instant> {
         let v = self.observed.as_ref()?;
+        if self.record_missing {
+            let lease = v
+                .record
+                .lease_duration
+                .max(self.inner.config.lease_duration);
+            return Some(self.observed_at + lease);
+        }
         if !self.held_by_other(v) {
             return None;
         }
@@ -117,16 +129,41 @@ where
         let current = self.inner.store.get().await?;
         let Some(current) = current else {
             // A record that disappeared (deleted, expired, lost with the
-            // store's data) is its last holder's record unchanged: that
-            // holder may still be inside its renew deadline.
-            let now = self.inner.clock.now();
-            if self.expiry().is_some_and(|e| now < e) {
-                debug!("the lock record is gone, but its last holder's lease has not run out");
-                return Ok(None);
+            // store's data) is not a free lock: whoever held it may have
+            // renewed until just before it went, and may still be inside
+            // its renew deadline. We cannot know when it last changed (we
+            // may have been blind: paused, cut off, on a lossy watch), so
+            // finding it missing is itself a change, and we wait a whole
+            // lease from it, whoever we saw holding it, us included.
+            // Watch events delivered but not looked at yet may show a
+            // record we never saw (created and deleted since our last look).
+            while let Some(Ok(event)) = self.events.as_mut().map(|rx| rx.try_recv()) {
+                self.on_event(Some(event));
             }
-            if self.observed.is_none() && now < self.began + self.inner.config.lock_delay {
-                debug!("no lock record; waiting out lock_delay before creating one");
-                return Ok(None);
+            let now = self.inner.clock.now();
+            if let Some(seen) = &self.observed {
+                if !self.record_missing {
+                    self.record_missing = true;
+                    self.observed_at = now;
+                    debug!(last_holder = %seen.record.holder_identity, "the lock record is gone: waiting a lease before creating it");
+                }
+                let lease = seen
+                    .record
+                    .lease_duration
+                    .max(self.inner.config.lease_duration);
+                if now < self.observed_at + lease && !planted::is(Bug::DeletedRecordIsFree) {
+                    return Ok(None);
+                }
+            }
+            if self.observed.is_none() {
+                // Never saw a record: wait `lock_delay` from the moment we
+                // first found none (a record we never saw may have been
+                // deleted just before; zero by default, as client-go).
+                let since = *self.first_found_missing.get_or_insert(now);
+                if now < since + self.inner.config.lock_delay {
+                    debug!("no lock record; waiting out lock_delay before creating one");
+                    return Ok(None);
+                }
             }
             // Start above every token this lock ever had: the ones we saw,
             // and the store's floor, which survives deletion.

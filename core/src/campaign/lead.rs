@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::{next_event, AbortOnDrop, Campaign, Ended, Hint, Won};
 use crate::elector::ElectionError;
 use crate::leadership::Leadership;
+use crate::planted::{self, Bug};
 use crate::record::{now_micros, LeaderRecord, Version, Versioned};
 use crate::store::StoreError;
 
@@ -21,9 +22,19 @@ where
         let cfg = self.inner.config.clone();
         let clock = self.inner.clock.clone();
         let token = won.record.leader_transitions;
+        if clock.now() >= won.started + cfg.renew_deadline {
+            // The reply came so late (we were paused or starved) that the
+            // term has already run out: never start work for it.
+            warn!("won a term that had already expired (a late reply); campaigning again");
+            self.last_written = Some(won.record);
+            return Ok(Ended::Lost);
+        }
         let mut record = won.record;
         let mut version = won.version;
         let mut valid_until = won.started + cfg.renew_deadline;
+        if planted::is(Bug::ValidityFromReply) {
+            valid_until = clock.now() + cfg.renew_deadline;
+        }
         self.observe(Versioned {
             record: record.clone(),
             version: version.clone(),
@@ -96,6 +107,7 @@ where
             let start = clock.now();
             let attempt = self.try_renew(&record, &version);
             let outcome = tokio::select! {
+                biased;
                 r = attempt => r,
                 _ = clock.sleep_until(valid_until) => {
                     warn!("renew did not return within renew_deadline: stepping down");
@@ -107,7 +119,11 @@ where
                     self.last_written = Some(renewed.clone());
                     record = renewed;
                     version = v;
-                    valid_until = start + cfg.renew_deadline;
+                    valid_until = if planted::is(Bug::ValidityFromReply) {
+                        clock.now() + cfg.renew_deadline
+                    } else {
+                        start + cfg.renew_deadline
+                    };
                     leadership.extend(valid_until);
                     self.set_last_renew(start);
                     next_renew = start + cfg.retry_period;
@@ -165,7 +181,14 @@ where
         version: &Version,
     ) -> Result<Option<(LeaderRecord, Version)>, StoreError> {
         let mut renewed = record.clone();
-        renewed.renew_time = Some(now_micros());
+        // Every renew must be a *change* (followers compare records): a
+        // wall clock that stood still or stepped back must not repeat the
+        // last renew time.
+        let now = now_micros();
+        renewed.renew_time = Some(match record.renew_time {
+            Some(last) if now <= last => last + Duration::from_micros(1),
+            _ => now,
+        });
         renewed.lease_duration = self.inner.config.lease_duration;
         renewed.holder_key = self.inner.config.holder_key.clone();
         let current = match self.inner.store.update(&renewed, version).await {
@@ -215,6 +238,7 @@ where
         let clock = self.inner.clock.clone();
         let limit = clock.now() + self.inner.config.renew_deadline;
         tokio::select! {
+            biased;
             _ = self.write_free(ours, version) => {}
             _ = clock.sleep_until(limit) => {
                 warn!("release did not complete within renew_deadline; the lock will expire on its own");

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -26,6 +27,7 @@ use crate::config::JITTER_FACTOR;
 use crate::elector::{ElectionError, Inner};
 use crate::leadership::Leadership;
 use crate::metrics;
+use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};
 use crate::store::{StoreError, WatchEvent};
 
@@ -87,8 +89,14 @@ pub(crate) struct Campaign<W> {
     /// identity is ours to take at once only if it is exactly this one
     /// (another incarnation with our identity may still be live).
     last_written: Option<LeaderRecord>,
-    /// When `run` started, for `lock_delay`.
-    began: Instant,
+    /// The record we observed has since been found missing (`observed`
+    /// keeps the last one seen, and `observed_at` the moment it went).
+    record_missing: bool,
+    /// When we first found no record, having never seen one (`lock_delay`
+    /// counts from here).
+    first_found_missing: Option<Instant>,
+    /// The jitter's source: seeded when the config says so.
+    rng: StdRng,
     /// True while leading: watch events are then only hints.
     leading: bool,
     _watcher: Option<AbortOnDrop<()>>,
@@ -108,6 +116,10 @@ where
             (None, None)
         };
         let observed_at = inner.clock.now();
+        let rng = match inner.config.jitter_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
         Campaign {
             inner,
             shutdown,
@@ -118,7 +130,9 @@ where
             events,
             watch_live: false,
             last_written: None,
-            began: observed_at,
+            record_missing: false,
+            first_found_missing: None,
+            rng,
             leading: false,
             _watcher: watcher,
         }
@@ -152,7 +166,13 @@ where
     /// or a dead leader's lease would never run out. Its version is kept
     /// for the next compare-and-swap all the same.
     fn observe(&mut self, current: Versioned) {
-        let changed = self.observed.as_ref().map(|o| &o.record) != Some(&current.record);
+        let changed = self.record_missing
+            || if planted::is(Bug::ChangeByVersion) {
+                self.observed.as_ref().map(|o| &o.version) != Some(&current.version)
+            } else {
+                self.observed.as_ref().map(|o| &o.record) != Some(&current.record)
+            };
+        self.record_missing = false;
         if !changed {
             self.observed = Some(current);
             return;
@@ -228,6 +248,13 @@ where
         }
     }
 
+    /// `retry_period` plus up to `1.2 × retry_period`, as client-go's
+    /// `wait.JitterUntil(retry, 1.2)`.
+    fn jittered(&mut self, retry: Duration) -> Duration {
+        let factor: f64 = self.rng.gen_range(0.0..JITTER_FACTOR);
+        retry + retry.mul_f64(factor)
+    }
+
     fn set_leading(&self, token: Option<u64>, renewed: Option<Instant>) {
         *self
             .inner
@@ -260,13 +287,6 @@ where
             cb();
         }
     }
-}
-
-/// `retry_period` plus up to `1.2 × retry_period`, as client-go's
-/// `wait.JitterUntil(retry, 1.2)`.
-fn jittered(retry: Duration) -> Duration {
-    let factor: f64 = rand::thread_rng().gen_range(0.0..JITTER_FACTOR);
-    retry + retry.mul_f64(factor)
 }
 
 /// The next watch event, or pending forever without a watch.

@@ -1,0 +1,33 @@
+//! Bugs planted on purpose, for the simulation's negative controls: a
+//! harness that reports no failure with one of these switched on is itself
+//! broken. Compiled only with the `planted-bugs` feature, and off unless a
+//! test switches one on (per thread, so parallel tests do not mix).
+
+use std::cell::Cell;
+
+/// A known-unsafe variant of one safety rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Bug {
+    /// A term is valid from the *reply* of the last successful renew, not
+    /// from its request's start.
+    ValidityFromReply,
+    /// A record that disappeared is a free lock at once.
+    DeletedRecordIsFree,
+    /// A new version counts as a change even when the record is the same.
+    ChangeByVersion,
+}
+
+thread_local! {
+    static PLANTED: Cell<Option<Bug>> = const { Cell::new(None) };
+}
+
+/// Switches `bug` on (or every bug off, with `None`) for this thread.
+pub fn plant(bug: Option<Bug>) {
+    PLANTED.with(|p| p.set(bug));
+}
+
+/// True when `bug` is switched on for this thread.
+pub(crate) fn is(bug: Bug) -> bool {
+    PLANTED.with(|p| p.get() == Some(bug))
+}
