@@ -195,3 +195,62 @@ async fn a_record_deleted_while_the_follower_was_blind_is_waited_out_from_when_i
     );
     t.assert_no_overlap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_create_that_lands_late_still_gets_a_token_above_the_floor() {
+    // Found by the simulation (seed 2023719, etcd-like): a candidate read
+    // the token floor, was paused, and its create landed after other terms
+    // on a record that was then deleted: its token came from the stale
+    // floor, below theirs. After a create, a floor above our token raises
+    // the token before the term starts.
+    let store = memory();
+    // Earlier terms reached token 7; the record is gone now.
+    store.create(&held("earlier", 1, 7)).await.unwrap();
+    store.delete();
+    // A create whose floor read was stale: token 0 written as is.
+    struct StaleFloor(MemoryStore, Arc<std::sync::atomic::AtomicUsize>);
+    impl std::fmt::Debug for StaleFloor {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("StaleFloor")
+        }
+    }
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    #[tenure_core::async_trait]
+    impl LockStore for StaleFloor {
+        async fn get(&self) -> Result<Option<tenure_core::Versioned>, tenure_core::StoreError> {
+            self.0.get().await
+        }
+        async fn create(
+            &self,
+            r: &LeaderRecord,
+        ) -> Result<tenure_core::Version, tenure_core::StoreError> {
+            self.0.create(r).await
+        }
+        async fn update(
+            &self,
+            r: &LeaderRecord,
+            v: &tenure_core::Version,
+        ) -> Result<tenure_core::Version, tenure_core::StoreError> {
+            self.0.update(r, v).await
+        }
+        async fn token_floor(&self) -> Result<Option<u64>, tenure_core::StoreError> {
+            // The first read is the stale one (taken before the others' terms).
+            if self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return Ok(None);
+            }
+            self.0.token_floor().await
+        }
+        fn describe(&self) -> String {
+            "stale-floor".into()
+        }
+    }
+    let t = Timeline::default();
+    let a = start(Arc::new(StaleFloor(store.clone(), reads)), spec("a"), &t);
+    wait_until(SEC, || a.elector.is_leader()).await;
+    let token = a.elector.state().fencing_token.unwrap();
+    assert!(
+        token > 7,
+        "a late create's term got token {token}, below the earlier 7"
+    );
+    assert_eq!(record(&store).await.leader_transitions, token);
+}

@@ -319,14 +319,20 @@ fn judge(
 ) {
     let mut by_start: Vec<&Term> = terms.iter().filter(|t| t.end() > t.start).collect();
     by_start.sort_by_key(|t| t.start);
+    // `b` created the record over a deleted one without ever seeing `a`'s
+    // candidate lead (in either order of their replies).
     let blind_to = |a: &Term, b: &Term| {
-        creates_over_deleted.contains(&(b.candidate, b.token))
-            && !sightings.iter().any(|(who, at, holder)| {
-                *who == b.candidate
-                    && *holder == format!("candidate-{}", a.candidate)
-                    && a.start <= *at
-                    && *at <= b.start
-            })
+        let (from, to) = (a.start.min(b.start), a.start.max(b.start));
+        let blind = |x: &Term, y: &Term| {
+            creates_over_deleted.contains(&(x.candidate, x.token))
+                && !sightings.iter().any(|(who, at, holder)| {
+                    *who == x.candidate
+                        && *holder == format!("candidate-{}", y.candidate)
+                        && from <= *at
+                        && *at < to
+                })
+        };
+        blind(b, a) || blind(a, b)
     };
     for (i, a) in by_start.iter().enumerate() {
         for b in &by_start[i + 1..] {

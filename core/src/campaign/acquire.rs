@@ -176,6 +176,10 @@ where
                 .map(next_token)
                 .try_fold(0, |acc, t| t.map(|t| acc.max(t)))?;
             let result = self.inner.store.create(&record).await;
+            let (result, record) = match result {
+                Ok(version) => self.raise_to_floor(record, version).await?,
+                Err(e) => (Err(e), record),
+            };
             return self.settle(result, record, started);
         };
         self.observe(current.clone());
@@ -201,6 +205,25 @@ where
         record.leader_transitions = next_token(held.leader_transitions)?;
         let result = self.inner.store.update(&record, &current.version).await;
         self.settle(result, record, started)
+    }
+
+    /// After a create: the floor we read before it may be stale (our
+    /// create landed late, after other terms on a record since deleted).
+    /// If the store's floor is now above our token, raise the token above
+    /// it with a compare-and-swap on what we created, before the term
+    /// starts, so fencing tokens never go down.
+    async fn raise_to_floor(
+        &mut self,
+        mut record: LeaderRecord,
+        version: Version,
+    ) -> Result<(Result<Version, StoreError>, LeaderRecord), StoreError> {
+        let floor = match self.inner.store.token_floor().await? {
+            Some(floor) if floor > record.leader_transitions => floor,
+            _ => return Ok((Ok(version), record)),
+        };
+        record.leader_transitions = next_token(floor)?;
+        let result = self.inner.store.update(&record, &version).await;
+        Ok((result, record))
     }
 
     /// The outcome of a winning write: won, lost to someone else (whose
