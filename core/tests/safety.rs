@@ -254,3 +254,24 @@ async fn a_create_that_lands_late_still_gets_a_token_above_the_floor() {
     );
     assert_eq!(record(&store).await.leader_transitions, token);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_low_token_in_the_store_never_lowers_the_next_term_token() {
+    // Found by the simulation (seed 2023719, etcd-like): a create delayed
+    // past other terms (its candidate paused) landed with a token from a
+    // stale floor, and its candidate never raised it. Whoever takes that
+    // record over must still go above every token it has seen.
+    let store = memory();
+    let t = Timeline::default();
+    store.create(&held("earlier", 15, 5)).await.unwrap();
+    let a = start(Arc::new(store.clone()), spec("a"), &t);
+    tokio::time::sleep(SEC).await;
+    assert_eq!(a.elector.leader().as_deref(), Some("earlier"));
+    // The record is replaced by a late create with token 0 that nobody
+    // renews (a deletion, then the stale create).
+    store.delete();
+    store.create(&held("late", 15, 0)).await.unwrap();
+    wait_until(40 * SEC, || a.elector.is_leader()).await;
+    let token = a.elector.state().fencing_token.unwrap();
+    assert!(token > 5, "took over with token {token} after seeing 5");
+}

@@ -168,7 +168,7 @@ where
             // Start above every token this lock ever had: the ones we saw,
             // and the store's floor, which survives deletion.
             let floor = self.inner.store.token_floor().await?;
-            let seen = self.observed.as_ref().map(|v| v.record.leader_transitions);
+            let seen = self.highest_token_seen;
             let mut record = self.new_record();
             record.leader_transitions = [seen, floor]
                 .into_iter()
@@ -202,7 +202,10 @@ where
             );
         }
         let mut record = self.new_record();
-        record.leader_transitions = next_token(held.leader_transitions)?;
+        // Above the holder's count, and above every token we ever saw: a
+        // record created late with a stale token must not lower it.
+        let seen = self.highest_token_seen.unwrap_or(0);
+        record.leader_transitions = next_token(held.leader_transitions.max(seen))?;
         let result = self.inner.store.update(&record, &current.version).await;
         self.settle(result, record, started)
     }

@@ -92,6 +92,8 @@ pub(crate) struct Campaign<W> {
     /// The record we observed has since been found missing (`observed`
     /// keeps the last one seen, and `observed_at` the moment it went).
     record_missing: bool,
+    /// The largest fencing token this campaign has seen in any record.
+    highest_token_seen: Option<u64>,
     /// When we first found no record, having never seen one (`lock_delay`
     /// counts from here).
     first_found_missing: Option<Instant>,
@@ -132,6 +134,7 @@ where
             last_written: None,
             record_missing: false,
             first_found_missing: None,
+            highest_token_seen: None,
             rng,
             leading: false,
             _watcher: watcher,
@@ -166,6 +169,9 @@ where
     /// or a dead leader's lease would never run out. Its version is kept
     /// for the next compare-and-swap all the same.
     fn observe(&mut self, current: Versioned) {
+        self.highest_token_seen = self
+            .highest_token_seen
+            .max(Some(current.record.leader_transitions));
         let changed = self.record_missing
             || if planted::is(Bug::ChangeByVersion) {
                 self.observed.as_ref().map(|o| &o.version) != Some(&current.version)
