@@ -1,11 +1,13 @@
 //! `tenure run` and `tenure status` against a real redis-server.
 
-use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
+
+mod common;
+use common::{is_gone, wait_for_line};
 
 const TIMING: [&str; 6] = [
     "--lease-duration",
@@ -34,64 +36,11 @@ fn candidate(url: &str, id: &str, log: &Path) -> Child {
         .expect("start tenure run")
 }
 
-#[derive(Debug, Clone)]
-struct Line {
-    kind: String,
-    id: String,
-    pid: u32,
-    at: u128,
-    /// The fencing token, on `start` lines.
-    token: Option<u64>,
-}
-
-fn lines(log: &Path) -> Vec<Line> {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Line {
-                kind: f[0].to_owned(),
-                id: f[1].to_owned(),
-                pid: f[2].parse().unwrap(),
-                at: f[3].parse().unwrap(),
-                token: f.get(4).and_then(|t| t.parse().ok()),
-            }
-        })
-        .collect()
-}
-
-fn wait_for_line(log: &Path, limit: Duration, pred: impl Fn(&Line) -> bool) -> Line {
-    let start = Instant::now();
-    loop {
-        if let Some(l) = lines(log).into_iter().find(|l| pred(l)) {
-            return l;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "no such line within {limit:?}: {:?}",
-            lines(log)
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn now_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-/// True once the process is gone (or a zombie nobody reaped yet).
-fn is_gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
 }
 
 fn tenure(args: &[&str]) -> Output {

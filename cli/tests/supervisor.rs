@@ -12,6 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 
+mod common;
+use common::{is_gone, lines, signal, wait_for_line};
+
 const TIMING: [&str; 6] = [
     "--lease-duration",
     "3s",
@@ -59,43 +62,6 @@ fn tenure_run(fx: &Fixture, id: &str, script: &str, stderr: Stdio) -> Child {
         .expect("start tenure run")
 }
 
-#[derive(Debug, Clone)]
-struct Line {
-    kind: String,
-    id: String,
-    pid: u32,
-    at: u128,
-    token: Option<u64>,
-}
-
-fn lines(log: &Path) -> Vec<Line> {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some(Line {
-                kind: f.first()?.to_string(),
-                id: f.get(1)?.to_string(),
-                pid: f.get(2)?.parse().ok()?,
-                at: f.get(3)?.parse().ok()?,
-                token: f.get(4).and_then(|t| t.parse().ok()),
-            })
-        })
-        .collect()
-}
-
-fn wait_for_line(log: &Path, limit: Duration, pred: impl Fn(&Line) -> bool) -> Line {
-    let start = Instant::now();
-    loop {
-        if let Some(l) = lines(log).into_iter().find(|l| pred(l)) {
-            return l;
-        }
-        assert!(start.elapsed() < limit, "no such line within {limit:?}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The last heartbeat of `id`'s command with this pid.
 fn last_beat(log: &Path, id: &str, pid: u32) -> u128 {
     lines(log)
@@ -104,22 +70,6 @@ fn last_beat(log: &Path, id: &str, pid: u32) -> u128 {
         .map(|l| l.at)
         .max()
         .expect("the command beat at least once")
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a process this test started.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
-}
-
-/// True once the process is gone (or a zombie nobody reaped yet).
-fn is_gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
 }
 
 /// The state letter of a process (`T`: stopped).

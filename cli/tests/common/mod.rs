@@ -1,0 +1,68 @@
+//! Helpers of the CLI tests: the commands' shared log, and processes.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One line of the log the test commands write.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// `start`, `beat`, `stop`.
+    pub kind: String,
+    /// The candidate's identity.
+    pub id: String,
+    /// The command's pid.
+    pub pid: u32,
+    /// Wall-clock nanoseconds.
+    pub at: u128,
+    /// The fencing token, on `start` lines.
+    pub token: Option<u64>,
+}
+
+/// The log's lines `KIND ID PID NS [TOKEN]`; a line still being written is skipped.
+pub fn lines(log: &Path) -> Vec<Line> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(Line {
+                kind: f.first()?.to_string(),
+                id: f.get(1)?.to_string(),
+                pid: f.get(2)?.parse().ok()?,
+                at: f.get(3)?.parse().ok()?,
+                token: f.get(4).and_then(|t| t.parse().ok()),
+            })
+        })
+        .collect()
+}
+
+/// Waits for a line matching `pred`; panics after `limit`.
+pub fn wait_for_line(log: &Path, limit: Duration, pred: impl Fn(&Line) -> bool) -> Line {
+    let start = Instant::now();
+    loop {
+        if let Some(l) = lines(log).into_iter().find(|l| pred(l)) {
+            return l;
+        }
+        assert!(start.elapsed() < limit, "no such line within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a process this test started.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+/// True once the process is gone (or a zombie nobody reaped yet).
+pub fn is_gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
