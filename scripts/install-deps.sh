@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and is missing: redis-server, etcd,
-# protoc (etcd-client's build). Debian/Ubuntu via apt; elsewhere it names
+# protoc (etcd-client's build), faketime (the chaos harness). Debian/Ubuntu via apt; elsewhere it names
 # what to install and stops.
 set -euo pipefail
 
@@ -9,6 +9,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+# libfaketime: the chaos harness runs a candidate on a fast or slow clock.
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

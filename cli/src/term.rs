@@ -105,10 +105,19 @@ pub async fn lead(
                         let reason = reason.unwrap_or("?");
                         say(format!("command stopped ({reason})"));
                         if reason == "deadline" && !leadership.is_cancelled() {
-                            // The supervisor's copy of the deadline ran out
-                            // before the term did (we could not extend it in
-                            // time): the command is gone, so this term is too.
-                            fail(&outcome, &shutdown, "the command was stopped at the term's deadline before tenure could extend it".into());
+                            // We were stopped or starved past the deadline:
+                            // the engine ends the term at the same moment, by
+                            // the same clock, once it runs again. Wait for it,
+                            // then campaign again; only a term that goes on
+                            // after its deadline (which cannot happen unless
+                            // the clocks disagree) ends the run.
+                            let left = leadership
+                                .valid_until()
+                                .saturating_duration_since(tokio::time::Instant::now());
+                            let ended = tokio::time::timeout(left + Duration::from_secs(1), leadership.cancelled()).await;
+                            if ended.is_err() {
+                                fail(&outcome, &shutdown, "the command was stopped at the term's deadline, but the term went on".into());
+                            }
                         }
                         return;
                     }

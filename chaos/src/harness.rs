@@ -1,0 +1,703 @@
+//! The rounds: three `tenure run` candidates, each through its own fault
+//! proxy to one real store; a fault drawn per round, applied to the leader
+//! or the store; the heartbeat log and the downstream judge.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tenure_conformance::fixtures::etcd::EtcdServer;
+use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
+use tenure_conformance::{Fault as ProxyFault, FaultProxy};
+
+use crate::downstream::{self, Ledger};
+use crate::mono_ns;
+
+/// Lease 2 s, renew deadline 1.5 s (tolerates a clock-rate ratio of 1.33),
+/// retry 0.3 s: the CLI's default grace is then 0.57 s.
+const TIMING: [&str; 6] = [
+    "--lease-duration",
+    "2s",
+    "--renew-deadline",
+    "1500ms",
+    "--retry-period",
+    "300ms",
+];
+/// How long a freeze, a stop or a cut lasts: beyond the lease.
+const HOLD: Duration = Duration::from_millis(3000);
+const CANDIDATES: usize = 3;
+
+/// The faults a round can apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    Kill9,
+    Sigterm,
+    StopTenure,
+    FreezeTree,
+    CutOff,
+    StoreRestart,
+    StoreFreeze,
+    SkewWithin,
+    SkewBeyond,
+}
+
+impl Fault {
+    /// Every fault, in report order.
+    pub const ALL: [Fault; 9] = [
+        Fault::Kill9,
+        Fault::Sigterm,
+        Fault::StopTenure,
+        Fault::FreezeTree,
+        Fault::CutOff,
+        Fault::StoreRestart,
+        Fault::StoreFreeze,
+        Fault::SkewWithin,
+        Fault::SkewBeyond,
+    ];
+
+    /// The name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill9 => "kill-9",
+            Fault::Sigterm => "sigterm",
+            Fault::StopTenure => "sigstop-tenure",
+            Fault::FreezeTree => "freeze-tree",
+            Fault::CutOff => "cut-off",
+            Fault::StoreRestart => "store-restart",
+            Fault::StoreFreeze => "store-freeze",
+            Fault::SkewWithin => "skew-x0.8-cut-off",
+            Fault::SkewBeyond => "skew-x0.5-cut-off",
+        }
+    }
+}
+
+/// Which store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+    Etcd,
+}
+
+/// The run's options.
+pub struct Options {
+    store: StoreKind,
+    rounds: usize,
+    seed: u64,
+    faults: Vec<Fault>,
+    tenure: PathBuf,
+}
+
+impl Options {
+    /// Parses `--store`, `--rounds`, `--seed`, `--faults`, `--tenure`.
+    pub fn parse(args: &[String]) -> Option<Options> {
+        let mut o = Options {
+            store: StoreKind::Redis,
+            rounds: Fault::ALL.len(),
+            seed: 1,
+            faults: Fault::ALL.to_vec(),
+            tenure: std::env::current_exe().ok()?.with_file_name("tenure"),
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next()?;
+            match flag.as_str() {
+                "--store" => {
+                    o.store = match value.as_str() {
+                        "redis" => StoreKind::Redis,
+                        "etcd" => StoreKind::Etcd,
+                        _ => return None,
+                    }
+                }
+                "--rounds" => o.rounds = value.parse().ok()?,
+                "--seed" => o.seed = value.parse().ok()?,
+                "--tenure" => o.tenure = PathBuf::from(value),
+                "--faults" if value == "all" => o.faults = Fault::ALL.to_vec(),
+                "--faults" => {
+                    o.faults = value
+                        .split(',')
+                        .map(|n| Fault::ALL.into_iter().find(|f| f.name() == n))
+                        .collect::<Option<Vec<_>>>()?
+                }
+                _ => return None,
+            }
+        }
+        Some(o)
+    }
+}
+
+enum Server {
+    Redis(RedisServer),
+    Etcd(EtcdServer),
+}
+
+impl Server {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Server::Redis(s) => s.addr(),
+            Server::Etcd(s) => s.addr(),
+        }
+    }
+    fn restart(&mut self) {
+        match self {
+            Server::Redis(s) => s.restart(),
+            Server::Etcd(s) => s.restart(),
+        }
+    }
+    fn pause(&mut self) {
+        match self {
+            Server::Redis(s) => s.pause(),
+            Server::Etcd(s) => s.pause(),
+        }
+    }
+    fn resume(&mut self) {
+        match self {
+            Server::Redis(s) => s.resume(),
+            Server::Etcd(s) => s.resume(),
+        }
+    }
+}
+
+struct Candidate {
+    id: String,
+    child: Child,
+    proxy: FaultProxy,
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        signal(self.child.id() as i32, libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One term, from the heartbeat log.
+#[derive(Clone, Debug)]
+struct Term {
+    id: String,
+    pid: u32,
+    token: u64,
+    first: i128,
+    last: i128,
+}
+
+/// Reads the heartbeat log as it grows.
+struct Log {
+    reader: BufReader<std::fs::File>,
+    terms: HashMap<u32, Term>,
+    partial: String,
+}
+
+impl Log {
+    fn open(path: &Path) -> std::io::Result<Log> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        let mut reader = BufReader::new(file);
+        reader.seek(SeekFrom::Start(0))?;
+        Ok(Log {
+            reader,
+            terms: HashMap::new(),
+            partial: String::new(),
+        })
+    }
+
+    fn refresh(&mut self) {
+        let mut line = String::new();
+        while self.reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if !line.ends_with('\n') {
+                self.partial.push_str(&line);
+                line.clear();
+                continue;
+            }
+            let full = std::mem::take(&mut self.partial) + &line;
+            line.clear();
+            let f: Vec<&str> = full.split_whitespace().collect();
+            let (Some(kind), Some(id), Some(pid), Some(ns)) = (
+                f.first(),
+                f.get(1),
+                f.get(2).and_then(|p| p.parse::<u32>().ok()),
+                f.get(3).and_then(|n| n.parse::<i128>().ok()),
+            ) else {
+                continue;
+            };
+            let term = self.terms.entry(pid).or_insert(Term {
+                id: id.to_string(),
+                pid,
+                token: 0,
+                first: ns,
+                last: ns,
+            });
+            if *kind == "start" {
+                term.token = f.get(4).and_then(|t| t.parse().ok()).unwrap_or(0);
+                term.first = term.first.min(ns);
+            }
+            term.last = term.last.max(ns);
+        }
+    }
+
+    fn sorted(&self) -> Vec<Term> {
+        let mut terms: Vec<Term> = self.terms.values().cloned().collect();
+        terms.sort_by_key(|t| t.first);
+        terms
+    }
+}
+
+/// What one round measured.
+struct Outcome {
+    fault: Fault,
+    /// Fault to the next term's first beat, when a new term was expected.
+    failover_ms: Option<f64>,
+    /// Worst overlap of two terms that began in this round (ms; 0: none).
+    overlap_ms: f64,
+    /// Frozen-tree rounds: how long the old command ran after the resume.
+    tail_ms: Option<f64>,
+    stale_accepted: usize,
+    stale_rejected: usize,
+    tokens_rose: bool,
+    /// Candidates found exited (and restarted) before this round: a
+    /// `tenure run` that gives up is a finding.
+    exits: usize,
+}
+
+struct Harness {
+    options: Options,
+    server: Server,
+    candidates: Vec<Candidate>,
+    log_path: PathBuf,
+    log: Log,
+    ledger: Arc<Mutex<Ledger>>,
+    downstream: String,
+    worker: PathBuf,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    //! A directory removed when dropped.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Runs the rounds; prints the report; true when every rule held.
+pub async fn run(options: Options) -> Result<bool, String> {
+    if !options.tenure.exists() {
+        return Err(format!(
+            "no tenure binary at {} (build it: cargo build -p tenure-cli, or pass --tenure)",
+            options.tenure.display()
+        ));
+    }
+    let server = match options.store {
+        StoreKind::Redis => Server::Redis(RedisServer::local(RedisServerOptions::default())),
+        StoreKind::Etcd => Server::Etcd(EtcdServer::start_local()),
+    };
+    let dir = std::env::temp_dir().join(format!("tenure-chaos-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let log_path = dir.join("beats.log");
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let downstream = downstream::serve(ledger.clone())
+        .await
+        .map_err(|e| format!("downstream: {e}"))?;
+    let mut h = Harness {
+        log: Log::open(&log_path).map_err(|e| e.to_string())?,
+        options,
+        server,
+        candidates: Vec::new(),
+        log_path,
+        ledger,
+        downstream,
+        worker: std::env::current_exe().map_err(|e| e.to_string())?,
+        _dir: tempdir::Dir(dir),
+    };
+    for i in 0..CANDIDATES {
+        let c = h.spawn(&format!("c{i}"), None).await?;
+        h.candidates.push(c);
+    }
+    let mut rng = StdRng::seed_from_u64(h.options.seed);
+    let mut outcomes = Vec::new();
+    let started = std::time::Instant::now();
+    for round in 0..h.options.rounds {
+        // Every fault once per cycle, in a seeded order, then again.
+        let fault =
+            if round % h.options.faults.len() == 0 || h.options.rounds <= h.options.faults.len() {
+                h.options.faults[round % h.options.faults.len()]
+            } else {
+                h.options.faults[rng.gen_range(0..h.options.faults.len())]
+            };
+        let outcome = h.round(fault).await?;
+        eprintln!(
+            "round {round}: {} overlap {:.1} ms, stale accepted {}, fail-over {:?} ms",
+            fault.name(),
+            outcome.overlap_ms,
+            outcome.stale_accepted,
+            outcome.failover_ms.map(|f| f.round())
+        );
+        outcomes.push(outcome);
+    }
+    Ok(report(&h.options, &outcomes, started.elapsed()))
+}
+
+impl Harness {
+    /// Starts `tenure run` for `id` through a new fault proxy, optionally on
+    /// a clock running at `rate` (libfaketime).
+    async fn spawn(&self, id: &str, rate: Option<f64>) -> Result<Candidate, String> {
+        let proxy = FaultProxy::start(self.server.addr())
+            .await
+            .map_err(|e| format!("fault proxy: {e}"))?;
+        let scheme = match self.options.store {
+            StoreKind::Redis => "redis",
+            StoreKind::Etcd => "etcd",
+        };
+        let url = format!("{scheme}://{}/chaos", proxy.addr());
+        let mut cmd = Command::new(&self.options.tenure);
+        cmd.args(["run", "--lock", &url, "--identity", id])
+            .args(TIMING)
+            .arg("--")
+            .arg(&self.worker)
+            .args(["worker", &self.downstream])
+            .arg(&self.log_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(rate) = rate {
+            cmd.env("LD_PRELOAD", faketime_library()?)
+                .env("FAKETIME", format!("+0 x{rate}"))
+                .env("FAKETIME_DONT_RESET", "1");
+        }
+        let child = cmd.spawn().map_err(|e| format!("start tenure run: {e}"))?;
+        Ok(Candidate {
+            id: id.to_owned(),
+            child,
+            proxy,
+        })
+    }
+
+    async fn replace(&mut self, i: usize, rate: Option<f64>) -> Result<(), String> {
+        let id = self.candidates[i].id.clone();
+        let new = self.spawn(&id, rate).await?;
+        // Dropping the old one kills it (if it still runs).
+        self.candidates[i] = new;
+        Ok(())
+    }
+
+    /// The current term once it has run for a while; waits for one.
+    async fn stable_leader(&mut self, limit: Duration) -> Result<Term, String> {
+        let deadline = mono_ns() + limit.as_nanos() as i128;
+        loop {
+            self.log.refresh();
+            let now = mono_ns();
+            if let Some(t) = self
+                .log
+                .sorted()
+                .into_iter()
+                .rev()
+                .find(|t| now - t.last < 60_000_000 && now - t.first > 300_000_000)
+            {
+                return Ok(t);
+            }
+            if now > deadline {
+                return Err(format!("no stable leader within {limit:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits for a term other than `old` that began after `since`.
+    async fn new_term(&mut self, old: u32, since: i128, limit: Duration) -> Option<Term> {
+        let deadline = mono_ns() + limit.as_nanos() as i128;
+        loop {
+            self.log.refresh();
+            if let Some(t) = self
+                .log
+                .sorted()
+                .into_iter()
+                .find(|t| t.pid != old && t.first > since)
+            {
+                return Some(t);
+            }
+            if mono_ns() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn index_of(&self, id: &str) -> usize {
+        self.candidates
+            .iter()
+            .position(|c| c.id == id)
+            .expect("a known candidate")
+    }
+
+    /// Restarts candidates whose `tenure run` exited (as a process manager
+    /// would); returns how many did.
+    async fn respawn_exited(&mut self) -> Result<usize, String> {
+        let mut exited = 0;
+        for i in 0..self.candidates.len() {
+            if let Ok(Some(status)) = self.candidates[i].child.try_wait() {
+                eprintln!(
+                    "candidate {} exited ({status}); restarting it",
+                    self.candidates[i].id
+                );
+                exited += 1;
+                self.replace(i, None).await?;
+            }
+        }
+        Ok(exited)
+    }
+
+    async fn round(&mut self, fault: Fault) -> Result<Outcome, String> {
+        let exits = self.respawn_exited().await?;
+        let mut leader = self.stable_leader(Duration::from_secs(20)).await?;
+        let mut resumed = None;
+        if matches!(fault, Fault::SkewWithin | Fault::SkewBeyond) {
+            // The skewed candidate must lead when it is cut off.
+            let rate = if fault == Fault::SkewWithin { 0.8 } else { 0.5 };
+            self.replace(0, Some(rate)).await?;
+            while leader.id != "c0" {
+                let i = self.index_of(&leader.id);
+                signal(self.candidates[i].child.id() as i32, libc::SIGTERM);
+                let _ = self.candidates[i].child.wait();
+                self.replace(i, None).await?;
+                leader = self.stable_leader(Duration::from_secs(20)).await?;
+            }
+        }
+        let writes_before = self.ledger.lock().unwrap().writes.len();
+        let i = self.index_of(&leader.id);
+        let tenure = self.candidates[i].child.id() as i32;
+        let t0 = mono_ns();
+        let mut expect_new = true;
+        match fault {
+            Fault::Kill9 => {
+                let _ = self.candidates[i].child.kill();
+                let _ = self.candidates[i].child.wait();
+            }
+            Fault::Sigterm => {
+                signal(tenure, libc::SIGTERM);
+                let _ = self.candidates[i].child.wait();
+            }
+            Fault::StopTenure => {
+                signal(tenure, libc::SIGSTOP);
+                tokio::time::sleep(HOLD).await;
+                signal(tenure, libc::SIGCONT);
+            }
+            Fault::FreezeTree => {
+                let supervisor = children_of(tenure as u32).into_iter().next();
+                let group = -(leader.pid as i32);
+                signal(tenure, libc::SIGSTOP);
+                if let Some(s) = supervisor {
+                    signal(s as i32, libc::SIGSTOP);
+                }
+                signal(group, libc::SIGSTOP);
+                tokio::time::sleep(HOLD).await;
+                resumed = Some(mono_ns());
+                signal(tenure, libc::SIGCONT);
+                if let Some(s) = supervisor {
+                    signal(s as i32, libc::SIGCONT);
+                }
+                signal(group, libc::SIGCONT);
+            }
+            Fault::CutOff | Fault::SkewWithin | Fault::SkewBeyond => {
+                self.candidates[i].proxy.set(ProxyFault::BlackHole);
+                tokio::time::sleep(HOLD).await;
+                self.candidates[i].proxy.set(ProxyFault::Pass);
+            }
+            Fault::StoreRestart => {
+                expect_new = self.options.store == StoreKind::Redis;
+                self.server.restart();
+            }
+            Fault::StoreFreeze => {
+                expect_new = false;
+                self.server.pause();
+                tokio::time::sleep(HOLD).await;
+                self.server.resume();
+            }
+        }
+        let next = self
+            .new_term(
+                leader.pid,
+                t0,
+                Duration::from_secs(if expect_new { 10 } else { 4 }),
+            )
+            .await;
+        // Heal: restart what was killed, put skewed clocks back.
+        if matches!(fault, Fault::Kill9 | Fault::Sigterm) {
+            self.replace(i, None).await?;
+        }
+        if matches!(fault, Fault::SkewWithin | Fault::SkewBeyond) {
+            self.replace(0, None).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        self.log.refresh();
+        let terms = self.log.sorted();
+        // Overlap of each pair of terms that began since the fault.
+        let mut overlap_ms: f64 = 0.0;
+        let mut tokens_rose = true;
+        for pair in terms.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if b.first <= t0 {
+                continue;
+            }
+            if b.token <= a.token {
+                tokens_rose = false;
+            }
+            if fault == Fault::FreezeTree && a.pid == leader.pid {
+                continue; // reported as the tail
+            }
+            overlap_ms = overlap_ms.max((a.last - b.first) as f64 / 1e6);
+        }
+        let tail_ms = resumed.map(|r| {
+            let old = terms.iter().find(|t| t.pid == leader.pid);
+            old.map_or(0.0, |t| ((t.last - r).max(0)) as f64 / 1e6)
+        });
+        let writes = self.ledger.lock().unwrap().writes[writes_before..].to_vec();
+        let all = self.ledger.lock().unwrap().writes.clone();
+        let stale_accepted =
+            downstream::stale_accepted(&all) - downstream::stale_accepted(&all[..writes_before]);
+        Ok(Outcome {
+            fault,
+            failover_ms: if expect_new {
+                next.map(|n| (n.first - t0) as f64 / 1e6)
+            } else {
+                None
+            },
+            overlap_ms: overlap_ms.max(0.0),
+            tail_ms,
+            stale_accepted,
+            stale_rejected: writes.iter().filter(|w| !w.accepted).count(),
+            tokens_rose,
+            exits,
+        })
+    }
+}
+
+fn signal(pid: i32, sig: libc::c_int) {
+    // SAFETY: kill(2) on processes this harness started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// The pids whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse()
+                        .ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// libfaketime's preload library (Debian package `faketime`).
+fn faketime_library() -> Result<PathBuf, String> {
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu/faketime",
+        "/usr/lib/aarch64-linux-gnu/faketime",
+        "/usr/lib/faketime",
+    ] {
+        let lib = Path::new(dir).join("libfaketime.so.1");
+        if lib.exists() {
+            return Ok(lib);
+        }
+    }
+    Err("libfaketime not found: apt-get install faketime".into())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Prints the table; true when no stale write was accepted and no overlap
+/// happened within the tolerance, and beyond-tolerance skew was seen.
+fn report(options: &Options, outcomes: &[Outcome], took: Duration) -> bool {
+    println!(
+        "store {:?}, {} rounds, seed {}, {:.0} s; lease 2 s, renew deadline 1.5 s, retry 0.3 s",
+        options.store,
+        outcomes.len(),
+        options.seed,
+        took.as_secs_f64()
+    );
+    println!("| fault | rounds | rounds with overlap | max overlap ms | frozen tail ms (max) | stale writes accepted | stale writes rejected | fail-over p50 / p99 / max ms | tokens rose |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let exits: usize = outcomes.iter().map(|o| o.exits).sum();
+    println!("`tenure run` processes that exited by themselves (restarted): {exits}");
+    let mut ok = exits == 0;
+    for fault in Fault::ALL {
+        let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.fault == fault).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let overlapping = rows.iter().filter(|o| o.overlap_ms > 0.0).count();
+        let max_overlap = rows.iter().map(|o| o.overlap_ms).fold(0.0, f64::max);
+        let tail = rows
+            .iter()
+            .filter_map(|o| o.tail_ms)
+            .fold(f64::NAN, f64::max);
+        let accepted: usize = rows.iter().map(|o| o.stale_accepted).sum();
+        let rejected: usize = rows.iter().map(|o| o.stale_rejected).sum();
+        let mut failovers: Vec<f64> = rows.iter().filter_map(|o| o.failover_ms).collect();
+        failovers.sort_by(f64::total_cmp);
+        let rose = rows.iter().all(|o| o.tokens_rose);
+        println!(
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            fault.name(),
+            rows.len(),
+            overlapping,
+            max_overlap,
+            if tail.is_nan() {
+                "–".into()
+            } else {
+                format!("{tail:.1}")
+            },
+            accepted,
+            rejected,
+            if failovers.is_empty() {
+                "–".into()
+            } else {
+                format!(
+                    "{:.0} / {:.0} / {:.0}",
+                    percentile(&failovers, 0.5),
+                    percentile(&failovers, 0.99),
+                    failovers.last().unwrap()
+                )
+            },
+            if rose { "yes" } else { "no" }
+        );
+        ok &= accepted == 0 && rose;
+        if fault == Fault::SkewBeyond {
+            // The oracle must see what a clock beyond the bound does.
+            if overlapping == 0 {
+                println!("beyond-tolerance skew produced no overlap: the oracle is blind");
+                ok = false;
+            }
+        } else if overlapping > 0 {
+            ok = false;
+        }
+    }
+    ok
+}
