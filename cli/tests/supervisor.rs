@@ -152,6 +152,18 @@ fn sigstop_of_tenure_beyond_the_lease_stops_the_command_before_the_successor_sta
         "gap between a's last beat and b's start: {} ms",
         (second.at - last) / 1_000_000
     );
+    // Continued, a's tenure finds its term over and campaigns again: it
+    // neither exits nor leads while b renews.
+    signal(a.id(), libc::SIGCONT);
+    std::thread::sleep(LEASE);
+    let mut a = a;
+    assert!(
+        a.try_wait().unwrap().is_none(),
+        "tenure a exited after SIGCONT"
+    );
+    assert!(!lines(&fx.log)
+        .iter()
+        .any(|l| l.kind == "start" && l.id == "a" && l.pid != first.pid));
     stop_and_reap(a);
     stop_and_reap(b);
 }
