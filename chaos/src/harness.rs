@@ -166,6 +166,8 @@ struct Candidate {
     id: String,
     child: Child,
     proxy: FaultProxy,
+    /// When this process was started: only terms begun after it are its.
+    spawned: i128,
 }
 
 impl Drop for Candidate {
@@ -379,6 +381,7 @@ impl Harness {
             id: id.to_owned(),
             child,
             proxy,
+            spawned: mono_ns(),
         })
     }
 
@@ -396,12 +399,17 @@ impl Harness {
         loop {
             self.log.refresh();
             let now = mono_ns();
-            if let Some(t) = self
-                .log
-                .sorted()
-                .into_iter()
-                .rev()
-                .find(|t| now - t.last < 60_000_000 && now - t.first > 300_000_000)
+            // A term of a candidate's current process (a replaced one's
+            // command may still beat until its supervisor kills it).
+            let current = |t: &Term| {
+                self.candidates
+                    .iter()
+                    .any(|c| c.id == t.id && t.first > c.spawned)
+            };
+            if let Some(t) =
+                self.log.sorted().into_iter().rev().find(|t| {
+                    now - t.last < 60_000_000 && now - t.first > 300_000_000 && current(t)
+                })
             {
                 return Ok(t);
             }
