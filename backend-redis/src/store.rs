@@ -82,6 +82,9 @@ pub(crate) struct Inner {
     /// The last stored value this handle read or wrote, with its version:
     /// an update swaps only on these exact bytes (see `cas.lua`).
     last_value: std::sync::Mutex<Option<(Version, String)>>,
+    /// The generation of a connection on which a request was abandoned
+    /// (its caller gave up before the reply): never used again (0: none).
+    abandoned: std::sync::atomic::AtomicU64,
 }
 
 /// The connection in use, with a number so that a failed one is dropped
@@ -133,6 +136,7 @@ impl RedisStore {
                 script: Script::new(CAS_SCRIPT),
                 conn: Mutex::new(None),
                 last_value: std::sync::Mutex::new(None),
+                abandoned: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -170,7 +174,11 @@ impl RedisStore {
     /// The connection to use, opening one when there is none.
     async fn connection(&self) -> Result<(u64, ConnectionManager), RedisError> {
         let mut slot = self.inner.conn.lock().await;
-        if let Some(s) = slot.as_ref() {
+        let abandoned = self
+            .inner
+            .abandoned
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(s) = slot.as_ref().filter(|s| s.generation != abandoned) {
             return Ok((s.generation, s.manager.clone()));
         }
         let generation = NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -211,9 +219,24 @@ impl RedisStore {
         Fut: Future<Output = Result<T, RedisError>>,
     {
         let span = tracing::debug_span!("redis", op, key = %self.inner.key);
+        // If our caller gives up mid-request (the elector's own deadline is
+        // often shorter than `op_timeout`), the request may still be queued
+        // or lost on the connection: a silently dead connection would then
+        // hang every later request too. Never use that connection again.
+        let guard = AbandonGuard {
+            inner: &self.inner,
+            generation: std::sync::atomic::AtomicU64::new(0),
+        };
         let attempt = async {
             let (generation, conn) = self.connection().await.map_err(|e| (None, e))?;
-            f(conn).await.map_err(|e| (Some(generation), e))
+            guard
+                .generation
+                .store(generation, std::sync::atomic::Ordering::SeqCst);
+            let result = f(conn).await.map_err(|e| (Some(generation), e));
+            guard
+                .generation
+                .store(0, std::sync::atomic::Ordering::SeqCst);
+            result
         };
         match tokio::time::timeout(self.inner.op_timeout, attempt)
             .instrument(span)
@@ -372,6 +395,25 @@ impl RedisStore {
 }
 
 static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Marks the connection of a request still in flight as abandoned when the
+/// operation is dropped before its reply.
+struct AbandonGuard<'a> {
+    inner: &'a Inner,
+    /// The connection's generation while a request is in flight (0: none).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl Drop for AbandonGuard<'_> {
+    fn drop(&mut self) {
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        if generation != 0 {
+            self.inner
+                .abandoned
+                .store(generation, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
 
 #[async_trait]
 impl LockStore for RedisStore {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tenure_conformance::fixtures::etcd::EtcdServer;
+use tenure_conformance::fixtures::etcd::{EtcdCluster, EtcdServer};
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 use tenure_conformance::{Fault as ProxyFault, FaultProxy};
 
@@ -44,11 +44,13 @@ pub enum Fault {
     StoreFreeze,
     SkewWithin,
     SkewBeyond,
+    /// The etcd cluster's raft leader killed, then restarted (clusters only).
+    RaftLeaderKill,
 }
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Kill9,
         Fault::Sigterm,
         Fault::StopTenure,
@@ -58,6 +60,7 @@ impl Fault {
         Fault::StoreFreeze,
         Fault::SkewWithin,
         Fault::SkewBeyond,
+        Fault::RaftLeaderKill,
     ];
 
     /// The name on the command line and in the report.
@@ -72,6 +75,7 @@ impl Fault {
             Fault::StoreFreeze => "store-freeze",
             Fault::SkewWithin => "skew-x0.8-cut-off",
             Fault::SkewBeyond => "skew-x0.5-cut-off",
+            Fault::RaftLeaderKill => "raft-leader-kill",
         }
     }
 }
@@ -81,6 +85,8 @@ impl Fault {
 pub enum StoreKind {
     Redis,
     Etcd,
+    /// Three etcd members on loopback.
+    EtcdCluster,
 }
 
 /// The run's options.
@@ -97,9 +103,9 @@ impl Options {
     pub fn parse(args: &[String]) -> Option<Options> {
         let mut o = Options {
             store: StoreKind::Redis,
-            rounds: Fault::ALL.len(),
+            rounds: 0,
             seed: 1,
-            faults: Fault::ALL.to_vec(),
+            faults: Vec::new(),
             tenure: std::env::current_exe().ok()?.with_file_name("tenure"),
         };
         let mut it = args.iter();
@@ -110,13 +116,14 @@ impl Options {
                     o.store = match value.as_str() {
                         "redis" => StoreKind::Redis,
                         "etcd" => StoreKind::Etcd,
+                        "etcd-cluster" => StoreKind::EtcdCluster,
                         _ => return None,
                     }
                 }
                 "--rounds" => o.rounds = value.parse().ok()?,
                 "--seed" => o.seed = value.parse().ok()?,
                 "--tenure" => o.tenure = PathBuf::from(value),
-                "--faults" if value == "all" => o.faults = Fault::ALL.to_vec(),
+                "--faults" if value == "all" => o.faults = Vec::new(),
                 "--faults" => {
                     o.faults = value
                         .split(',')
@@ -126,6 +133,16 @@ impl Options {
                 _ => return None,
             }
         }
+        if o.faults.is_empty() {
+            // Every fault that applies to the store.
+            o.faults = Fault::ALL
+                .into_iter()
+                .filter(|f| *f != Fault::RaftLeaderKill || o.store == StoreKind::EtcdCluster)
+                .collect();
+        }
+        if o.rounds == 0 {
+            o.rounds = o.faults.len();
+        }
         Some(o)
     }
 }
@@ -133,31 +150,47 @@ impl Options {
 enum Server {
     Redis(RedisServer),
     Etcd(EtcdServer),
+    Cluster(EtcdCluster),
 }
 
 impl Server {
-    fn addr(&self) -> std::net::SocketAddr {
+    /// The addresses a client connects to (one per member).
+    fn addrs(&self) -> Vec<std::net::SocketAddr> {
         match self {
-            Server::Redis(s) => s.addr(),
-            Server::Etcd(s) => s.addr(),
+            Server::Redis(s) => vec![s.addr()],
+            Server::Etcd(s) => vec![s.addr()],
+            Server::Cluster(c) => (0..3).map(|i| c.addr(i)).collect(),
         }
     }
+    /// Restarts the store (a cluster: its raft leader).
     fn restart(&mut self) {
         match self {
             Server::Redis(s) => s.restart(),
             Server::Etcd(s) => s.restart(),
+            Server::Cluster(c) => {
+                let i = c.leader().unwrap_or(0);
+                c.restart(i);
+            }
         }
     }
-    fn pause(&mut self) {
+    /// Freezes the store (a cluster: its raft leader); returns what to thaw.
+    fn pause(&mut self) -> Option<usize> {
         match self {
             Server::Redis(s) => s.pause(),
             Server::Etcd(s) => s.pause(),
+            Server::Cluster(c) => {
+                let i = c.leader().unwrap_or(0);
+                c.pause(i);
+                return Some(i);
+            }
         }
+        None
     }
-    fn resume(&mut self) {
+    fn resume(&mut self, member: Option<usize>) {
         match self {
             Server::Redis(s) => s.resume(),
             Server::Etcd(s) => s.resume(),
+            Server::Cluster(c) => c.resume(member.unwrap_or(0)),
         }
     }
 }
@@ -165,7 +198,8 @@ impl Server {
 struct Candidate {
     id: String,
     child: Child,
-    proxy: FaultProxy,
+    /// One proxy per store member.
+    proxies: Vec<FaultProxy>,
     /// When this process was started: only terms begun after it are its.
     spawned: i128,
 }
@@ -302,6 +336,7 @@ pub async fn run(options: Options) -> Result<bool, String> {
     let server = match options.store {
         StoreKind::Redis => Server::Redis(RedisServer::local(RedisServerOptions::default())),
         StoreKind::Etcd => Server::Etcd(EtcdServer::start_local()),
+        StoreKind::EtcdCluster => Server::Cluster(EtcdCluster::start()),
     };
     let dir = std::env::temp_dir().join(format!("tenure-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -353,17 +388,29 @@ impl Harness {
     /// Starts `tenure run` for `id` through a new fault proxy, optionally on
     /// a clock running at `rate` (libfaketime).
     async fn spawn(&self, id: &str, rate: Option<f64>) -> Result<Candidate, String> {
-        let proxy = FaultProxy::start(self.server.addr())
-            .await
-            .map_err(|e| format!("fault proxy: {e}"))?;
+        let mut proxies = Vec::new();
+        for addr in self.server.addrs() {
+            proxies.push(
+                FaultProxy::start(addr)
+                    .await
+                    .map_err(|e| format!("fault proxy: {e}"))?,
+            );
+        }
         let scheme = match self.options.store {
             StoreKind::Redis => "redis",
-            StoreKind::Etcd => "etcd",
+            StoreKind::Etcd | StoreKind::EtcdCluster => "etcd",
         };
-        let url = format!("{scheme}://{}/chaos", proxy.addr());
+        let hosts: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
+        let url = format!("{scheme}://{}/chaos", hosts.join(","));
         let mut cmd = Command::new(&self.options.tenure);
+        let logs = std::env::var_os("TENURE_CHAOS_LOGS");
         cmd.args(["run", "--lock", &url, "--identity", id])
             .args(TIMING)
+            .args(if logs.is_some() {
+                &["--log", "info"][..]
+            } else {
+                &[]
+            })
             .arg("--")
             .arg(&self.worker)
             .args(["worker", &self.downstream])
@@ -371,6 +418,12 @@ impl Harness {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        // TENURE_CHAOS_LOGS=DIR keeps each candidate's log (`--log info`).
+        if let Some(dir) = logs {
+            let path = Path::new(&dir).join(format!("{id}-{}.log", mono_ns()));
+            let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+            cmd.stderr(file);
+        }
         if let Some(rate) = rate {
             cmd.env("LD_PRELOAD", faketime_library()?)
                 .env("FAKETIME", format!("+0 x{rate}"))
@@ -380,7 +433,7 @@ impl Harness {
         Ok(Candidate {
             id: id.to_owned(),
             child,
-            proxy,
+            proxies,
             spawned: mono_ns(),
         })
     }
@@ -516,9 +569,13 @@ impl Harness {
                 signal(group, libc::SIGCONT);
             }
             Fault::CutOff | Fault::SkewWithin | Fault::SkewBeyond => {
-                self.candidates[i].proxy.set(ProxyFault::BlackHole);
+                for p in &self.candidates[i].proxies {
+                    p.set(ProxyFault::BlackHole);
+                }
                 tokio::time::sleep(HOLD).await;
-                self.candidates[i].proxy.set(ProxyFault::Pass);
+                for p in &self.candidates[i].proxies {
+                    p.set(ProxyFault::Pass);
+                }
             }
             Fault::StoreRestart => {
                 expect_new = self.options.store == StoreKind::Redis;
@@ -526,9 +583,18 @@ impl Harness {
             }
             Fault::StoreFreeze => {
                 expect_new = false;
-                self.server.pause();
+                let member = self.server.pause();
                 tokio::time::sleep(HOLD).await;
-                self.server.resume();
+                self.server.resume(member);
+            }
+            Fault::RaftLeaderKill => {
+                expect_new = false;
+                if let Server::Cluster(c) = &mut self.server {
+                    let i = c.leader().ok_or("no raft leader found")?;
+                    c.stop(i);
+                    tokio::time::sleep(HOLD).await;
+                    c.restart(i);
+                }
             }
         }
         let next = self

@@ -3,7 +3,7 @@
 //! tokens and by the commands' heartbeat log.
 //!
 //! ```text
-//! tenure-chaos run --store redis|etcd [--rounds N] [--seed S] [--faults a,b,...] [--tenure PATH]
+//! tenure-chaos run --store redis|etcd|etcd-cluster [--rounds N] [--seed S] [--faults a,b,...] [--tenure PATH]
 //! tenure-chaos worker DOWNSTREAM LOG      (the command each leader runs)
 //! ```
 //!
@@ -37,7 +37,7 @@ pub fn mono_ns() -> i128 {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: tenure-chaos run --store redis|etcd [--rounds N] [--seed S] [--faults F,...] [--tenure PATH]\n\
+        "usage: tenure-chaos run --store redis|etcd|etcd-cluster [--rounds N] [--seed S] [--faults F,...] [--tenure PATH]\n\
          faults: {}",
         harness::Fault::ALL
             .iter()
