@@ -202,11 +202,27 @@ struct Candidate {
     proxies: Vec<FaultProxy>,
     /// When this process was started: only terms begun after it are its.
     spawned: i128,
+    /// `child` is the `faketime` wrapper; tenure is its child.
+    wrapped: bool,
+}
+
+impl Candidate {
+    /// The `tenure run` process (below the `faketime` wrapper, if any).
+    fn tenure_pid(&self) -> i32 {
+        if self.wrapped {
+            if let Some(pid) = children_of(self.child.id()).into_iter().next() {
+                return pid as i32;
+            }
+        }
+        self.child.id() as i32
+    }
 }
 
 impl Drop for Candidate {
     fn drop(&mut self) {
-        signal(self.child.id() as i32, libc::SIGCONT);
+        let tenure = self.tenure_pid();
+        signal(tenure, libc::SIGCONT);
+        signal(tenure, libc::SIGKILL);
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -380,6 +396,10 @@ pub async fn run(options: Options) -> Result<bool, String> {
             outcome.failover_ms.map(|f| f.round())
         );
         outcomes.push(outcome);
+        if (round + 1) % 100 == 0 && round + 1 < h.options.rounds {
+            // A long run reports as it goes.
+            report(&h.options, &outcomes, started.elapsed());
+        }
     }
     Ok(report(&h.options, &outcomes, started.elapsed()))
 }
@@ -402,8 +422,20 @@ impl Harness {
         };
         let hosts: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
         let url = format!("{scheme}://{}/chaos", hosts.join(","));
-        let mut cmd = Command::new(&self.options.tenure);
         let logs = std::env::var_os("TENURE_CHAOS_LOGS");
+        // A skewed candidate runs under the `faketime` wrapper, which shares
+        // one fake clock with every process below it (tenure, its
+        // supervisor, the command): a bare LD_PRELOAD would give each
+        // process a fake clock of its own, counted from its own start.
+        let mut cmd = match rate {
+            Some(rate) => {
+                let mut c = Command::new(faketime_command()?);
+                c.args(["-f", &format!("+0 x{rate}")])
+                    .arg(&self.options.tenure);
+                c
+            }
+            None => Command::new(&self.options.tenure),
+        };
         cmd.args(["run", "--lock", &url, "--identity", id])
             .args(TIMING)
             .args(if logs.is_some() {
@@ -424,17 +456,13 @@ impl Harness {
             let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
             cmd.stderr(file);
         }
-        if let Some(rate) = rate {
-            cmd.env("LD_PRELOAD", faketime_library()?)
-                .env("FAKETIME", format!("+0 x{rate}"))
-                .env("FAKETIME_DONT_RESET", "1");
-        }
         let child = cmd.spawn().map_err(|e| format!("start tenure run: {e}"))?;
         Ok(Candidate {
             id: id.to_owned(),
             child,
             proxies,
             spawned: mono_ns(),
+            wrapped: rate.is_some(),
         })
     }
 
@@ -527,7 +555,7 @@ impl Harness {
             self.replace(0, Some(rate)).await?;
             while leader.id != "c0" {
                 let i = self.index_of(&leader.id);
-                signal(self.candidates[i].child.id() as i32, libc::SIGTERM);
+                signal(self.candidates[i].tenure_pid(), libc::SIGTERM);
                 let _ = self.candidates[i].child.wait();
                 self.replace(i, None).await?;
                 leader = self.stable_leader(Duration::from_secs(20)).await?;
@@ -535,7 +563,7 @@ impl Harness {
         }
         let writes_before = self.ledger.lock().unwrap().writes.len();
         let i = self.index_of(&leader.id);
-        let tenure = self.candidates[i].child.id() as i32;
+        let tenure = self.candidates[i].tenure_pid();
         let t0 = mono_ns();
         let mut expect_new = true;
         match fault {
@@ -683,19 +711,15 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
-/// libfaketime's preload library (Debian package `faketime`).
-fn faketime_library() -> Result<PathBuf, String> {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu/faketime",
-        "/usr/lib/aarch64-linux-gnu/faketime",
-        "/usr/lib/faketime",
-    ] {
-        let lib = Path::new(dir).join("libfaketime.so.1");
-        if lib.exists() {
-            return Ok(lib);
-        }
-    }
-    Err("libfaketime not found: apt-get install faketime".into())
+/// The `faketime` wrapper (Debian package `faketime`).
+fn faketime_command() -> Result<PathBuf, String> {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("faketime"))
+                .find(|p| p.exists())
+        })
+        .ok_or_else(|| "faketime not found: apt-get install faketime".into())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
