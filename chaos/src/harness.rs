@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use tenure_conformance::fixtures::etcd::{EtcdCluster, EtcdServer};
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 use tenure_conformance::{Fault as ProxyFault, FaultProxy};
@@ -380,13 +381,12 @@ pub async fn run(options: Options) -> Result<bool, String> {
     let mut outcomes = Vec::new();
     let started = std::time::Instant::now();
     for round in 0..h.options.rounds {
-        // Every fault once per cycle, in a seeded order, then again.
-        let fault =
-            if round % h.options.faults.len() == 0 || h.options.rounds <= h.options.faults.len() {
-                h.options.faults[round % h.options.faults.len()]
-            } else {
-                h.options.faults[rng.gen_range(0..h.options.faults.len())]
-            };
+        // Every fault once per cycle, each cycle in a seeded order.
+        let n = h.options.faults.len();
+        if round % n == 0 {
+            h.options.faults.shuffle(&mut rng);
+        }
+        let fault = h.options.faults[round % n];
         let outcome = h.round(fault).await?;
         eprintln!(
             "round {round}: {} overlap {:.1} ms, stale accepted {}, fail-over {:?} ms",

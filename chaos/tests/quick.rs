@@ -1,5 +1,6 @@
-//! The chaos quick mix that CI runs: every fault twice on redis-server and
-//! on etcd, with real `tenure run` processes. The harness exits 1 when a
+//! The chaos quick mix that CI runs: every fault twice (two cycles, each in
+//! a seeded order) on redis-server and on etcd, with real `tenure run`
+//! processes. The harness exits 1 when a
 //! stale write was accepted, when two terms overlapped within the skew
 //! tolerance, when tokens did not rise, or when a clock skew beyond the
 //! tolerance produced *no* overlap (the oracle would be blind).
