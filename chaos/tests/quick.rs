@@ -43,3 +43,31 @@ fn chaos_quick_mix_on_redis() {
 fn chaos_quick_mix_on_etcd() {
     quick_mix("etcd");
 }
+
+#[test]
+fn chaos_quick_mix_on_an_etcd_cluster() {
+    // One cycle (every fault once, the raft leader's death among them) on
+    // three etcd members.
+    let tenure = harness().with_file_name("tenure");
+    let out = Command::new(harness())
+        .args([
+            "run",
+            "--store",
+            "etcd-cluster",
+            "--rounds",
+            "10",
+            "--seed",
+            "7",
+        ])
+        .args(["--tenure".as_ref(), tenure.as_os_str()])
+        .output()
+        .expect("run the chaos harness");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let errors = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{report}{errors}");
+    assert!(
+        out.status.success(),
+        "chaos quick mix on the etcd cluster failed:\n{report}{errors}"
+    );
+    assert!(report.contains("| raft-leader-kill |"), "{report}");
+}
