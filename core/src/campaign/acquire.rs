@@ -135,8 +135,9 @@ where
             // may have been blind: paused, cut off, on a lossy watch), so
             // finding it missing is itself a change, and we wait a whole
             // lease from it, whoever we saw holding it, us included.
-            // Watch events delivered but not looked at yet may show a
-            // record we never saw (created and deleted since our last look).
+            //
+            // First, watch events delivered but not looked at yet may show
+            // a record we never saw (created and deleted since our last look).
             while let Some(Ok(event)) = self.events.as_mut().map(|rx| rx.try_recv()) {
                 self.on_event(Some(event));
             }
@@ -184,10 +185,10 @@ where
         };
         self.observe(current.clone());
         let held = &current.record;
-        // Our own identity at the version we wrote last is a term of ours
-        // that has ended (we stepped down and our work has returned): we may
-        // take it at once, as a new term. Any other holder, including our
-        // identity written by another incarnation, must expire first.
+        // Exactly the record we wrote last, with our identity, is a term of
+        // ours that has ended (we stepped down and our work has returned):
+        // we may take it at once, as a new term. Any other holder, including
+        // our identity written by another incarnation, must expire first.
         let unexpired = self.expiry().is_some_and(|e| self.inner.clock.now() < e);
         if unexpired {
             if !self.preemptible() {
