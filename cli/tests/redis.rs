@@ -7,16 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 
 mod common;
-use common::{is_gone, wait_for_line};
-
-const TIMING: [&str; 6] = [
-    "--lease-duration",
-    "3s",
-    "--renew-deadline",
-    "2s",
-    "--retry-period",
-    "500ms",
-];
+use common::{is_gone, wait_for_line, TIMING};
 
 /// A child that logs `start ID PID NANOS` and, on SIGTERM, `stop ID PID NANOS`.
 const CHILD: &str = r#"now() { date +%s%N; }

@@ -13,16 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 
 mod common;
-use common::{is_gone, lines, signal, wait_for_line};
+use common::{is_gone, lines, signal, wait_for_line, TIMING};
 
-const TIMING: [&str; 6] = [
-    "--lease-duration",
-    "3s",
-    "--renew-deadline",
-    "2s",
-    "--retry-period",
-    "500ms",
-];
 const LEASE: Duration = Duration::from_secs(3);
 
 /// Logs `start ID PID NS TOKEN`, then `beat ID PID NS` every ~10 ms.

@@ -5,6 +5,16 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Lease 3 s, renew deadline 2 s, retry 0.5 s: the default grace is then 0.7 s.
+pub const TIMING: [&str; 6] = [
+    "--lease-duration",
+    "3s",
+    "--renew-deadline",
+    "2s",
+    "--retry-period",
+    "500ms",
+];
+
 /// One line of the log the test commands write.
 #[derive(Debug, Clone)]
 pub struct Line {
