@@ -495,7 +495,39 @@ impl Harness {
                 return Ok(t);
             }
             if now > deadline {
-                return Err(format!("no stable leader within {limit:?}"));
+                // Say what the log shows, for the report and for a replay.
+                let recent: Vec<String> = self
+                    .log
+                    .sorted()
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .map(|t| {
+                        format!(
+                            "{} pid {} token {} began {:.1} s ago, last beat {:.3} s ago",
+                            t.id,
+                            t.pid,
+                            t.token,
+                            (now - t.first) as f64 / 1e9,
+                            (now - t.last) as f64 / 1e9
+                        )
+                    })
+                    .collect();
+                let alive: Vec<String> = self
+                    .candidates
+                    .iter_mut()
+                    .map(|c| {
+                        format!(
+                            "{} pid {} exited {:?}",
+                            c.id,
+                            c.tenure_pid(),
+                            c.child.try_wait().ok().flatten()
+                        )
+                    })
+                    .collect();
+                return Err(format!(
+                    "no stable leader within {limit:?}; latest terms: {recent:?}; candidates: {alive:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
