@@ -48,7 +48,7 @@ struct Watcher {
 pub(crate) struct State {
     record: Option<(LeaderRecord, u64)>,
     /// A record was deleted or lost since the last write.
-    deleted_seen_by: Option<()>,
+    deleted_since_write: bool,
     /// (candidate, token) of each record created over a deleted or lost
     /// one: the oracle checks whether its candidate had seen the old one.
     pub(crate) blind_creates: Vec<(usize, u64)>,
@@ -74,7 +74,7 @@ impl Store {
             kind,
             state: Mutex::new(State {
                 record: None,
-                deleted_seen_by: None,
+                deleted_since_write: false,
                 blind_creates: Vec::new(),
                 counter: 0,
                 highest: None,
@@ -131,7 +131,7 @@ impl Store {
     }
 
     fn write(&self, state: &mut State, record: &LeaderRecord, by: usize) -> Version {
-        if state.record.is_none() && state.deleted_seen_by.take().is_some() {
+        if state.record.is_none() && std::mem::take(&mut state.deleted_since_write) {
             // A create over a record that was deleted or lost.
             state.blind_creates.push((by, record.leader_transitions));
         }
@@ -160,7 +160,7 @@ impl Store {
     pub(crate) fn delete(&self) {
         let mut state = self.state();
         if state.record.is_some() {
-            state.deleted_seen_by = Some(());
+            state.deleted_since_write = true;
         }
         if state.record.take().is_some() && self.kind != StoreKind::Redis {
             self.announce(&mut state, WatchEvent::Deleted);
@@ -172,7 +172,7 @@ impl Store {
     pub(crate) fn lose_data(&self) {
         let mut state = self.state();
         if state.record.is_some() {
-            state.deleted_seen_by = Some(());
+            state.deleted_since_write = true;
         }
         state.record = None;
         state.watchers.clear();
