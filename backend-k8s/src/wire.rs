@@ -30,8 +30,9 @@ pub const HOLDER_KEY_ANNOTATION: &str = "leader.istio.io/holder-key";
 pub const TRANSITIONS_ANNOTATION: &str = "tenure.rs/leader-transitions";
 
 /// The holder a [`MultiLock`](crate::MultiLock) reports while its two
-/// objects name different holders (client-go's `UnknownLeader`).
-pub const UNKNOWN_LEADER: &str = "leaderelection.k8s.io/unknown";
+/// objects name different holders (client-go's `UnknownLeader`); the
+/// engine treats it as held and never reports it as a leader.
+pub const UNKNOWN_LEADER: &str = tenure_core::UNKNOWN_HOLDER;
 
 /// Whole seconds, rounded up, as client-go's integer `leaseDurationSeconds`.
 fn whole_seconds_up(d: Duration) -> u64 {

@@ -66,7 +66,7 @@ pub use config::{ConfigError, ElectionConfig, KeyComparison, JITTER_FACTOR, MAX_
 pub use elector::{ElectionError, HealthError, LeaderElector, LeaderElectorBuilder};
 pub use leadership::{ElectionState, Leadership};
 pub use memory::MemoryStore;
-pub use record::{LeaderRecord, Version, Versioned};
+pub use record::{LeaderRecord, Version, Versioned, UNKNOWN_HOLDER};
 pub use store::{validate_lock_name, LockStore, StoreError, WatchEvent, WatchStream};
 
 /// Re-exported so users need not depend on these crates for the types in our API.

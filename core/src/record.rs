@@ -68,7 +68,32 @@ impl LeaderRecord {
     pub fn is_free(&self) -> bool {
         self.holder_identity.is_empty()
     }
+
+    /// The holder, when the record names one: `None` for a free lock and
+    /// for [`UNKNOWN_HOLDER`] (a lock that is held, by whom is not known).
+    ///
+    /// ```
+    /// use tenure_core::{LeaderRecord, UNKNOWN_HOLDER};
+    /// let mut r = LeaderRecord::default();
+    /// assert_eq!(r.known_holder(), None);
+    /// r.holder_identity = UNKNOWN_HOLDER.into();
+    /// assert_eq!(r.known_holder(), None);
+    /// assert!(!r.is_free());
+    /// r.holder_identity = "pod-a".into();
+    /// assert_eq!(r.known_holder(), Some("pod-a"));
+    /// ```
+    pub fn known_holder(&self) -> Option<&str> {
+        let h = self.holder_identity.as_str();
+        (!h.is_empty() && h != UNKNOWN_HOLDER).then_some(h)
+    }
 }
+
+/// The holder a store reports for a lock that is held when it cannot tell
+/// by whom: a Kubernetes MultiLock whose two objects name different holders
+/// (client-go's `UnknownLeader`, same string). The lock is not free; the
+/// engine waits a lease from its last change as for any holder, but never
+/// reports it as a new leader.
+pub const UNKNOWN_HOLDER: &str = "leaderelection.k8s.io/unknown";
 
 /// The wall-clock time now, truncated to microseconds: the finest precision
 /// every store keeps (Kubernetes `MicroTime`), so records round-trip exactly.

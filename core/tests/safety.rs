@@ -275,3 +275,26 @@ async fn a_stale_low_token_in_the_store_never_lowers_the_next_term_token() {
     let token = a.elector.state().fencing_token.unwrap();
     assert!(token > 5, "took over with token {token} after seeing 5");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_the_store_cannot_name_is_never_reported_as_a_leader() {
+    // A Kubernetes MultiLock whose ConfigMap names the new holder while its
+    // Lease still names the old one reads as `UNKNOWN_HOLDER` (seen in CI:
+    // a follower reported the placeholder between two real leaders). The
+    // lock is held all along; the next leader reported is the one named.
+    let store = memory();
+    store.create(&held("a", 15, 1)).await.unwrap();
+    let t = Timeline::default();
+    let f = start(Arc::new(store.clone()), spec("f"), &t);
+    tokio::time::sleep(SEC).await;
+    for holder in [tenure_core::UNKNOWN_HOLDER, "d"] {
+        let current = store.get().await.unwrap().unwrap();
+        store
+            .update(&held(holder, 15, 2), &current.version)
+            .await
+            .unwrap();
+        tokio::time::sleep(5 * SEC).await;
+    }
+    assert!(!f.elector.is_leader(), "the unknown holder's lock was taken");
+    assert_eq!(t.events(), ["f saw a", "f saw d"]);
+}

@@ -185,6 +185,9 @@ where
         }
         self.observed_at = self.inner.clock.now();
         let holder = current.record.holder_identity.clone();
+        // A holder the store cannot name (a MultiLock mid-write) is nobody
+        // to report: followers report the next leader they can name.
+        let known = current.record.known_holder().map(str::to_owned);
         self.observed = Some(current);
         self.inner.state.send_if_modified(|s| {
             let leader = (!holder.is_empty()).then(|| holder.clone());
@@ -192,7 +195,7 @@ where
             s.leader = leader;
             modified
         });
-        if !holder.is_empty() && holder != self.reported {
+        if let Some(holder) = known.filter(|h| *h != self.reported) {
             self.reported = holder.clone();
             info!(leader = %holder, "new leader observed");
             if let Some(cb) = &self.inner.on_new_leader {
