@@ -32,6 +32,11 @@ const TIMING: [&str; 6] = [
 /// How long a freeze, a stop or a cut lasts: beyond the lease.
 const HOLD: Duration = Duration::from_millis(3000);
 const CANDIDATES: usize = 3;
+/// How long a `tenure run` may take to exit once signalled: the grace
+/// (0.57 s) and a release bounded by the renew deadline, with margin.
+const EXIT_LIMIT: Duration = Duration::from_secs(10);
+/// A round that takes longer than this is stuck: the run stops and says so.
+const ROUND_LIMIT: Duration = Duration::from_secs(90);
 
 /// The faults a round can apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -387,7 +392,9 @@ pub async fn run(options: Options) -> Result<bool, String> {
             h.options.faults.shuffle(&mut rng);
         }
         let fault = h.options.faults[round % n];
-        let outcome = h.round(fault).await?;
+        let outcome = tokio::time::timeout(ROUND_LIMIT, h.round(fault))
+            .await
+            .map_err(|_| format!("round {round} ({}) stuck for {ROUND_LIMIT:?}", fault.name()))??;
         eprintln!(
             "round {round}: {} overlap {:.1} ms, stale accepted {}, fail-over {:?} ms",
             fault.name(),
@@ -480,12 +487,19 @@ impl Harness {
         loop {
             self.log.refresh();
             let now = mono_ns();
-            // A term of a candidate's current process (a replaced one's
-            // command may still beat until its supervisor kills it).
+            // A term of a candidate's current process that still runs (a
+            // replaced one's command may still beat until its supervisor
+            // kills it; a term that has just ended beat a moment ago).
+            let live: Vec<(String, i128)> = self
+                .candidates
+                .iter_mut()
+                .filter_map(|c| {
+                    matches!(c.child.try_wait(), Ok(None)).then(|| (c.id.clone(), c.spawned))
+                })
+                .collect();
             let current = |t: &Term| {
-                self.candidates
-                    .iter()
-                    .any(|c| c.id == t.id && t.first > c.spawned)
+                live.iter()
+                    .any(|(id, spawned)| *id == t.id && t.first > *spawned)
             };
             if let Some(t) =
                 self.log.sorted().into_iter().rev().find(|t| {
@@ -553,6 +567,24 @@ impl Harness {
         }
     }
 
+    /// Waits for candidate `i`'s process to exit; a `tenure run` that
+    /// outlives `limit` after SIGTERM (grace, then a release bounded by the
+    /// renew deadline) is a finding, and is killed.
+    async fn ended(&mut self, i: usize, limit: Duration) -> Result<(), String> {
+        let deadline = mono_ns() + limit.as_nanos() as i128;
+        while self.candidates[i].child.try_wait().ok().flatten().is_none() {
+            if mono_ns() > deadline {
+                let _ = self.candidates[i].child.kill();
+                return Err(format!(
+                    "candidate {} did not exit within {limit:?}",
+                    self.candidates[i].id
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
     fn index_of(&self, id: &str) -> usize {
         self.candidates
             .iter()
@@ -582,15 +614,24 @@ impl Harness {
         let mut leader = self.stable_leader(Duration::from_secs(20)).await?;
         let mut resumed = None;
         if matches!(fault, Fault::SkewWithin | Fault::SkewBeyond) {
-            // The skewed candidate must lead when it is cut off.
+            // The skewed candidate must lead when it is cut off: the others
+            // step down (SIGTERM releases the lock) so that it alone can
+            // win, and come back once it leads. (Replacing c0 when it led
+            // left the cut-off to fall on a follower.)
             let rate = if fault == Fault::SkewWithin { 0.8 } else { 0.5 };
             self.replace(0, Some(rate)).await?;
-            while leader.id != "c0" {
-                let i = self.index_of(&leader.id);
-                signal(self.candidates[i].tenure_pid(), libc::SIGTERM);
-                let _ = self.candidates[i].child.wait();
-                self.replace(i, None).await?;
-                leader = self.stable_leader(Duration::from_secs(20)).await?;
+            for j in 1..self.candidates.len() {
+                signal(self.candidates[j].tenure_pid(), libc::SIGTERM);
+            }
+            for j in 1..self.candidates.len() {
+                self.ended(j, EXIT_LIMIT).await?;
+            }
+            leader = self.stable_leader(Duration::from_secs(20)).await?;
+            for j in 1..self.candidates.len() {
+                self.replace(j, None).await?;
+            }
+            if leader.id != "c0" {
+                return Err(format!("{leader:?} leads, not the skewed c0"));
             }
         }
         let writes_before = self.ledger.lock().unwrap().writes.len();
@@ -601,11 +642,11 @@ impl Harness {
         match fault {
             Fault::Kill9 => {
                 let _ = self.candidates[i].child.kill();
-                let _ = self.candidates[i].child.wait();
+                self.ended(i, EXIT_LIMIT).await?;
             }
             Fault::Sigterm => {
                 signal(tenure, libc::SIGTERM);
-                let _ = self.candidates[i].child.wait();
+                self.ended(i, EXIT_LIMIT).await?;
             }
             Fault::StopTenure => {
                 signal(tenure, libc::SIGSTOP);

@@ -8,12 +8,17 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn harness() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tenure-chaos"))
 }
 
-/// Runs `rounds` rounds on `store`; the report must name `fault`.
+/// The most a quick mix may take; a stuck run is killed and fails.
+const LIMIT: Duration = Duration::from_secs(240);
+
+/// Runs `rounds` rounds on `store`; the report must name `fault`. The
+/// harness's per-round lines go to stderr as they happen (shown on failure).
 fn quick_mix(store: &str, rounds: &str, fault: &str) {
     let tenure = harness().with_file_name("tenure");
     assert!(
@@ -21,17 +26,38 @@ fn quick_mix(store: &str, rounds: &str, fault: &str) {
         "no tenure binary at {} (cargo build -p tenure-cli)",
         tenure.display()
     );
-    let out = Command::new(harness())
+    let report_path = std::env::temp_dir().join(format!(
+        "tenure-chaos-quick-{store}-{}.md",
+        std::process::id()
+    ));
+    let report_file = std::fs::File::create(&report_path).expect("create the report file");
+    let mut child = Command::new(harness())
         .args(["run", "--store", store, "--rounds", rounds, "--seed", "7"])
         .args(["--tenure".as_ref(), tenure.as_os_str()])
-        .output()
+        .stdout(report_file)
+        .spawn()
         .expect("run the chaos harness");
-    let report = String::from_utf8_lossy(&out.stdout);
-    let errors = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{report}{errors}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the harness") {
+            break Some(status);
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let report = std::fs::read_to_string(&report_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&report_path);
+    eprintln!("{report}");
+    let status = status.unwrap_or_else(|| {
+        panic!("chaos quick mix on {store} still running after {LIMIT:?}:\n{report}")
+    });
     assert!(
-        out.status.success(),
-        "chaos quick mix on {store} failed:\n{report}{errors}"
+        status.success(),
+        "chaos quick mix on {store} failed ({status}):\n{report}"
     );
     assert!(report.contains(&format!("| {fault} |")), "{report}");
 }
