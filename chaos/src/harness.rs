@@ -192,6 +192,13 @@ impl Server {
         }
         None
     }
+    /// Thaws whatever a failed round may have left frozen.
+    fn resume_all(&mut self) {
+        match self {
+            Server::Cluster(_) => (0..3).for_each(|i| self.resume(Some(i))),
+            _ => self.resume(None),
+        }
+    }
     fn resume(&mut self, member: Option<usize>) {
         match self {
             Server::Redis(s) => s.resume(),
@@ -384,6 +391,7 @@ pub async fn run(options: Options) -> Result<bool, String> {
     }
     let mut rng = StdRng::seed_from_u64(h.options.seed);
     let mut outcomes = Vec::new();
+    let mut failures: Vec<(usize, Fault, String)> = Vec::new();
     let started = std::time::Instant::now();
     for round in 0..h.options.rounds {
         // Every fault once per cycle, each cycle in a seeded order.
@@ -392,9 +400,29 @@ pub async fn run(options: Options) -> Result<bool, String> {
             h.options.faults.shuffle(&mut rng);
         }
         let fault = h.options.faults[round % n];
-        let outcome = tokio::time::timeout(ROUND_LIMIT, h.round(fault))
-            .await
-            .map_err(|_| format!("round {round} ({}) stuck for {ROUND_LIMIT:?}", fault.name()))??;
+        let outcome = match tokio::time::timeout(ROUND_LIMIT, h.round(fault)).await {
+            Ok(Ok(outcome)) => outcome,
+            // A round that finds no leader, or sticks, is a finding: it is
+            // reported and fails the run, which goes on with fresh
+            // candidates, so that one finding does not end a long run.
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e,
+                    _ => format!("stuck for {ROUND_LIMIT:?}"),
+                };
+                eprintln!("round {round}: {} FAILED: {why}", fault.name());
+                failures.push((round, fault, why));
+                if failures.len() >= 3 && failures[failures.len() - 3].0 + 2 == round {
+                    report(&h.options, &outcomes, &failures, started.elapsed());
+                    return Err("three rounds in a row failed".into());
+                }
+                h.server.resume_all();
+                for i in 0..h.candidates.len() {
+                    h.replace(i, None).await?;
+                }
+                continue;
+            }
+        };
         eprintln!(
             "round {round}: {} overlap {:.1} ms, stale accepted {}, fail-over {:?} ms",
             fault.name(),
@@ -405,10 +433,10 @@ pub async fn run(options: Options) -> Result<bool, String> {
         outcomes.push(outcome);
         if (round + 1) % 100 == 0 && round + 1 < h.options.rounds {
             // A long run reports as it goes.
-            report(&h.options, &outcomes, started.elapsed());
+            report(&h.options, &outcomes, &failures, started.elapsed());
         }
     }
-    Ok(report(&h.options, &outcomes, started.elapsed()))
+    Ok(report(&h.options, &outcomes, &failures, started.elapsed()))
 }
 
 impl Harness {
@@ -805,7 +833,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Prints the table; true when no stale write was accepted and no overlap
 /// happened within the tolerance, and beyond-tolerance skew was seen.
-fn report(options: &Options, outcomes: &[Outcome], took: Duration) -> bool {
+fn report(
+    options: &Options,
+    outcomes: &[Outcome],
+    failures: &[(usize, Fault, String)],
+    took: Duration,
+) -> bool {
     println!(
         "store {:?}, {} rounds, seed {}, {:.0} s; lease 2 s, renew deadline 1.5 s, retry 0.3 s",
         options.store,
@@ -817,7 +850,14 @@ fn report(options: &Options, outcomes: &[Outcome], took: Duration) -> bool {
     println!("|---|---|---|---|---|---|---|---|---|");
     let exits: usize = outcomes.iter().map(|o| o.exits).sum();
     println!("`tenure run` processes that exited by themselves (restarted): {exits}");
-    let mut ok = exits == 0;
+    println!(
+        "rounds that failed (no stable leader, or stuck): {}",
+        failures.len()
+    );
+    for (round, fault, why) in failures {
+        println!("- round {round} ({}): {why}", fault.name());
+    }
+    let mut ok = exits == 0 && failures.is_empty();
     for fault in Fault::ALL {
         let rows: Vec<&Outcome> = outcomes.iter().filter(|o| o.fault == fault).collect();
         if rows.is_empty() {
