@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 pub struct Write {
     /// The writer's fencing token.
     pub token: u64,
-    /// The writer's command pid (one per term).
-    pub pid: u32,
+    /// The writer's term: its command's pid, or `PID.N` for a library
+    /// candidate's N-th term.
+    pub term: String,
     /// Accepted (token not below the highest accepted)?
     pub accepted: bool,
 }
@@ -37,10 +38,9 @@ pub async fn serve(ledger: Arc<Mutex<Ledger>>) -> std::io::Result<String> {
                 let mut lines = BufReader::new(r).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let f: Vec<&str> = line.split_whitespace().collect();
-                    let (Some(token), Some(pid)) = (
-                        f.first().and_then(|t| t.parse::<u64>().ok()),
-                        f.get(2).and_then(|p| p.parse::<u32>().ok()),
-                    ) else {
+                    let (Some(token), Some(term)) =
+                        (f.first().and_then(|t| t.parse::<u64>().ok()), f.get(2))
+                    else {
                         continue;
                     };
                     let accepted = {
@@ -51,7 +51,7 @@ pub async fn serve(ledger: Arc<Mutex<Ledger>>) -> std::io::Result<String> {
                         }
                         l.writes.push(Write {
                             token,
-                            pid,
+                            term: term.to_string(),
                             accepted,
                         });
                         accepted
@@ -71,12 +71,12 @@ pub async fn serve(ledger: Arc<Mutex<Ledger>>) -> std::io::Result<String> {
 /// term had a token at least as large (equal tokens of two terms would let
 /// a stale leader through).
 pub fn stale_accepted(writes: &[Write]) -> usize {
-    let mut best: Option<(u64, u32)> = None;
+    let mut best: Option<(u64, &str)> = None;
     let mut stale = 0;
     for w in writes.iter().filter(|w| w.accepted) {
         match best {
-            Some((t, pid)) if pid != w.pid && t >= w.token => stale += 1,
-            _ => best = Some((w.token, w.pid)),
+            Some((t, term)) if term != w.term && t >= w.token => stale += 1,
+            _ => best = Some((w.token, &w.term)),
         }
     }
     stale

@@ -93,6 +93,31 @@ pub enum StoreKind {
     Etcd,
     /// Three etcd members on loopback.
     EtcdCluster,
+    /// The Kubernetes API fixture as a process (`tenure-chaos kube-api`),
+    /// holding a Lease.
+    Kube,
+}
+
+impl StoreKind {
+    /// Whether `fault` applies: raft faults need a cluster; the API
+    /// fixture keeps its objects in memory, and a real API server loses
+    /// nothing when it restarts, so it is frozen but not restarted.
+    fn allows(self, fault: Fault) -> bool {
+        match fault {
+            Fault::RaftLeaderKill => self == StoreKind::EtcdCluster,
+            Fault::StoreRestart => self != StoreKind::Kube,
+            _ => true,
+        }
+    }
+}
+
+/// How the candidates run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CandidateKind {
+    /// `tenure run` processes, each leader's command a `worker`.
+    Cli,
+    /// `tenure-chaos candidate` processes, each embedding the library.
+    Library,
 }
 
 /// The run's options.
@@ -102,6 +127,7 @@ pub struct Options {
     seed: u64,
     faults: Vec<Fault>,
     tenure: PathBuf,
+    candidates: CandidateKind,
 }
 
 impl Options {
@@ -113,6 +139,7 @@ impl Options {
             seed: 1,
             faults: Vec::new(),
             tenure: std::env::current_exe().ok()?.with_file_name("tenure"),
+            candidates: CandidateKind::Cli,
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -123,6 +150,14 @@ impl Options {
                         "redis" => StoreKind::Redis,
                         "etcd" => StoreKind::Etcd,
                         "etcd-cluster" => StoreKind::EtcdCluster,
+                        "k8s" => StoreKind::Kube,
+                        _ => return None,
+                    }
+                }
+                "--candidates" => {
+                    o.candidates = match value.as_str() {
+                        "cli" => CandidateKind::Cli,
+                        "library" => CandidateKind::Library,
                         _ => return None,
                     }
                 }
@@ -143,8 +178,11 @@ impl Options {
             // Every fault that applies to the store.
             o.faults = Fault::ALL
                 .into_iter()
-                .filter(|f| *f != Fault::RaftLeaderKill || o.store == StoreKind::EtcdCluster)
+                .filter(|f| o.store.allows(*f))
                 .collect();
+        }
+        if !o.faults.iter().all(|f| o.store.allows(*f)) {
+            return None;
         }
         if o.rounds == 0 {
             o.rounds = o.faults.len();
@@ -157,6 +195,42 @@ enum Server {
     Redis(RedisServer),
     Etcd(EtcdServer),
     Cluster(EtcdCluster),
+    Kube(KubeProcess),
+}
+
+/// `tenure-chaos kube-api`, killed on drop.
+struct KubeProcess {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl KubeProcess {
+    fn start() -> Result<KubeProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .arg("kube-api")
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start the API fixture: {e}"))?;
+        let mut url = String::new();
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        BufReader::new(stdout)
+            .read_line(&mut url)
+            .map_err(|e| e.to_string())?;
+        let addr = url
+            .trim()
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|_| format!("the API fixture printed {url:?}, not its URL"))?;
+        Ok(KubeProcess { child, addr })
+    }
+}
+
+impl Drop for KubeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Server {
@@ -166,6 +240,7 @@ impl Server {
             Server::Redis(s) => vec![s.addr()],
             Server::Etcd(s) => vec![s.addr()],
             Server::Cluster(c) => (0..3).map(|i| c.addr(i)).collect(),
+            Server::Kube(k) => vec![k.addr],
         }
     }
     /// Restarts the store (a cluster: its raft leader).
@@ -177,6 +252,8 @@ impl Server {
                 let i = c.leader().unwrap_or(0);
                 c.restart(i);
             }
+            // Excluded by `StoreKind::allows`.
+            Server::Kube(_) => {}
         }
     }
     /// Freezes the store (a cluster: its raft leader); returns what to thaw.
@@ -189,6 +266,7 @@ impl Server {
                 c.pause(i);
                 return Some(i);
             }
+            Server::Kube(k) => signal(k.child.id() as i32, libc::SIGSTOP),
         }
         None
     }
@@ -204,6 +282,7 @@ impl Server {
             Server::Redis(s) => s.resume(),
             Server::Etcd(s) => s.resume(),
             Server::Cluster(c) => c.resume(member.unwrap_or(0)),
+            Server::Kube(k) => signal(k.child.id() as i32, libc::SIGCONT),
         }
     }
 }
@@ -245,6 +324,10 @@ impl Drop for Candidate {
 #[derive(Clone, Debug)]
 struct Term {
     id: String,
+    /// The term's key in the log: the command's pid (`tenure run`), or
+    /// `PID.N` for a library candidate's N-th term.
+    key: String,
+    /// The process that did the term's work.
     pid: u32,
     token: u64,
     first: i128,
@@ -254,7 +337,7 @@ struct Term {
 /// Reads the heartbeat log as it grows.
 struct Log {
     reader: BufReader<std::fs::File>,
-    terms: HashMap<u32, Term>,
+    terms: HashMap<String, Term>,
     partial: String,
 }
 
@@ -285,16 +368,20 @@ impl Log {
             let full = std::mem::take(&mut self.partial) + &line;
             line.clear();
             let f: Vec<&str> = full.split_whitespace().collect();
-            let (Some(kind), Some(id), Some(pid), Some(ns)) = (
+            let (Some(kind), Some(id), Some(key), Some(ns)) = (
                 f.first(),
                 f.get(1),
-                f.get(2).and_then(|p| p.parse::<u32>().ok()),
+                f.get(2),
                 f.get(3).and_then(|n| n.parse::<i128>().ok()),
             ) else {
                 continue;
             };
-            let term = self.terms.entry(pid).or_insert(Term {
+            let Some(pid) = key.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            let term = self.terms.entry(key.to_string()).or_insert(Term {
                 id: id.to_string(),
+                key: key.to_string(),
                 pid,
                 token: 0,
                 first: ns,
@@ -366,6 +453,7 @@ pub async fn run(options: Options) -> Result<bool, String> {
         StoreKind::Redis => Server::Redis(RedisServer::local(RedisServerOptions::default())),
         StoreKind::Etcd => Server::Etcd(EtcdServer::start_local()),
         StoreKind::EtcdCluster => Server::Cluster(EtcdCluster::start()),
+        StoreKind::Kube => Server::Kube(KubeProcess::start()?),
     };
     let dir = std::env::temp_dir().join(format!("tenure-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -451,13 +539,21 @@ impl Harness {
                     .map_err(|e| format!("fault proxy: {e}"))?,
             );
         }
-        let scheme = match self.options.store {
-            StoreKind::Redis => "redis",
-            StoreKind::Etcd | StoreKind::EtcdCluster => "etcd",
-        };
         let hosts: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
-        let url = format!("{scheme}://{}/chaos", hosts.join(","));
+        let url = match self.options.store {
+            StoreKind::Redis => format!("redis://{}/chaos", hosts.join(",")),
+            StoreKind::Etcd | StoreKind::EtcdCluster => {
+                format!("etcd://{}/chaos", hosts.join(","))
+            }
+            StoreKind::Kube => "k8s://default/chaos?kind=lease".to_owned(),
+        };
         let logs = std::env::var_os("TENURE_CHAOS_LOGS");
+        let library = self.options.candidates == CandidateKind::Library;
+        let program = if library {
+            self.worker.clone()
+        } else {
+            self.options.tenure.clone()
+        };
         // A skewed candidate runs under the `faketime` wrapper, which shares
         // one fake clock with every process below it (tenure, its
         // supervisor, the command): a bare LD_PRELOAD would give each
@@ -465,26 +561,36 @@ impl Harness {
         let mut cmd = match rate {
             Some(rate) => {
                 let mut c = Command::new(faketime_command()?);
-                c.args(["-f", &format!("+0 x{rate}")])
-                    .arg(&self.options.tenure);
+                c.args(["-f", &format!("+0 x{rate}")]).arg(&program);
                 c
             }
-            None => Command::new(&self.options.tenure),
+            None => Command::new(&program),
         };
-        cmd.args(["run", "--lock", &url, "--identity", id])
-            .args(TIMING)
-            .args(if logs.is_some() {
-                &["--log", "info"][..]
-            } else {
-                &[]
-            })
-            .arg("--")
-            .arg(&self.worker)
-            .args(["worker", &self.downstream])
-            .arg(&self.log_path)
-            .stdin(Stdio::null())
+        if library {
+            cmd.args(["candidate", &url, id, &self.downstream])
+                .arg(&self.log_path);
+        } else {
+            cmd.args(["run", "--lock", &url, "--identity", id])
+                .args(TIMING)
+                .args(if logs.is_some() {
+                    &["--log", "info"][..]
+                } else {
+                    &[]
+                })
+                .arg("--")
+                .arg(&self.worker)
+                .args(["worker", &self.downstream])
+                .arg(&self.log_path);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if self.options.store == StoreKind::Kube {
+            // Each candidate reaches the API server through its own proxy.
+            let config = self._dir.0.join(format!("kubeconfig-{id}-{}", mono_ns()));
+            std::fs::write(&config, kubeconfig(&hosts[0])).map_err(|e| e.to_string())?;
+            cmd.env("KUBECONFIG", config);
+        }
         // TENURE_CHAOS_LOGS=DIR keeps each candidate's log (`--log info`).
         if let Some(dir) = logs {
             let path = Path::new(&dir).join(format!("{id}-{}.log", mono_ns()));
@@ -546,9 +652,9 @@ impl Harness {
                     .take(4)
                     .map(|t| {
                         format!(
-                            "{} pid {} token {} began {:.1} s ago, last beat {:.3} s ago",
+                            "{} term {} token {} began {:.1} s ago, last beat {:.3} s ago",
                             t.id,
-                            t.pid,
+                            t.key,
                             t.token,
                             (now - t.first) as f64 / 1e9,
                             (now - t.last) as f64 / 1e9
@@ -576,7 +682,7 @@ impl Harness {
     }
 
     /// Waits for a term other than `old` that began after `since`.
-    async fn new_term(&mut self, old: u32, since: i128, limit: Duration) -> Option<Term> {
+    async fn new_term(&mut self, old: &str, since: i128, limit: Duration) -> Option<Term> {
         let deadline = mono_ns() + limit.as_nanos() as i128;
         loop {
             self.log.refresh();
@@ -584,7 +690,7 @@ impl Harness {
                 .log
                 .sorted()
                 .into_iter()
-                .find(|t| t.pid != old && t.first > since)
+                .find(|t| t.key != old && t.first > since)
             {
                 return Some(t);
             }
@@ -641,6 +747,7 @@ impl Harness {
         let exits = self.respawn_exited().await?;
         let mut leader = self.stable_leader(Duration::from_secs(20)).await?;
         let mut resumed = None;
+        let library = self.options.candidates == CandidateKind::Library;
         if matches!(fault, Fault::SkewWithin | Fault::SkewBeyond) {
             // The skewed candidate must lead when it is cut off: the others
             // step down (SIGTERM releases the lock) so that it alone can
@@ -679,11 +786,22 @@ impl Harness {
             Fault::StopTenure => {
                 signal(tenure, libc::SIGSTOP);
                 tokio::time::sleep(HOLD).await;
+                if library {
+                    // The library candidate's work is frozen with it: what
+                    // it does after the resume is the frozen tail.
+                    resumed = Some(mono_ns());
+                }
                 signal(tenure, libc::SIGCONT);
             }
             Fault::FreezeTree => {
                 let supervisor = children_of(tenure as u32).into_iter().next();
-                let group = -(leader.pid as i32);
+                // A `tenure run` command's process group (a library
+                // candidate is one process).
+                let group = if library {
+                    tenure
+                } else {
+                    -(leader.pid as i32)
+                };
                 signal(tenure, libc::SIGSTOP);
                 if let Some(s) = supervisor {
                     signal(s as i32, libc::SIGSTOP);
@@ -728,7 +846,7 @@ impl Harness {
         }
         let next = self
             .new_term(
-                leader.pid,
+                &leader.key,
                 t0,
                 Duration::from_secs(if expect_new { 10 } else { 4 }),
             )
@@ -754,13 +872,13 @@ impl Harness {
             if b.token <= a.token {
                 tokens_rose = false;
             }
-            if fault == Fault::FreezeTree && a.pid == leader.pid {
+            if resumed.is_some() && a.key == leader.key {
                 continue; // reported as the tail
             }
             overlap_ms = overlap_ms.max((a.last - b.first) as f64 / 1e6);
         }
         let tail_ms = resumed.map(|r| {
-            let old = terms.iter().find(|t| t.pid == leader.pid);
+            let old = terms.iter().find(|t| t.key == leader.key);
             old.map_or(0.0, |t| ((t.last - r).max(0)) as f64 / 1e6)
         });
         let writes = self.ledger.lock().unwrap().writes[writes_before..].to_vec();
@@ -812,6 +930,16 @@ fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
+/// A kubeconfig for the API fixture at `addr` (no credentials: the
+/// fixture accepts every request).
+fn kubeconfig(addr: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: chaos\n  cluster:\n    server: http://{addr}\n\
+         contexts:\n- name: chaos\n  context:\n    cluster: chaos\n    user: chaos\n    namespace: default\n\
+         current-context: chaos\nusers:\n- name: chaos\n  user: {{}}\n"
+    )
+}
+
 /// The `faketime` wrapper (Debian package `faketime`).
 fn faketime_command() -> Result<PathBuf, String> {
     std::env::var_os("PATH")
@@ -840,8 +968,9 @@ fn report(
     took: Duration,
 ) -> bool {
     println!(
-        "store {:?}, {} rounds, seed {}, {:.0} s; lease 2 s, renew deadline 1.5 s, retry 0.3 s",
+        "store {:?}, {:?} candidates, {} rounds, seed {}, {:.0} s; lease 2 s, renew deadline 1.5 s, retry 0.3 s",
         options.store,
+        options.candidates,
         outcomes.len(),
         options.seed,
         took.as_secs_f64()
@@ -849,7 +978,7 @@ fn report(
     println!("| fault | rounds | rounds with overlap | max overlap ms | frozen tail ms (max) | stale writes accepted | stale writes rejected | fail-over p50 / p99 / max ms | tokens rose |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let exits: usize = outcomes.iter().map(|o| o.exits).sum();
-    println!("`tenure run` processes that exited by themselves (restarted): {exits}");
+    println!("candidate processes that exited by themselves (restarted): {exits}");
     println!(
         "rounds that failed (no stable leader, or stuck): {}",
         failures.len()

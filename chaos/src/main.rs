@@ -3,8 +3,11 @@
 //! tokens and by the commands' heartbeat log.
 //!
 //! ```text
-//! tenure-chaos run --store redis|etcd|etcd-cluster [--rounds N] [--seed S] [--faults a,b,...] [--tenure PATH]
-//! tenure-chaos worker DOWNSTREAM LOG      (the command each leader runs)
+//! tenure-chaos run --store redis|etcd|etcd-cluster|k8s [--candidates cli|library]
+//!                  [--rounds N] [--seed S] [--faults a,b,...] [--tenure PATH]
+//! tenure-chaos worker DOWNSTREAM LOG      (the command each `tenure run` leader runs)
+//! tenure-chaos candidate URL ID DOWNSTREAM LOG   (a library candidate)
+//! tenure-chaos kube-api                   (the Kubernetes API fixture, as a process)
 //! ```
 //!
 //! `run` prints one table row per fault and exits 1 if any stale write was
@@ -12,6 +15,8 @@
 
 mod downstream;
 mod harness;
+mod kube;
+mod library;
 mod worker;
 
 use std::process::ExitCode;
@@ -37,7 +42,7 @@ pub fn mono_ns() -> i128 {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: tenure-chaos run --store redis|etcd|etcd-cluster [--rounds N] [--seed S] [--faults F,...] [--tenure PATH]\n\
+        "usage: tenure-chaos run --store redis|etcd|etcd-cluster|k8s [--candidates cli|library] [--rounds N] [--seed S] [--faults F,...] [--tenure PATH]\n\
          faults: {}",
         harness::Fault::ALL
             .iter()
@@ -52,6 +57,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("worker") if args.len() == 3 => worker::main(&args[1], &args[2]),
+        Some("candidate") if args.len() == 5 => {
+            library::main(&args[1], &args[2], &args[3], &args[4])
+        }
+        Some("kube-api") => kube::main(),
         Some("run") => {
             let Some(options) = harness::Options::parse(&args[1..]) else {
                 return usage();

@@ -1,6 +1,8 @@
 //! The chaos quick mix that CI runs, with real `tenure run` processes: two
 //! cycles of every fault (each cycle in a seeded order) on redis-server and
-//! on etcd, and one on a three-member etcd cluster. The harness exits 1
+//! on etcd, and one on a three-member etcd cluster and on the Kubernetes
+//! API fixture; and one cycle of library candidates (a `LeaderElector` in
+//! each process) on redis-server. The harness exits 1
 //! when a stale write was accepted, when two terms overlapped within the
 //! skew tolerance, when tokens did not rise, when a `tenure run` exited by
 //! itself, or when a clock skew beyond the tolerance produced *no* overlap
@@ -19,7 +21,7 @@ const LIMIT: Duration = Duration::from_secs(240);
 
 /// Runs `rounds` rounds on `store`; the report must name `fault`. The
 /// harness's per-round lines go to stderr as they happen (shown on failure).
-fn quick_mix(store: &str, rounds: &str, fault: &str) {
+fn quick_mix(store: &str, candidates: &str, rounds: &str, fault: &str) {
     let tenure = harness().with_file_name("tenure");
     assert!(
         tenure.exists(),
@@ -32,7 +34,8 @@ fn quick_mix(store: &str, rounds: &str, fault: &str) {
     ));
     let report_file = std::fs::File::create(&report_path).expect("create the report file");
     let mut child = Command::new(harness())
-        .args(["run", "--store", store, "--rounds", rounds, "--seed", "7"])
+        .args(["run", "--store", store, "--candidates", candidates])
+        .args(["--rounds", rounds, "--seed", "7"])
         .args(["--tenure".as_ref(), tenure.as_os_str()])
         .stdout(report_file)
         .spawn()
@@ -64,15 +67,25 @@ fn quick_mix(store: &str, rounds: &str, fault: &str) {
 
 #[test]
 fn chaos_quick_mix_on_redis() {
-    quick_mix("redis", "18", "skew-x0.5-cut-off");
+    quick_mix("redis", "cli", "18", "skew-x0.5-cut-off");
 }
 
 #[test]
 fn chaos_quick_mix_on_etcd() {
-    quick_mix("etcd", "18", "skew-x0.5-cut-off");
+    quick_mix("etcd", "cli", "18", "skew-x0.5-cut-off");
 }
 
 #[test]
 fn chaos_quick_mix_on_an_etcd_cluster() {
-    quick_mix("etcd-cluster", "10", "raft-leader-kill");
+    quick_mix("etcd-cluster", "cli", "10", "raft-leader-kill");
+}
+
+#[test]
+fn chaos_quick_mix_on_the_kubernetes_api_fixture() {
+    quick_mix("k8s", "cli", "8", "skew-x0.5-cut-off");
+}
+
+#[test]
+fn chaos_quick_mix_of_library_candidates_on_redis() {
+    quick_mix("redis", "library", "9", "skew-x0.5-cut-off");
 }
