@@ -289,6 +289,8 @@ impl Server {
 
 struct Candidate {
     id: String,
+    /// Its stderr.
+    log: PathBuf,
     child: Child,
     /// One proxy per store member.
     proxies: Vec<FaultProxy>,
@@ -299,6 +301,13 @@ struct Candidate {
 }
 
 impl Candidate {
+    /// The last lines of its stderr.
+    fn last_words(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[lines.len().saturating_sub(3)..].to_vec()
+    }
+
     /// The `tenure run` process (below the `faketime` wrapper, if any).
     fn tenure_pid(&self) -> i32 {
         if self.wrapped {
@@ -591,14 +600,16 @@ impl Harness {
             std::fs::write(&config, kubeconfig(&hosts[0])).map_err(|e| e.to_string())?;
             cmd.env("KUBECONFIG", config);
         }
-        // TENURE_CHAOS_LOGS=DIR keeps each candidate's log (`--log info`).
-        if let Some(dir) = logs {
-            let path = Path::new(&dir).join(format!("{id}-{}.log", mono_ns()));
-            let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
-            cmd.stderr(file);
-        }
+        // Each candidate's stderr goes to a file, so that one that exits by
+        // itself can say why; TENURE_CHAOS_LOGS=DIR keeps them, at
+        // `--log info`.
+        let dir = logs.map_or_else(|| self._dir.0.clone(), PathBuf::from);
+        let log = dir.join(format!("{id}-{}.log", mono_ns()));
+        let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+        cmd.stderr(file);
         let child = cmd.spawn().map_err(|e| format!("start tenure run: {e}"))?;
         Ok(Candidate {
+            log,
             id: id.to_owned(),
             child,
             proxies,
@@ -664,13 +675,14 @@ impl Harness {
                 let alive: Vec<String> = self
                     .candidates
                     .iter_mut()
-                    .map(|c| {
-                        format!(
-                            "{} pid {} exited {:?}",
+                    .map(|c| match c.child.try_wait().ok().flatten() {
+                        None => format!("{} pid {} runs", c.id, c.tenure_pid()),
+                        Some(status) => format!(
+                            "{} pid {} exited ({status}), last words {:?}",
                             c.id,
                             c.tenure_pid(),
-                            c.child.try_wait().ok().flatten()
-                        )
+                            c.last_words()
+                        ),
                     })
                     .collect();
                 return Err(format!(
@@ -733,8 +745,9 @@ impl Harness {
         for i in 0..self.candidates.len() {
             if let Ok(Some(status)) = self.candidates[i].child.try_wait() {
                 eprintln!(
-                    "candidate {} exited ({status}); restarting it",
-                    self.candidates[i].id
+                    "candidate {} exited ({status}); restarting it; its last words: {:?}",
+                    self.candidates[i].id,
+                    self.candidates[i].last_words()
                 );
                 exited += 1;
                 self.replace(i, None).await?;
