@@ -11,8 +11,8 @@ use tokio::net::TcpListener;
 pub struct Write {
     /// The writer's fencing token.
     pub token: u64,
-    /// The writer's term: its command's pid, or `PID.N` for a library
-    /// candidate's N-th term.
+    /// The writer's term: its command's pid (or `PID.N` for a library
+    /// candidate's N-th term) and its token.
     pub term: String,
     /// Accepted (token not below the highest accepted)?
     pub accepted: bool,
@@ -51,7 +51,8 @@ pub async fn serve(ledger: Arc<Mutex<Ledger>>) -> std::io::Result<String> {
                         }
                         l.writes.push(Write {
                             token,
-                            term: term.to_string(),
+                            // Pids are reused; a pid and a token are one term.
+                            term: format!("{term}/{token}"),
                             accepted,
                         });
                         accepted

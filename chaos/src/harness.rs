@@ -333,8 +333,9 @@ impl Drop for Candidate {
 #[derive(Clone, Debug)]
 struct Term {
     id: String,
-    /// The term's key in the log: the command's pid (`tenure run`), or
-    /// `PID.N` for a library candidate's N-th term.
+    /// The term's key: its writer in the log (the command's pid for
+    /// `tenure run`, `PID.N` for a library candidate's N-th term) and the
+    /// time of its "start" line.
     key: String,
     /// The process that did the term's work.
     pid: u32,
@@ -347,6 +348,8 @@ struct Term {
 struct Log {
     reader: BufReader<std::fs::File>,
     terms: HashMap<String, Term>,
+    /// Each writer's (pid's) current term.
+    current: HashMap<String, String>,
     partial: String,
 }
 
@@ -362,6 +365,7 @@ impl Log {
         Ok(Log {
             reader,
             terms: HashMap::new(),
+            current: HashMap::new(),
             partial: String::new(),
         })
     }
@@ -388,9 +392,19 @@ impl Log {
             let Some(pid) = key.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
                 continue;
             };
-            let term = self.terms.entry(key.to_string()).or_insert(Term {
+            // A writer's "start" line begins a term: pids are reused (a
+            // long run wraps pid_max), so a term is its writer and start.
+            if *kind == "start" {
+                self.current.insert(key.to_string(), format!("{key}@{ns}"));
+            }
+            let term_key = self
+                .current
+                .entry(key.to_string())
+                .or_insert_with(|| format!("{key}@{ns}"))
+                .clone();
+            let term = self.terms.entry(term_key.clone()).or_insert(Term {
                 id: id.to_string(),
-                key: key.to_string(),
+                key: term_key,
                 pid,
                 token: 0,
                 first: ns,
@@ -1053,4 +1067,32 @@ fn report(
         }
     }
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Log;
+
+    #[test]
+    fn a_reused_pid_starts_a_new_term() {
+        // Seen in a long run: a pid that wrapped around merged a new term
+        // into an old one, which then looked old, and no leader was found.
+        let dir = std::env::temp_dir().join(format!("tenure-chaos-log-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("beats.log");
+        std::fs::write(
+            &path,
+            "start c0 77 100 5\nbeat c0 77 110\nstart c1 77 900 9\nbeat c1 77 950\n",
+        )
+        .unwrap();
+        let mut log = Log::open(&path).unwrap();
+        log.refresh();
+        let terms = log.sorted();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(terms.len(), 2, "{terms:?}");
+        assert_eq!((terms[0].id.as_str(), terms[0].token), ("c0", 5));
+        assert_eq!((terms[0].first, terms[0].last), (100, 110));
+        assert_eq!((terms[1].id.as_str(), terms[1].token), ("c1", 9));
+        assert_eq!((terms[1].first, terms[1].last), (900, 950));
+    }
 }
