@@ -324,8 +324,38 @@ impl Drop for Candidate {
         let tenure = self.tenure_pid();
         signal(tenure, libc::SIGCONT);
         signal(tenure, libc::SIGKILL);
+        if self.wrapped {
+            // The faketime wrapper exits with its child and removes its
+            // semaphore and shared memory; killed, it leaves them behind.
+            let deadline = mono_ns() + 2_000_000_000;
+            while matches!(self.child.try_wait(), Ok(None)) && mono_ns() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Removes the semaphores and shared memory that faketime wrappers killed
+/// before they could clean up left in /dev/shm: a new wrapper whose pid
+/// matches a leftover fails (`sem_open: File exists`) and exits 1. Seen
+/// in a quick mix once pids had wrapped around.
+fn remove_faketime_leftovers() {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid = name
+            .strip_prefix("sem.faketime_sem_")
+            .or_else(|| name.strip_prefix("faketime_shm_"))
+            .and_then(|p| p.parse::<i32>().ok());
+        // SAFETY: kill(2) with signal 0 only asks whether the pid exists.
+        if pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -583,6 +613,7 @@ impl Harness {
         // process a fake clock of its own, counted from its own start.
         let mut cmd = match rate {
             Some(rate) => {
+                remove_faketime_leftovers();
                 let mut c = Command::new(faketime_command()?);
                 c.args(["-f", &format!("+0 x{rate}")]).arg(&program);
                 c
