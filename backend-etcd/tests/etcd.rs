@@ -661,3 +661,51 @@ async fn txn_round_trip_latency() {
         pct(&conflicts, 50),
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_member_rejoins_with_the_writes_it_missed() {
+    // A real network partition (the fixtures' containers on their Docker
+    // network), not a stopped process: the member runs on, cut off.
+    let cluster = EtcdCluster::start();
+    let eps = cluster.endpoints();
+    let cut = raft_leader(&eps).await;
+    let member = cluster.container(cut).unwrap_or_else(|| {
+        panic!("partitions need the fixtures' containers: run with a Docker engine (not TENURE_FIXTURES=path)")
+    });
+    member.disconnect();
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != cut)
+        .map(|i| eps[i].clone())
+        .collect();
+    // The two others elect a raft leader among themselves and take writes.
+    let mut new_leader = None;
+    for _ in 0..100 {
+        new_leader = cluster.leader().filter(|l| *l != cut);
+        if new_leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(new_leader.is_some(), "no raft leader among the other two");
+    let write = store(&others, "partition").await;
+    let version = write
+        .create(&LeaderRecord::held_by("a", Duration::from_secs(15)))
+        .await
+        .expect("a write to the majority");
+    // The cut-off member cannot be reached on its own address.
+    let alone = store(std::slice::from_ref(&eps[cut]), "partition").await;
+    assert!(alone.get().await.is_err(), "the cut-off member answered");
+    // Back on the network, it catches up and serves the write it missed.
+    member.connect();
+    let mut seen = None;
+    for _ in 0..150 {
+        if let Ok(Some(v)) = alone.get().await {
+            seen = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = seen.expect("the member did not serve the missed write within 15 s");
+    assert_eq!(seen.version, version);
+    assert_eq!(seen.record.holder_identity, "a");
+}
