@@ -12,6 +12,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use tenure_conformance::fixtures::container::{way, Way};
 use tenure_conformance::fixtures::etcd::{EtcdCluster, EtcdServer};
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 use tenure_conformance::{Fault as ProxyFault, FaultProxy};
@@ -48,6 +49,9 @@ pub enum Fault {
     CutOff,
     StoreRestart,
     StoreFreeze,
+    /// The store's container taken off its Docker network (a cluster: the
+    /// raft leader's), then put back: a real partition (containers only).
+    StorePartition,
     SkewWithin,
     SkewBeyond,
     /// The etcd cluster's raft leader killed, then restarted (clusters only).
@@ -56,7 +60,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::Kill9,
         Fault::Sigterm,
         Fault::StopTenure,
@@ -64,6 +68,7 @@ impl Fault {
         Fault::CutOff,
         Fault::StoreRestart,
         Fault::StoreFreeze,
+        Fault::StorePartition,
         Fault::SkewWithin,
         Fault::SkewBeyond,
         Fault::RaftLeaderKill,
@@ -79,6 +84,7 @@ impl Fault {
             Fault::CutOff => "cut-off",
             Fault::StoreRestart => "store-restart",
             Fault::StoreFreeze => "store-freeze",
+            Fault::StorePartition => "store-partition",
             Fault::SkewWithin => "skew-x0.8-cut-off",
             Fault::SkewBeyond => "skew-x0.5-cut-off",
             Fault::RaftLeaderKill => "raft-leader-kill",
@@ -106,6 +112,7 @@ impl StoreKind {
         match fault {
             Fault::RaftLeaderKill => self == StoreKind::EtcdCluster,
             Fault::StoreRestart => self != StoreKind::Kube,
+            Fault::StorePartition => self != StoreKind::Kube && way() == Way::Container,
             _ => true,
         }
     }
@@ -270,6 +277,37 @@ impl Server {
         }
         None
     }
+    /// Takes the store's container (a cluster: its raft leader's) off its
+    /// network; returns what to put back.
+    fn partition(&mut self) -> Result<Option<usize>, String> {
+        const NEEDS: &str = "store-partition needs the store in a container";
+        match self {
+            Server::Redis(s) => s.container().ok_or(NEEDS)?.disconnect(),
+            Server::Etcd(s) => s.container().ok_or(NEEDS)?.disconnect(),
+            Server::Cluster(c) => {
+                let i = c.leader().ok_or("no raft leader found")?;
+                c.container(i).ok_or(NEEDS)?.disconnect();
+                return Ok(Some(i));
+            }
+            Server::Kube(_) => return Err(NEEDS.into()),
+        }
+        Ok(None)
+    }
+
+    /// Puts a partitioned container back on its network.
+    fn heal(&mut self, member: Option<usize>) -> Result<(), String> {
+        match self {
+            Server::Redis(s) => s.container().ok_or("no container")?.connect(),
+            Server::Etcd(s) => s.container().ok_or("no container")?.connect(),
+            Server::Cluster(c) => c
+                .container(member.unwrap_or(0))
+                .ok_or("no container")?
+                .connect(),
+            Server::Kube(_) => {}
+        }
+        Ok(())
+    }
+
     /// Thaws whatever a failed round may have left frozen.
     fn resume_all(&mut self) {
         match self {
@@ -891,6 +929,12 @@ impl Harness {
                 let member = self.server.pause();
                 tokio::time::sleep(HOLD).await;
                 self.server.resume(member);
+            }
+            Fault::StorePartition => {
+                expect_new = false;
+                let member = self.server.partition()?;
+                tokio::time::sleep(HOLD).await;
+                self.server.heal(member)?;
             }
             Fault::RaftLeaderKill => {
                 expect_new = false;

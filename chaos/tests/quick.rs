@@ -1,6 +1,6 @@
 //! The chaos quick mix that CI runs, with real `tenure run` processes: two
-//! cycles of every fault (each cycle in a seeded order) on redis-server and
-//! on etcd, and one on a three-member etcd cluster and on the Kubernetes
+//! cycles of every fault (each cycle in a seeded order; with the stores in
+//! containers, `store-partition` is one) on redis-server and on etcd, and one on a three-member etcd cluster and on the Kubernetes
 //! API fixture; and one cycle of library candidates (a `LeaderElector` in
 //! each process) on redis-server. The harness exits 1
 //! when a stale write was accepted, when two terms overlapped within the
@@ -67,17 +67,17 @@ fn quick_mix(store: &str, candidates: &str, rounds: &str, fault: &str) {
 
 #[test]
 fn chaos_quick_mix_on_redis() {
-    quick_mix("redis", "cli", "18", "skew-x0.5-cut-off");
+    quick_mix("redis", "cli", "20", "skew-x0.5-cut-off");
 }
 
 #[test]
 fn chaos_quick_mix_on_etcd() {
-    quick_mix("etcd", "cli", "18", "skew-x0.5-cut-off");
+    quick_mix("etcd", "cli", "20", "skew-x0.5-cut-off");
 }
 
 #[test]
 fn chaos_quick_mix_on_an_etcd_cluster() {
-    quick_mix("etcd-cluster", "cli", "10", "raft-leader-kill");
+    quick_mix("etcd-cluster", "cli", "11", "raft-leader-kill");
 }
 
 #[test]
@@ -87,5 +87,5 @@ fn chaos_quick_mix_on_the_kubernetes_api_fixture() {
 
 #[test]
 fn chaos_quick_mix_of_library_candidates_on_redis() {
-    quick_mix("redis", "library", "9", "skew-x0.5-cut-off");
+    quick_mix("redis", "library", "10", "skew-x0.5-cut-off");
 }
