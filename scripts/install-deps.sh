@@ -11,6 +11,10 @@ command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 # libfaketime: the chaos harness runs a candidate on a fast or slow clock.
 command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+# pip: scripts/images.sh takes etcd 3.5 from PyPI (only with Docker).
+if command -v docker >/dev/null 2>&1; then
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

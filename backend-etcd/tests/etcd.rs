@@ -672,7 +672,7 @@ async fn a_partitioned_member_rejoins_with_the_writes_it_missed() {
     let member = cluster.container(cut).unwrap_or_else(|| {
         panic!("partitions need the fixtures' containers: run with a Docker engine (not TENURE_FIXTURES=path)")
     });
-    member.disconnect();
+    member.disconnect().expect("docker network disconnect");
     let others: Vec<String> = (0..3)
         .filter(|i| *i != cut)
         .map(|i| eps[i].clone())
@@ -696,7 +696,7 @@ async fn a_partitioned_member_rejoins_with_the_writes_it_missed() {
     let alone = store(std::slice::from_ref(&eps[cut]), "partition").await;
     assert!(alone.get().await.is_err(), "the cut-off member answered");
     // Back on the network, it catches up and serves the write it missed.
-    member.connect();
+    member.connect().expect("docker network connect");
     let mut seen = None;
     for _ in 0..150 {
         if let Ok(Some(v)) = alone.get().await {

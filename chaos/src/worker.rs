@@ -25,7 +25,9 @@ pub fn main(downstream: &str, log: &str) -> ! {
         .append(true)
         .open(log)
         .expect("open the heartbeat log");
-    let _ = writeln!(log, "start {id} {pid} {} {token}", mono_ns());
+    // One write(2), as for the beats: a start line split by another
+    // writer's beat would lose its term.
+    let _ = log.write_all(format!("start {id} {pid} {} {token}\n", mono_ns()).as_bytes());
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     loop {
         // One write(2) per line: lines of concurrent writers never mix.

@@ -22,6 +22,10 @@ const LIMIT: Duration = Duration::from_secs(240);
 /// Runs `rounds` rounds on `store`; the report must name `fault`. The
 /// harness's per-round lines go to stderr as they happen (shown on failure).
 fn quick_mix(store: &str, candidates: &str, rounds: &str, fault: &str) {
+    // One mix at a time, also under `cargo test` (nextest has a test group
+    // for this): the mixes' timing must not compete for two cores.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tenure = harness().with_file_name("tenure");
     assert!(
         tenure.exists(),

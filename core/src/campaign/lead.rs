@@ -115,6 +115,17 @@ where
                 }
             };
             match outcome {
+                // A renew that answers only once validity has ended (the
+                // thread got to its reply late) cannot revive the term: the
+                // work may already have seen `is_valid()` false, and
+                // `tenure run`'s supervisor has stopped the command.
+                Ok(Some((renewed, _)))
+                    if clock.now() >= valid_until && !planted::is(Bug::ValidityFromReply) =>
+                {
+                    self.last_written = Some(renewed);
+                    warn!("renew answered after validity ended: stepping down");
+                    break Ended::Lost;
+                }
                 Ok(Some((renewed, v))) => {
                     self.last_written = Some(renewed.clone());
                     record = renewed;
