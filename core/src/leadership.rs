@@ -166,7 +166,9 @@ impl Leadership {
 /// [`LeaderElector::subscribe`](crate::LeaderElector::subscribe).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ElectionState {
-    /// The holder we last observed (`None`: free or not yet read).
+    /// The holder we last observed (`None`: free or not yet read). A store
+    /// that cannot name the holder reports [`UNKNOWN_HOLDER`](crate::UNKNOWN_HOLDER),
+    /// and so does this field; `on_new_leader` is never called with it.
     pub leader: Option<String>,
     /// True while this candidate leads.
     pub is_leader: bool,
