@@ -52,8 +52,11 @@ pub enum Fault {
     CutOff,
     StoreRestart,
     StoreFreeze,
-    /// The store's container taken off its Docker network (a cluster: the
-    /// raft leader's), then put back: a real partition (containers only).
+    /// The store's container taken off its Docker network for 3 s, then
+    /// put back (containers only). A server alone: its clients' connections
+    /// drop at once and new ones are refused (its published port goes with
+    /// the network; a silent black hole is `cut-off`). A cluster: the raft
+    /// leader is cut off from its peers (silence) and its clients (refused).
     StorePartition,
     SkewWithin,
     SkewBeyond,
