@@ -10,7 +10,9 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+
 use std::time::{Duration, Instant};
+use tenure_conformance::fixtures::container::{way, Way};
 
 fn harness() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tenure-chaos"))
@@ -67,6 +69,10 @@ fn quick_mix(store: &str, candidates: &str, rounds: &str, fault: &str) {
         "chaos quick mix on {store} failed ({status}):\n{report}"
     );
     assert!(report.contains(&format!("| {fault} |")), "{report}");
+    // With the stores in containers, their network is cut too.
+    if store != "k8s" && way() == Way::Container {
+        assert!(report.contains("| store-partition |"), "{report}");
+    }
 }
 
 #[test]
