@@ -546,7 +546,7 @@ struct Harness {
     ledger: Arc<Mutex<Ledger>>,
     downstream: String,
     worker: PathBuf,
-    _dir: tempdir::Dir,
+    dir: tempdir::Dir,
 }
 
 mod tempdir {
@@ -589,7 +589,7 @@ pub async fn run(options: Options) -> Result<bool, String> {
         ledger,
         downstream,
         worker: std::env::current_exe().map_err(|e| e.to_string())?,
-        _dir: tempdir::Dir(dir),
+        dir: tempdir::Dir(dir),
     };
     for i in 0..CANDIDATES {
         let c = h.spawn(&format!("c{i}"), None).await?;
@@ -711,14 +711,14 @@ impl Harness {
             .stderr(Stdio::null());
         if self.options.store == StoreKind::Kube {
             // Each candidate reaches the API server through its own proxy.
-            let config = self._dir.0.join(format!("kubeconfig-{id}-{}", mono_ns()));
+            let config = self.dir.0.join(format!("kubeconfig-{id}-{}", mono_ns()));
             std::fs::write(&config, kubeconfig(&hosts[0])).map_err(|e| e.to_string())?;
             cmd.env("KUBECONFIG", config);
         }
         // Each candidate's stderr goes to a file, so that one that exits by
         // itself can say why; TENURE_CHAOS_LOGS=DIR keeps them, at
         // `--log info`.
-        let dir = logs.map_or_else(|| self._dir.0.clone(), PathBuf::from);
+        let dir = logs.map_or_else(|| self.dir.0.clone(), PathBuf::from);
         let log = dir.join(format!("{id}-{}.log", mono_ns()));
         let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         cmd.stderr(file);

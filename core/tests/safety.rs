@@ -307,40 +307,17 @@ async fn a_renew_that_answers_once_validity_ended_does_not_revive_the_term() {
     // Seen by the chaos harness (Redis, store-partition): the supervisor of
     // `tenure run` stopped the command at the end of validity, and then a
     // renew sent before that moment answered and the engine extended the
-    // same term: validity lapsed and came back. Here the reply is ready
-    // when the engine's thread gets to it, but only after validity ended
-    // (the thread was busy: the clock moves on inside the call).
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use tenure_core::{async_trait, StoreError, Version, Versioned};
-    #[derive(Debug)]
-    struct LateReplies(MemoryStore, AtomicBool);
-    #[async_trait]
-    impl LockStore for LateReplies {
-        async fn get(&self) -> Result<Option<Versioned>, StoreError> {
-            self.0.get().await
-        }
-        async fn create(&self, r: &LeaderRecord) -> Result<Version, StoreError> {
-            self.0.create(r).await
-        }
-        async fn update(&self, r: &LeaderRecord, v: &Version) -> Result<Version, StoreError> {
-            if self.1.load(Ordering::SeqCst) {
-                // Past the end of validity (a renew deadline from the last
-                // renew, one retry period before this one), yet inside the
-                // validity this renew would give.
-                let late = DEFAULT.renew - DEFAULT.retry + 1;
-                tokio::time::advance(Duration::from_secs(late)).await;
-            }
-            self.0.update(r, v).await
-        }
-        fn describe(&self) -> String {
-            "late-replies".into()
-        }
-    }
-    let store = Arc::new(LateReplies(memory(), AtomicBool::new(false)));
+    // same term: validity lapsed and came back. Here each renew's answer
+    // is handled past the end of validity (a renew deadline from the last
+    // renew, one retry period before this one), yet inside the validity
+    // this renew would give.
+    let store = memory();
     let t = Timeline::default();
-    let leader = start(store.clone(), spec("leader"), &t);
+    let leader_store = TestStore::new(&store);
+    let leader = start(leader_store.clone(), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
-    store.1.store(true, Ordering::SeqCst);
+    let late = DEFAULT.renew - DEFAULT.retry + 1;
+    leader_store.set(Mode::Starved(Duration::from_secs(late)));
     tokio::time::sleep(Duration::from_secs(3 * DEFAULT.renew)).await;
     assert!(
         t.events().iter().any(|e| e == "leader stopped"),

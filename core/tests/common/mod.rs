@@ -26,6 +26,10 @@ pub enum Mode {
     LoseNextReply,
     /// Every call takes this long before it reaches the store.
     Slow(Duration),
+    /// Every call is answered at once, but the caller's thread gets to the
+    /// answer only this much later (it was busy): the paused clock moves on
+    /// inside the call.
+    Starved(Duration),
 }
 
 /// Wraps a [`MemoryStore`]: counts calls, injects faults.
@@ -82,6 +86,10 @@ impl TestStore {
                 if *self.mode.lock().unwrap() == Mode::Hang {
                     std::future::pending::<()>().await;
                 }
+                Ok(())
+            }
+            Mode::Starved(d) => {
+                tokio::time::advance(d).await;
                 Ok(())
             }
             Mode::Pass | Mode::LoseNextReply => Ok(()),
