@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -56,9 +55,16 @@ pub(crate) struct Inner {
     pub(crate) on_stopped: Option<StoppedFn>,
     pub(crate) on_new_leader: Option<NewLeaderFn>,
     pub(crate) state: watch::Sender<ElectionState>,
-    /// Start of the last successful renew while leading (health check).
-    pub(crate) last_renew: Mutex<Option<Instant>>,
+    /// The open term's handle, if any: its validity tells the health check
+    /// when the last renew started (it is the one place that time is kept).
+    term: Mutex<Option<Leadership>>,
     running: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn set_term(&self, term: Option<Leadership>) {
+        *self.term.lock().unwrap_or_else(|e| e.into_inner()) = term;
+    }
 }
 
 /// A candidate for one lock: campaigns, leads, renews, steps down, releases.
@@ -146,8 +152,6 @@ impl LeaderElector {
             return Err(ElectionError::AlreadyRunning);
         }
         let _running = RunningGuard(&self.inner.running);
-        // Also when this future is dropped mid-term: nobody leads here then.
-        let _reset = ResetOnDrop(&self.inner);
         let span = tracing::info_span!(
             "election",
             lock = %self.inner.config.name,
@@ -182,15 +186,17 @@ impl LeaderElector {
     /// client-go's health check: fails when we believe we lead but have not
     /// renewed for `lease_duration + max_tolerable_expired`.
     pub fn check(&self, max_tolerable_expired: Duration) -> Result<(), HealthError> {
-        if !self.is_leader() {
+        let term = self.inner.term.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(term) = term.as_ref() else {
             return Ok(());
-        }
-        let last = *self
-            .inner
-            .last_renew
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let Some(last) = last else { return Ok(()) };
+        };
+        // Validity is the start of the last renew plus `renew_deadline`.
+        let Some(last) = term
+            .valid_until()
+            .checked_sub(self.inner.config.renew_deadline)
+        else {
+            return Ok(());
+        };
         let since = self.inner.clock.now().saturating_duration_since(last);
         if since > self.inner.config.lease_duration + max_tolerable_expired {
             return Err(HealthError {
@@ -199,28 +205,6 @@ impl LeaderElector {
             });
         }
         Ok(())
-    }
-}
-
-/// Clears the leading state, the gauge and the health clock when `run`
-/// ends or is dropped, calling `on_stopped_leading` if a term was open.
-struct ResetOnDrop<'a>(&'a Inner);
-
-impl Drop for ResetOnDrop<'_> {
-    fn drop(&mut self) {
-        let was_leader = self.0.state.send_if_modified(|s| {
-            let was = s.is_leader;
-            s.is_leader = false;
-            s.fencing_token = None;
-            was
-        });
-        *self.0.last_renew.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if was_leader {
-            crate::metrics::leader_off(&self.0.config.name);
-            if let Some(cb) = &self.0.on_stopped {
-                cb();
-            }
-        }
     }
 }
 
@@ -378,7 +362,7 @@ impl LeaderElectorBuilder {
                 on_stopped: self.on_stopped,
                 on_new_leader: self.on_new_leader,
                 state: watch::Sender::new(ElectionState::default()),
-                last_renew: Mutex::new(None),
+                term: Mutex::new(None),
                 running: AtomicBool::new(false),
             }),
         })

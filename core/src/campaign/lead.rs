@@ -1,186 +1,252 @@
-//! The leader's side: renew, step down, release.
+//! The leader's side, as named phases:
+//!
+//! - **Leading**: the work runs; renew every `retry_period`, step down when
+//!   no renew succeeded within `renew_deadline` or the store shows another
+//!   holder.
+//! - **Draining** (after shutdown): the work was asked to stop; keep
+//!   renewing until it returns, or until `drain_timeout`.
+//! - **Releasing**: the work returned: write a free record, so a follower
+//!   need not wait out the lease.
+//!
+//! Whatever ends the term, validity ends first, before anything else
+//! happens to the lock.
 
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::task::JoinError;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::{next_event, AbortOnDrop, Campaign, Ended, Hint, Won};
+use super::term::Term;
+use super::{next_event, Campaign, Hint, TermEnd, Won};
 use crate::elector::ElectionError;
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
 use crate::record::{now_micros, LeaderRecord, Version, Versioned};
-use crate::store::StoreError;
+use crate::store::{StoreError, WatchEvent};
+
+/// Where a term is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Leading,
+    /// Shut down; waiting for the work, until the deadline if there is one.
+    Draining {
+        deadline: Option<Instant>,
+    },
+}
+
+/// Why the leading and draining phases ended.
+enum Stop {
+    /// No renew within `renew_deadline`, or another holder has the lock.
+    Lost,
+    /// The store refuses the lock (retrying cannot help).
+    Refused(StoreError),
+    /// Shut down, and the work returned: release.
+    Drained,
+    /// The work panicked: release (a crashed worker must not keep the lock
+    /// from healthy candidates), then report it.
+    Panicked(String),
+    /// Shut down, but the work did not return within `drain_timeout`:
+    /// stop renewing and let the lease run out; never release early.
+    Abandoned,
+}
+
+/// What woke the leader.
+enum Wake {
+    Shutdown,
+    WorkReturned(Result<(), JoinError>),
+    DrainTimedOut,
+    RenewDue,
+    Event(Option<WatchEvent>),
+}
 
 impl<W, Fut> Campaign<W>
 where
     W: FnMut(Leadership) -> Fut + Send,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    pub(super) async fn lead(&mut self, won: Won) -> Result<Ended, ElectionError> {
+    /// Leads the term just won until it ends.
+    pub(super) async fn lead(&mut self, won: Won) -> Result<TermEnd, ElectionError> {
         let cfg = self.inner.config.clone();
         let clock = self.inner.clock.clone();
-        let token = won.record.leader_transitions;
         if clock.now() >= won.started + cfg.renew_deadline {
             // The reply came so late (we were paused or starved) that the
             // term has already run out: never start work for it.
             warn!("won a term that had already expired (a late reply); campaigning again");
             self.last_written = Some(won.record);
-            return Ok(Ended::Lost);
+            return Ok(TermEnd::Lost);
         }
-        let mut record = won.record;
-        let mut version = won.version;
-        let mut valid_until = won.started + cfg.renew_deadline;
-        if planted::is(Bug::ValidityFromReply) {
-            valid_until = clock.now() + cfg.renew_deadline;
-        }
+        let valid_until = if planted::is(Bug::ValidityFromReply) {
+            clock.now() + cfg.renew_deadline
+        } else {
+            won.started + cfg.renew_deadline
+        };
         self.observe(Versioned {
-            record: record.clone(),
-            version: version.clone(),
+            record: won.record.clone(),
+            version: won.version.clone(),
         });
-        let leadership = Leadership::new(
-            token,
-            version.clone(),
-            cfg.identity.clone(),
-            self.inner.store.describe(),
-            valid_until,
-            clock.clone(),
-        );
-        self.last_written = Some(record.clone());
+        self.last_written = Some(won.record.clone());
         self.leading = true;
-        self.set_leading(Some(token), Some(won.started));
+        let mut term = Term::begin(
+            self.inner.clone(),
+            won.record,
+            won.version,
+            valid_until,
+            &mut self.work,
+        );
+        let token = term.token();
         info!(fencing_token = token, "became leader");
-        let mut task = AbortOnDrop(tokio::spawn((self.work)(leadership.clone())));
-        let mut task_done = false;
-        let mut draining = false;
-        let mut drain_deadline: Option<Instant> = None;
-        let mut panicked = None;
-        let mut next_renew = won.started + cfg.retry_period;
 
-        let ended = loop {
-            let drain_wait = async {
-                match drain_deadline {
-                    Some(d) => clock.sleep_until(d).await,
-                    None => std::future::pending().await,
+        let stop = self.hold(&mut term, won.started + cfg.retry_period).await;
+
+        self.leading = false;
+        term.end_validity();
+        match stop {
+            Stop::Lost | Stop::Refused(_) => {
+                info!(fencing_token = token, "stopped leading: leadership lost");
+                term.close();
+                term.join_work().await;
+            }
+            Stop::Drained | Stop::Panicked(_) => {
+                if cfg.release_on_cancel {
+                    self.release(term.record(), term.version().clone()).await;
                 }
+                info!(fencing_token = token, "stopped leading: shut down");
+                term.close();
+            }
+            Stop::Abandoned => {
+                info!(fencing_token = token, "stopped leading: work abandoned");
+                term.close();
+            }
+        }
+        match stop {
+            Stop::Lost => Ok(TermEnd::Lost),
+            Stop::Drained | Stop::Abandoned => Ok(TermEnd::Shutdown),
+            Stop::Refused(e) => Err(ElectionError::Store(e)),
+            Stop::Panicked(panic) => Err(ElectionError::WorkPanicked(panic)),
+        }
+    }
+
+    /// The leading and draining phases: renew until the term must end.
+    async fn hold(&mut self, term: &mut Term, first_renew: Instant) -> Stop {
+        let cfg = self.inner.config.clone();
+        let clock = self.inner.clock.clone();
+        let mut phase = Phase::Leading;
+        let mut next_renew = first_renew;
+        loop {
+            let renew_at = next_renew.min(term.valid_until());
+            let drain_deadline = match phase {
+                Phase::Draining { deadline } => deadline,
+                Phase::Leading => None,
             };
-            tokio::select! {
+            let work_running = !term.work_returned();
+            // `biased`: a fixed order, so a seeded simulation replays exactly.
+            let wake = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled(), if !draining => {
-                    draining = true;
-                    drain_deadline = cfg.drain_timeout.map(|t| clock.now() + t);
-                    leadership.stop_work();
+                _ = self.shutdown.cancelled(), if phase == Phase::Leading => Wake::Shutdown,
+                res = term.work_finished(), if work_running => Wake::WorkReturned(res),
+                _ = sleep_until_some(&*clock, drain_deadline) => Wake::DrainTimedOut,
+                _ = clock.sleep_until(renew_at) => Wake::RenewDue,
+                event = next_event(&mut self.events) => Wake::Event(event),
+            };
+            match wake {
+                Wake::Shutdown => {
+                    phase = Phase::Draining {
+                        deadline: cfg.drain_timeout.map(|t| clock.now() + t),
+                    };
+                    term.stop_work();
                     info!("shutting down: waiting for the leader's work to return");
-                    if task_done { break Ended::Shutdown }
-                    continue;
-                }
-                res = &mut task.0, if !task_done => {
-                    task_done = true;
-                    if let Err(e) = res {
-                        // A crashed worker must not keep the lock from
-                        // healthy candidates: end the term and report it.
-                        error!(error = %e, "the leader's work panicked: stepping down");
-                        panicked = Some(e.to_string());
-                        break Ended::Shutdown;
+                    if term.work_returned() {
+                        return Stop::Drained;
                     }
-                    if draining { break Ended::Shutdown }
                     continue;
                 }
-                _ = drain_wait, if draining => {
-                    // Never release early: stop renewing, let the lease run out.
-                    warn!("the leader's work did not return within drain_timeout: abandoning the lock to expire");
-                    break Ended::Abandoned;
+                Wake::WorkReturned(Err(e)) => {
+                    error!(error = %e, "the leader's work panicked: stepping down");
+                    return Stop::Panicked(e.to_string());
                 }
-                _ = clock.sleep_until(next_renew.min(valid_until)) => {}
-                event = next_event(&mut self.events) => {
+                Wake::WorkReturned(Ok(())) => {
+                    if phase != Phase::Leading {
+                        return Stop::Drained;
+                    }
+                    continue;
+                }
+                Wake::DrainTimedOut => {
+                    warn!("the leader's work did not return within drain_timeout: abandoning the lock to expire");
+                    return Stop::Abandoned;
+                }
+                Wake::RenewDue => {}
+                Wake::Event(event) => {
                     // A leader acts at once only when the record shows
                     // another holder or none; after a `Resync` its next
                     // renew (a compare-and-swap) is the check.
-                    if matches!(self.on_event(event), Hint::Ours | Hint::Unknown) { continue }
+                    if matches!(self.on_event(event), Hint::Ours | Hint::Unknown) {
+                        continue;
+                    }
                 }
             }
-            if clock.now() >= valid_until {
-                warn!("no renew succeeded within renew_deadline: stepping down");
-                break Ended::Lost;
-            }
-            let start = clock.now();
-            let attempt = self.try_renew(&record, &version);
-            let outcome = tokio::select! {
-                biased;
-                r = attempt => r,
-                _ = clock.sleep_until(valid_until) => {
-                    warn!("renew did not return within renew_deadline: stepping down");
-                    break Ended::Lost;
-                }
-            };
-            match outcome {
-                // A renew that answers only once validity has ended (the
-                // thread got to its reply late) cannot revive the term: the
-                // work may already have seen `is_valid()` false, and
-                // `tenure run`'s supervisor has stopped the command.
-                Ok(Some((renewed, _)))
-                    if clock.now() >= valid_until && !planted::is(Bug::ValidityFromReply) =>
-                {
-                    self.last_written = Some(renewed);
-                    warn!("renew answered after validity ended: stepping down");
-                    break Ended::Lost;
-                }
-                Ok(Some((renewed, v))) => {
-                    self.last_written = Some(renewed.clone());
-                    record = renewed;
-                    version = v;
-                    valid_until = if planted::is(Bug::ValidityFromReply) {
-                        clock.now() + cfg.renew_deadline
-                    } else {
-                        start + cfg.renew_deadline
-                    };
-                    leadership.extend(valid_until);
-                    self.set_last_renew(start);
-                    next_renew = start + cfg.retry_period;
-                }
-                Ok(None) => break Ended::Lost,
-                Err(e) if e.is_fatal() => {
-                    error!(error = %e, "the store refuses this lock: stepping down");
-                    break Ended::Fatal(e);
-                }
-                Err(e) => {
-                    warn!(error = %e, "failed to renew; will retry");
-                    next_renew = clock.now() + cfg.retry_period;
-                }
-            }
-        };
-
-        self.leading = false;
-        // Validity ends before anything else: before the lock is released,
-        // and for every clone of the handle the work may have kept.
-        leadership.end();
-        match ended {
-            Ended::Lost | Ended::Fatal(_) => {
-                info!(fencing_token = token, "stopped leading: leadership lost");
-                self.stopped_leading();
-                if !task_done {
-                    // Never start a new term while the old term's work runs.
-                    let _ = (&mut task.0).await;
-                }
-            }
-            Ended::Shutdown => {
-                if cfg.release_on_cancel {
-                    self.release(&record, version).await;
-                }
-                info!(fencing_token = token, "stopped leading: shut down");
-                self.stopped_leading();
-            }
-            Ended::Abandoned => {
-                info!(fencing_token = token, "stopped leading: work abandoned");
-                self.stopped_leading();
+            match self.renew(term).await {
+                Ok(next) => next_renew = next,
+                Err(stop) => return stop,
             }
         }
-        match (ended, panicked) {
-            (_, Some(panic)) => Err(ElectionError::WorkPanicked(panic)),
-            (Ended::Fatal(e), _) => Err(ElectionError::Store(e)),
-            (Ended::Abandoned, _) => Ok(Ended::Shutdown),
-            (ended, _) => Ok(ended),
+    }
+
+    /// One renew of the term, bounded by its validity. Returns when the
+    /// next renew is due, or why the term ends.
+    async fn renew(&mut self, term: &mut Term) -> Result<Instant, Stop> {
+        let (renew_deadline, retry) = (
+            self.inner.config.renew_deadline,
+            self.inner.config.retry_period,
+        );
+        let clock = self.inner.clock.clone();
+        let valid_until = term.valid_until();
+        if clock.now() >= valid_until {
+            warn!("no renew succeeded within renew_deadline: stepping down");
+            return Err(Stop::Lost);
+        }
+        let start = clock.now();
+        let (record, version) = (term.record().clone(), term.version().clone());
+        let outcome = tokio::select! {
+            biased;
+            r = self.try_renew(&record, &version) => r,
+            _ = clock.sleep_until(valid_until) => {
+                warn!("renew did not return within renew_deadline: stepping down");
+                return Err(Stop::Lost);
+            }
+        };
+        match outcome {
+            // A renew that answers only once validity has ended (the thread
+            // got to its reply late) cannot revive the term: the work may
+            // already have seen `is_valid()` false, and `tenure run`'s
+            // supervisor has stopped the command.
+            Ok(Some((renewed, _)))
+                if clock.now() >= valid_until && !planted::is(Bug::ValidityFromReply) =>
+            {
+                self.last_written = Some(renewed);
+                warn!("renew answered after validity ended: stepping down");
+                Err(Stop::Lost)
+            }
+            Ok(Some((renewed, v))) => {
+                self.last_written = Some(renewed.clone());
+                let until = if planted::is(Bug::ValidityFromReply) {
+                    clock.now() + renew_deadline
+                } else {
+                    start + renew_deadline
+                };
+                term.renewed(renewed, v, until);
+                Ok(start + retry)
+            }
+            Ok(None) => Err(Stop::Lost),
+            Err(e) if e.is_fatal() => {
+                error!(error = %e, "the store refuses this lock: stepping down");
+                Err(Stop::Refused(e))
+            }
+            Err(e) => {
+                warn!(error = %e, "failed to renew; will retry");
+                Ok(clock.now() + retry)
+            }
         }
     }
 
@@ -304,5 +370,13 @@ where
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(clock: &dyn crate::clock::Clock, deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => clock.sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }

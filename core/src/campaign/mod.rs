@@ -9,6 +9,7 @@
 
 mod acquire;
 mod lead;
+mod term;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,10 +27,9 @@ use tracing::{debug, info};
 use crate::config::JITTER_FACTOR;
 use crate::elector::{ElectionError, Inner};
 use crate::leadership::Leadership;
-use crate::metrics;
 use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};
-use crate::store::{StoreError, WatchEvent};
+use crate::store::WatchEvent;
 
 /// A term just won.
 struct Won {
@@ -52,14 +52,12 @@ enum Hint {
     Unknown,
 }
 
-/// How a term ended.
-enum Ended {
+/// How a term ended, when it did not end `run` with an error.
+enum TermEnd {
+    /// Shut down (released, or abandoned to expire).
     Shutdown,
+    /// Lost: campaign again, unless shut down or `reacquire(false)`.
     Lost,
-    /// The store refused the lock (retrying cannot help).
-    Fatal(StoreError),
-    /// Shutdown, but the work did not return within `drain_timeout`.
-    Abandoned,
 }
 
 /// Aborts a spawned task when dropped, so work and watchers never outlive
@@ -147,15 +145,13 @@ where
             let Some(won) = self.acquire().await? else {
                 return Ok(());
             };
-            // `lead` reports a fatal error or an abandoned lock as `Err` or
-            // `Shutdown`: only a lost term leads to another campaign.
             match self.lead(won).await? {
-                Ended::Shutdown | Ended::Abandoned | Ended::Fatal(_) => return Ok(()),
-                Ended::Lost if self.shutdown.is_cancelled() => return Ok(()),
-                Ended::Lost if !self.inner.config.reacquire => {
+                TermEnd::Shutdown => return Ok(()),
+                TermEnd::Lost if self.shutdown.is_cancelled() => return Ok(()),
+                TermEnd::Lost if !self.inner.config.reacquire => {
                     return Err(ElectionError::LeadershipLost)
                 }
-                Ended::Lost => info!("campaigning again after a lost term"),
+                TermEnd::Lost => info!("campaigning again after a lost term"),
             }
         }
     }
@@ -262,39 +258,6 @@ where
     fn jittered(&mut self, retry: Duration) -> Duration {
         let factor: f64 = self.rng.gen_range(0.0..JITTER_FACTOR);
         retry + retry.mul_f64(factor)
-    }
-
-    fn set_leading(&self, token: Option<u64>, renewed: Option<Instant>) {
-        *self
-            .inner
-            .last_renew
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = renewed;
-        let leading = token.is_some();
-        self.inner.state.send_modify(|s| {
-            s.is_leader = leading;
-            s.fencing_token = token;
-        });
-        if leading {
-            metrics::leader_on(&self.inner.config.name);
-        } else {
-            metrics::leader_off(&self.inner.config.name);
-        }
-    }
-
-    fn set_last_renew(&self, at: Instant) {
-        *self
-            .inner
-            .last_renew
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(at);
-    }
-
-    fn stopped_leading(&self) {
-        self.set_leading(None, None);
-        if let Some(cb) = &self.inner.on_stopped {
-            cb();
-        }
     }
 }
 
