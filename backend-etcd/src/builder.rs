@@ -170,18 +170,20 @@ impl EtcdStoreBuilder {
     pub async fn build(self) -> Result<EtcdStore, StoreError> {
         validate_lock_name(&self.lock_name)?;
         if self.endpoints.is_empty() {
-            return Err(StoreError::Other("no etcd endpoint given".into()));
+            return Err(StoreError::invalid_config("no etcd endpoint given"));
         }
         if self.endpoints.iter().any(|e| e.contains('@')) {
             // Never echo the endpoint: it may hold a password.
-            return Err(StoreError::Other(
-                "credentials in etcd endpoint URLs are not supported; use EtcdStoreBuilder::user"
-                    .into(),
+            return Err(StoreError::invalid_config(
+                "credentials in etcd endpoint URLs are not supported; use EtcdStoreBuilder::user",
             ));
         }
+        if let Some(bad) = self.endpoints.iter().find_map(|e| endpoint_port_problem(e)) {
+            return Err(StoreError::invalid_config(bad));
+        }
         if self.op_timeout.is_zero() {
-            return Err(StoreError::Other(
-                "op_timeout must be greater than 0".into(),
+            return Err(StoreError::invalid_config(
+                "op_timeout must be greater than 0",
             ));
         }
         let mut options = ConnectOptions::new()
@@ -203,7 +205,7 @@ impl EtcdStoreBuilder {
         let client = match tokio::time::timeout(self.op_timeout, connect).await {
             Ok(client) => client.map_err(map_error)?,
             Err(_) => {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::unavailable(format!(
                     "connecting to etcd did not finish within {:?}",
                     self.op_timeout
                 )))
@@ -236,6 +238,24 @@ fn describe(endpoints: &[String], user: Option<&String>, key: &str) -> String {
     let user = user.map(|u| format!("{u}@")).unwrap_or_default();
     let sep = if key.starts_with('/') { "" } else { "/" };
     format!("etcd://{user}{hosts}{sep}{key}")
+}
+
+/// Why an endpoint's port is not a TCP port, if it is not: the client
+/// would otherwise accept it and fail on every call as "unavailable".
+fn endpoint_port_problem(endpoint: &str) -> Option<String> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    // `[::1]:2379`: the port follows the bracket.
+    let port = match authority.rsplit_once(']') {
+        Some((_, after)) => after.strip_prefix(':')?,
+        None => authority.rsplit_once(':')?.1,
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => None,
+        _ => Some(format!(
+            "etcd endpoint {endpoint:?}: port {port:?} is not a TCP port (1-65535)"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -271,10 +291,13 @@ mod tests {
             Err(StoreError::InvalidName { .. })
         ));
         let no_eps = EtcdStoreBuilder::new(vec![], "ok".into());
-        assert!(matches!(no_eps.build().await, Err(StoreError::Other(_))));
+        assert!(matches!(
+            no_eps.build().await,
+            Err(StoreError::InvalidConfig { .. })
+        ));
         let creds = EtcdStoreBuilder::new(vec!["http://u:pw-in-url@h:1".into()], "ok".into());
         match creds.build().await {
-            Err(StoreError::Other(m)) => assert!(!m.contains("pw-in-url")),
+            Err(StoreError::InvalidConfig { message: m, .. }) => assert!(!m.contains("pw-in-url")),
             other => panic!("{other:?}"),
         }
     }

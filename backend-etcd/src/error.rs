@@ -8,16 +8,19 @@ use tonic::Code;
 /// the server's message are kept: neither carries the request's
 /// credentials or token.
 pub(crate) fn map_error(err: Error) -> StoreError {
-    match err {
+    let mapped = match &err {
         Error::GRpcStatus(status) => map_status(status.code(), status.message()),
-        Error::TransportError(e) => StoreError::Unavailable(format!("etcd transport error: {e}")),
-        Error::IoError(e) => StoreError::Unavailable(format!("etcd I/O error: {e}")),
-        Error::WatchError(e) => StoreError::Unavailable(format!("etcd watch error: {e}")),
-        Error::InvalidUri(e) => StoreError::Other(format!("invalid etcd endpoint: {e}")),
-        Error::InvalidArgs(e) => StoreError::Other(format!("invalid etcd client arguments: {e}")),
-        Error::EndpointError(e) => StoreError::Other(format!("etcd endpoint error: {e}")),
-        other => StoreError::Other(format!("etcd client error: {other}")),
-    }
+        Error::TransportError(e) => StoreError::unavailable(format!("etcd transport error: {e}")),
+        Error::IoError(e) => StoreError::unavailable(format!("etcd I/O error: {e}")),
+        Error::WatchError(e) => StoreError::unavailable(format!("etcd watch error: {e}")),
+        Error::InvalidUri(e) => StoreError::invalid_config(format!("invalid etcd endpoint: {e}")),
+        Error::InvalidArgs(e) => {
+            StoreError::invalid_config(format!("invalid etcd client arguments: {e}"))
+        }
+        Error::EndpointError(e) => StoreError::invalid_config(format!("etcd endpoint error: {e}")),
+        other => StoreError::other(format!("etcd client error: {other}")),
+    };
+    mapped.with_source(err)
 }
 
 /// True when the call failed before the request reached a server (the
@@ -34,7 +37,7 @@ pub(crate) fn is_connect_error(err: &Error) -> bool {
 fn map_status(code: Code, message: &str) -> StoreError {
     let msg = format!("etcd: {message} ({code:?})");
     match code {
-        Code::Unauthenticated | Code::PermissionDenied => StoreError::Unauthorized(msg),
+        Code::Unauthenticated | Code::PermissionDenied => StoreError::unauthorized(msg),
         // etcd reports a wrong user or password as InvalidArgument
         // ("etcdserver: authentication failed, invalid user ID or password"),
         // and "user name is empty" / "authentication is not enabled" as
@@ -42,18 +45,18 @@ fn map_status(code: Code, message: &str) -> StoreError {
         Code::InvalidArgument | Code::FailedPrecondition
             if message.contains("authentication") || message.contains("user name") =>
         {
-            StoreError::Unauthorized(msg)
+            StoreError::unauthorized(msg)
         }
         Code::Cancelled
         | Code::DeadlineExceeded
         | Code::ResourceExhausted
         | Code::Aborted
-        | Code::Unavailable => StoreError::Unavailable(msg),
+        | Code::Unavailable => StoreError::unavailable(msg),
         // tonic reports broken connections as Unknown with a transport message.
         Code::Unknown if message.contains("transport") || message.contains("connection") => {
-            StoreError::Unavailable(msg)
+            StoreError::unavailable(msg)
         }
-        _ => StoreError::Other(msg),
+        _ => StoreError::other(msg),
     }
 }
 
@@ -67,18 +70,18 @@ mod tests {
             Code::InvalidArgument,
             "etcdserver: authentication failed, invalid user ID or password",
         );
-        assert!(matches!(wrong_pw, StoreError::Unauthorized(_)));
+        assert!(matches!(wrong_pw, StoreError::Unauthorized { .. }));
         assert!(matches!(
             map_status(Code::PermissionDenied, "etcdserver: permission denied"),
-            StoreError::Unauthorized(_)
+            StoreError::Unauthorized { .. }
         ));
         assert!(matches!(
             map_status(Code::Unavailable, "etcdserver: no leader"),
-            StoreError::Unavailable(_)
+            StoreError::Unavailable { .. }
         ));
         assert!(matches!(
             map_status(Code::InvalidArgument, "etcdserver: key is not provided"),
-            StoreError::Other(_)
+            StoreError::Other { .. }
         ));
     }
 }

@@ -120,7 +120,7 @@ impl EtcdStore {
             }),
             Err(_) => {
                 tracing::debug!(lock = %self.inner.describe, "etcd {what} timed out");
-                Err(StoreError::Unavailable(format!(
+                Err(StoreError::unavailable(format!(
                     "etcd {what} did not answer within {:?}",
                     self.inner.op_timeout
                 )))
@@ -176,7 +176,7 @@ fn header_revision(resp: &TxnResponse) -> Result<i64, StoreError> {
     resp.header()
         .map(|h| h.revision())
         .filter(|r| *r > 0)
-        .ok_or_else(|| StoreError::Other("etcd txn response without a revision".into()))
+        .ok_or_else(|| StoreError::other("etcd txn response without a revision"))
 }
 
 /// Decodes a stored key-value into a record at its `mod_revision`.
@@ -291,7 +291,7 @@ impl LockStore for EtcdStore {
             .header()
             .map(|h| h.revision())
             .filter(|r| *r > 0)
-            .ok_or_else(|| StoreError::Other("etcd get response without a revision".into()))?;
+            .ok_or_else(|| StoreError::other("etcd get response without a revision"))?;
         Ok(Some(revision as u64))
     }
 

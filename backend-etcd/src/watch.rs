@@ -71,19 +71,19 @@ impl State {
                 .map_err(map_error)?;
             match stream.message().await.map_err(map_error)? {
                 Some(resp) if resp.created() && !resp.canceled() => Ok((stream, resp)),
-                Some(resp) => Err(StoreError::Unavailable(format!(
+                Some(resp) => Err(StoreError::unavailable(format!(
                     "etcd refused the watch: {}",
                     resp.cancel_reason()
                 ))),
-                None => Err(StoreError::Unavailable(
-                    "etcd closed the watch before confirming it".into(),
+                None => Err(StoreError::unavailable(
+                    "etcd closed the watch before confirming it",
                 )),
             }
         };
         let (stream, created) = tokio::time::timeout(self.op_timeout, opening)
             .await
             .map_err(|_| {
-                StoreError::Unavailable(format!(
+                StoreError::unavailable(format!(
                     "etcd watch did not open within {:?}",
                     self.op_timeout
                 ))

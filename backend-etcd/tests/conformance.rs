@@ -65,7 +65,7 @@ impl StoreFactory for EtcdFactory {
     ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
         let proxy = FaultProxy::start(self.server.addr())
             .await
-            .map_err(|e| StoreError::Other(format!("fault proxy: {e}")))?;
+            .map_err(|e| StoreError::other(format!("fault proxy: {e}")))?;
         let store = self
             .store(vec![format!("http://{}", proxy.addr())], lock)
             .await?;

@@ -145,7 +145,9 @@ async fn mtls_connects_and_plain_or_anonymous_clients_do_not() {
             .await
         {
             Ok(v) => break v,
-            Err(StoreError::Unavailable(e)) if start.elapsed() < Duration::from_secs(20) => {
+            Err(StoreError::Unavailable { message: e, .. })
+                if start.elapsed() < Duration::from_secs(20) =>
+            {
                 eprintln!("waiting for etcd: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -187,5 +189,8 @@ async fn mtls_connects_and_plain_or_anonymous_clients_do_not() {
         .build()
         .await
         .unwrap();
-    assert!(matches!(plain.get().await, Err(StoreError::Unavailable(_))));
+    assert!(matches!(
+        plain.get().await,
+        Err(StoreError::Unavailable { .. })
+    ));
 }

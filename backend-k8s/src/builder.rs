@@ -117,14 +117,15 @@ impl<L> LockBuilder<L> {
         validate_lock_name(&self.name)?;
         let timeout = self.effective_request_timeout();
         if timeout.is_zero() {
-            return Err(StoreError::Other(
-                "the request timeout must be above zero".into(),
+            return Err(StoreError::invalid_config(
+                "the request timeout must be above zero",
             ));
         }
         let client = match self.client {
             Some(client) => client,
             None => Client::try_default().await.map_err(|e| {
-                StoreError::Other(format!("no Kubernetes client configuration: {e}"))
+                StoreError::invalid_config(format!("no Kubernetes client configuration: {e}"))
+                    .with_source(e)
             })?,
         };
         let namespace = self

@@ -12,7 +12,7 @@ use tenure_core::StoreError;
 /// kube's messages carry no credentials (the API server's say who we are,
 /// never with what).
 pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
-    match e {
+    let mapped = match &e {
         kube::Error::Api(status) => {
             let detail = if status.reason.is_empty() {
                 status.message.clone()
@@ -20,14 +20,14 @@ pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
                 format!("{} ({})", status.message, status.reason)
             };
             match status.code {
-                401 | 403 => StoreError::Unauthorized(detail),
+                401 | 403 => StoreError::unauthorized(detail),
                 404 => StoreError::NotFound,
                 409 => StoreError::conflict(),
                 422 if status.message.contains("metadata.name") => {
                     StoreError::invalid_name(name, status.message.clone())
                 }
-                408 | 410 | 429 | 500..=599 => StoreError::Unavailable(detail),
-                code => StoreError::Other(format!("HTTP {code}: {detail}")),
+                408 | 410 | 429 | 500..=599 => StoreError::unavailable(detail),
+                code => StoreError::other(format!("HTTP {code}: {detail}")),
             }
         }
         kube::Error::SerdeError(e) => {
@@ -36,14 +36,15 @@ pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
         // Getting credentials failed (an exec plugin or a token file being
         // rotated): often transient, so not fatal; the API server's own
         // 401/403 above is.
-        kube::Error::Auth(e) => StoreError::Unavailable(format!("credentials: {e}")),
-        e @ (kube::Error::HyperError(_)
+        kube::Error::Auth(e) => StoreError::unavailable(format!("credentials: {e}")),
+        kube::Error::HyperError(_)
         | kube::Error::Service(_)
         | kube::Error::ReadEvents(_)
         | kube::Error::FromUtf8(_)
-        | kube::Error::LinesCodecMaxLineLengthExceeded) => StoreError::Unavailable(e.to_string()),
-        e => StoreError::Other(e.to_string()),
-    }
+        | kube::Error::LinesCodecMaxLineLengthExceeded => StoreError::unavailable(e.to_string()),
+        _ => StoreError::other(e.to_string()),
+    };
+    mapped.with_source(e)
 }
 
 /// Runs one request with the lock's timeout; a timeout is `Unavailable`.
@@ -56,7 +57,7 @@ pub(crate) async fn with_timeout<T>(
     match tokio::time::timeout(timeout, request).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(map(e)),
-        Err(_) => Err(StoreError::Unavailable(format!(
+        Err(_) => Err(StoreError::unavailable(format!(
             "{what}: no answer from the API server within {timeout:?}"
         ))),
     }
@@ -86,11 +87,11 @@ mod tests {
         ));
         assert!(matches!(
             map_error(api(422, "spec: Invalid"), "Lease", "x"),
-            StoreError::Other(_)
+            StoreError::Other { .. }
         ));
         assert!(matches!(
             map_error(api(403, "forbidden"), "Lease", "x"),
-            StoreError::Unauthorized(_)
+            StoreError::Unauthorized { .. }
         ));
         assert!(matches!(
             map_error(api(409, "conflict"), "Lease", "x"),
@@ -98,7 +99,7 @@ mod tests {
         ));
         assert!(matches!(
             map_error(api(503, "down"), "Lease", "x"),
-            StoreError::Unavailable(_)
+            StoreError::Unavailable { .. }
         ));
     }
 }

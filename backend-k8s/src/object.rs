@@ -87,9 +87,10 @@ impl Codec for ConfigMap {
             .and_then(|a| a.get(wire::LEADER_ANNOTATION))
         {
             Some(raw) => wire::annotation_to_record(raw),
-            None => Ok(LeaderRecord {
-                lease_duration: Duration::ZERO,
-                ..LeaderRecord::default()
+            None => Ok({
+                let mut r = LeaderRecord::default();
+                r.lease_duration = Duration::ZERO;
+                r
             }),
         }
     }
@@ -170,7 +171,7 @@ impl<K: Codec> ObjectLock<K> {
             .clone()
             .filter(|v| !v.is_empty())
             .ok_or_else(|| {
-                StoreError::Other(format!(
+                StoreError::other(format!(
                     "the API server sent a {} without a resourceVersion",
                     K::KIND
                 ))

@@ -95,7 +95,7 @@ impl<K: Codec> State<K> {
                 return Err(self.map(e));
             }
             Err(_) => {
-                return Err(StoreError::Unavailable(format!(
+                return Err(StoreError::unavailable(format!(
                     "watch {}: no answer within {:?}",
                     self.what, self.timeout
                 )))

@@ -102,13 +102,15 @@ pub fn lease_to_record(
         None => 0,
     };
     let annotation = |key: &str| annotations.and_then(|a| a.get(key)).cloned();
-    Ok(LeaderRecord {
-        holder_identity,
-        holder_key: annotation(HOLDER_KEY_ANNOTATION).unwrap_or_default(),
-        lease_duration,
-        acquire_time: spec.acquire_time.as_ref().map(|t| system_time(t.0)),
-        renew_time: spec.renew_time.as_ref().map(|t| system_time(t.0)),
-        leader_transitions,
+    Ok({
+        let mut r = LeaderRecord::default();
+        r.holder_identity = holder_identity;
+        r.holder_key = annotation(HOLDER_KEY_ANNOTATION).unwrap_or_default();
+        r.lease_duration = lease_duration;
+        r.acquire_time = spec.acquire_time.as_ref().map(|t| system_time(t.0));
+        r.renew_time = spec.renew_time.as_ref().map(|t| system_time(t.0));
+        r.leader_transitions = leader_transitions;
+        r
     })
 }
 
@@ -241,13 +243,15 @@ pub fn annotation_to_record(raw: &str) -> Result<LeaderRecord, StoreError> {
         None | Some("") => Ok(None),
         Some(t) => parse_time(t).map(Some),
     };
-    Ok(LeaderRecord {
-        holder_identity: json.holder_identity,
-        holder_key: json.holder_key,
-        lease_duration: Duration::from_secs_f64(seconds),
-        acquire_time: time(json.acquire_time)?,
-        renew_time: time(json.renew_time)?,
-        leader_transitions: json.leader_transitions as u64,
+    Ok({
+        let mut r = LeaderRecord::default();
+        r.holder_identity = json.holder_identity;
+        r.holder_key = json.holder_key;
+        r.lease_duration = Duration::from_secs_f64(seconds);
+        r.acquire_time = time(json.acquire_time)?;
+        r.renew_time = time(json.renew_time)?;
+        r.leader_transitions = json.leader_transitions as u64;
+        r
     })
 }
 
@@ -258,9 +262,10 @@ mod tests {
     #[test]
     fn lease_durations_round_up_to_whole_seconds() {
         let spec = |d: Duration| {
-            let record = LeaderRecord {
-                lease_duration: d,
-                ..LeaderRecord::default()
+            let record = {
+                let mut r = LeaderRecord::default();
+                r.lease_duration = d;
+                r
             };
             record_to_lease_spec(&record, None).lease_duration_seconds
         };
@@ -289,10 +294,11 @@ mod tests {
             i32::MAX as u64 + 1,
             u32::MAX as u64 + 5,
         ] {
-            let record = LeaderRecord {
-                holder_identity: "a".into(),
-                leader_transitions: n,
-                ..LeaderRecord::default()
+            let record = {
+                let mut r = LeaderRecord::default();
+                r.holder_identity = "a".into();
+                r.leader_transitions = n;
+                r
             };
             let spec = record_to_lease_spec(&record, None);
             assert_eq!(spec.lease_transitions, Some(n.min(i32::MAX as u64) as i32));

@@ -30,9 +30,10 @@ fn held(holder: &str) -> LeaderRecord {
 }
 
 fn held_at(holder: &str, transitions: u64) -> LeaderRecord {
-    LeaderRecord {
-        leader_transitions: transitions,
-        ..held(holder)
+    {
+        let mut r = held(holder);
+        r.leader_transitions = transitions;
+        r
     }
 }
 

@@ -56,13 +56,15 @@ async fn reads_a_lease_as_client_go_writes_it() {
         .await
         .unwrap();
     let read = lock.get().await.unwrap().expect("the lease");
-    let expected = LeaderRecord {
-        holder_identity: "node-1_6d4c2c2e-59b2-4a8e-9a6f-4d1e2f3a4b5c".into(),
-        holder_key: "revision-b".into(),
-        lease_duration: Duration::from_secs(15),
-        acquire_time: Some(at_micros(MAY_1 + 123_456)),
-        renew_time: Some(at_micros(MAY_1 + 5_654_321)),
-        leader_transitions: 3,
+    let expected = {
+        let mut r = LeaderRecord::default();
+        r.holder_identity = "node-1_6d4c2c2e-59b2-4a8e-9a6f-4d1e2f3a4b5c".into();
+        r.holder_key = "revision-b".into();
+        r.lease_duration = Duration::from_secs(15);
+        r.acquire_time = Some(at_micros(MAY_1 + 123_456));
+        r.renew_time = Some(at_micros(MAY_1 + 5_654_321));
+        r.leader_transitions = 3;
+        r
     };
     assert_eq!(read.record, expected);
 
@@ -102,13 +104,16 @@ async fn writes_a_lease_as_client_go_does() {
     let lock = LeaseLock::new(env.client(), NAMESPACE, "ours")
         .await
         .unwrap();
-    let record = LeaderRecord {
-        holder_identity: "pod-a".into(),
-        holder_key: "key-1".into(),
-        lease_duration: Duration::from_millis(14_200), // rounds up to 15
-        acquire_time: Some(at_micros(MAY_1 + 123_456)),
-        renew_time: Some(at_micros(MAY_1 + 5_654_321)),
-        leader_transitions: 3,
+    let record = {
+        let mut r = LeaderRecord::default();
+        r.holder_identity = "pod-a".into();
+        r.holder_key = "key-1".into();
+        r.lease_duration = Duration::from_millis(14_200);
+        r.// rounds up to 15
+        acquire_time = Some(at_micros(MAY_1 + 123_456));
+        r.renew_time = Some(at_micros(MAY_1 + 5_654_321));
+        r.leader_transitions = 3;
+        r
     };
     let v1 = lock.create(&record).await.unwrap();
     let raw = env.get_object(&env.lease_path("ours")).await.unwrap();
@@ -132,9 +137,10 @@ async fn writes_a_lease_as_client_go_does() {
     let read = lock.get().await.unwrap().unwrap().record;
     assert_eq!(read.lease_duration, Duration::from_secs(15));
     assert_eq!(
-        LeaderRecord {
-            lease_duration: record.lease_duration,
-            ..read
+        {
+            let mut r = read;
+            r.lease_duration = record.lease_duration;
+            r
         },
         record
     );
@@ -148,9 +154,10 @@ async fn writes_a_lease_as_client_go_does() {
     foreign["metadata"]["annotations"]["team"] = json!("sre");
     env.put_object(&env.lease_path("ours"), foreign).await;
     let current = lock.get().await.unwrap().unwrap();
-    let free = LeaderRecord {
-        holder_key: String::new(),
-        ..record.clone()
+    let free = {
+        let mut r = record.clone();
+        r.holder_key = String::new();
+        r
     };
     lock.update(&free, &current.version).await.unwrap();
     let raw = env.get_object(&env.lease_path("ours")).await.unwrap();
@@ -168,37 +175,43 @@ async fn reads_configmap_annotations_as_client_go_and_istio_write_them() {
         (
             "client-go",
             r#"{"holderIdentity":"node-1","leaseDurationSeconds":15,"acquireTime":"2024-05-01T10:00:00Z","renewTime":"2024-05-01T10:00:05Z","leaderTransitions":3}"#,
-            LeaderRecord {
-                holder_identity: "node-1".into(),
-                holder_key: String::new(),
-                lease_duration: Duration::from_secs(15),
-                acquire_time: Some(at_micros(MAY_1)),
-                renew_time: Some(at_micros(MAY_1 + 5_000_000)),
-                leader_transitions: 3,
+            {
+                let mut r = LeaderRecord::default();
+                r.holder_identity = "node-1".into();
+                r.holder_key = String::new();
+                r.lease_duration = Duration::from_secs(15);
+                r.acquire_time = Some(at_micros(MAY_1));
+                r.renew_time = Some(at_micros(MAY_1 + 5_000_000));
+                r.leader_transitions = 3;
+                r
             },
         ),
         (
             "istio",
             r#"{"holderIdentity":"istiod-7f9c","holderKey":"default","leaseDurationSeconds":30,"acquireTime":"2024-05-01T12:00:00+02:00","renewTime":"2024-05-01T10:00:01.5Z","leaderTransitions":0}"#,
-            LeaderRecord {
-                holder_identity: "istiod-7f9c".into(),
-                holder_key: "default".into(),
-                lease_duration: Duration::from_secs(30),
-                acquire_time: Some(at_micros(MAY_1)),
-                renew_time: Some(at_micros(MAY_1 + 1_500_000)),
-                leader_transitions: 0,
+            {
+                let mut r = LeaderRecord::default();
+                r.holder_identity = "istiod-7f9c".into();
+                r.holder_key = "default".into();
+                r.lease_duration = Duration::from_secs(30);
+                r.acquire_time = Some(at_micros(MAY_1));
+                r.renew_time = Some(at_micros(MAY_1 + 1_500_000));
+                r.leader_transitions = 0;
+                r
             },
         ),
         (
             "client-go-1-31",
             r#"{"holderIdentity":"","leaseDurationSeconds":1,"acquireTime":null,"renewTime":null,"leaderTransitions":9,"strategy":"","preferredHolder":""}"#,
-            LeaderRecord {
-                holder_identity: String::new(),
-                holder_key: String::new(),
-                lease_duration: Duration::from_secs(1),
-                acquire_time: None,
-                renew_time: None,
-                leader_transitions: 9,
+            {
+                let mut r = LeaderRecord::default();
+                r.holder_identity = String::new();
+                r.holder_key = String::new();
+                r.lease_duration = Duration::from_secs(1);
+                r.acquire_time = None;
+                r.renew_time = None;
+                r.leader_transitions = 9;
+                r
             },
         ),
     ];
@@ -229,13 +242,15 @@ async fn writes_the_configmap_annotation_with_client_go_field_names() {
     // A ConfigMap without the annotation holds a free record.
     let current = lock.get().await.unwrap().unwrap();
     assert!(current.record.is_free());
-    let record = LeaderRecord {
-        holder_identity: "pod-a".into(),
-        holder_key: "k".into(),
-        lease_duration: Duration::from_millis(1500),
-        acquire_time: Some(at_micros(MAY_1 + 123_456)),
-        renew_time: Some(at_micros(MAY_1 + 5_654_321)),
-        leader_transitions: 7,
+    let record = {
+        let mut r = LeaderRecord::default();
+        r.holder_identity = "pod-a".into();
+        r.holder_key = "k".into();
+        r.lease_duration = Duration::from_millis(1500);
+        r.acquire_time = Some(at_micros(MAY_1 + 123_456));
+        r.renew_time = Some(at_micros(MAY_1 + 5_654_321));
+        r.leader_transitions = 7;
+        r
     };
     lock.update(&record, &current.version).await.unwrap();
     let raw = env.get_object(&env.configmap_path("cm")).await.unwrap();
@@ -263,11 +278,9 @@ async fn writes_the_configmap_annotation_with_client_go_field_names() {
         "an integer, as Go's int"
     );
     let read = lock.get().await.unwrap().unwrap().record;
-    assert_eq!(
-        read,
-        LeaderRecord {
-            lease_duration: Duration::from_secs(2),
-            ..record
-        }
-    );
+    assert_eq!(read, {
+        let mut r = record;
+        r.lease_duration = Duration::from_secs(2);
+        r
+    });
 }

@@ -128,12 +128,12 @@ impl RedisStoreBuilder {
     /// Errors: [`StoreError::InvalidName`] for a bad lock name,
     /// [`StoreError::Unauthorized`] for refused credentials,
     /// [`StoreError::Unavailable`] when the server cannot be reached within
-    /// the operation timeout, [`StoreError::Other`] for a bad URL or TLS
+    /// the operation timeout, [`StoreError::InvalidConfig`] for a bad URL or TLS
     /// setting.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
         validate_lock_name(&self.lock)?;
         if self.op_timeout.is_zero() {
-            return Err(StoreError::Other("op_timeout must be above zero".into()));
+            return Err(StoreError::invalid_config("op_timeout must be above zero"));
         }
         let mut redactor = Redactor::default();
         if let Ok(url) = url::Url::parse(&self.url) {
@@ -147,10 +147,9 @@ impl RedisStoreBuilder {
         if let Some(p) = &self.password {
             redactor.add(p);
         }
-        let mut info: ConnectionInfo =
-            self.url.as_str().into_connection_info().map_err(|e| {
-                StoreError::Other(redactor.scrub(format!("invalid Redis URL: {e}")))
-            })?;
+        let mut info: ConnectionInfo = self.url.as_str().into_connection_info().map_err(|e| {
+            StoreError::invalid_config(redactor.scrub(format!("invalid Redis URL: {e}")))
+        })?;
         if let Some(p) = &info.redis.password {
             redactor.add(p);
         }
@@ -165,9 +164,8 @@ impl RedisStoreBuilder {
             None => redis::Client::open(info),
             Some(root_cert) => {
                 if !matches!(info.addr, ConnectionAddr::TcpTls { .. }) {
-                    return Err(StoreError::Other(
-                        "a TLS root certificate was given for a URL without TLS (use rediss://)"
-                            .into(),
+                    return Err(StoreError::invalid_config(
+                        "a TLS root certificate was given for a URL without TLS (use rediss://)",
                     ));
                 }
                 redis::Client::build_with_tls(
@@ -179,7 +177,9 @@ impl RedisStoreBuilder {
                 )
             }
         }
-        .map_err(|e| StoreError::Other(redactor.scrub(format!("invalid Redis settings: {e}"))))?;
+        .map_err(|e| {
+            StoreError::invalid_config(redactor.scrub(format!("invalid Redis settings: {e}")))
+        })?;
         let key = lock_key(&self.prefix, &self.lock);
         let store = RedisStore::from_parts(
             client,
@@ -277,7 +277,9 @@ mod tests {
             .build()
             .await;
         match bad {
-            Err(StoreError::Other(m)) => assert!(!m.contains("hunter2"), "{m}"),
+            Err(StoreError::InvalidConfig { message: m, .. }) => {
+                assert!(!m.contains("hunter2"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -44,17 +44,30 @@ impl Redactor {
 }
 
 /// Classifies a Redis error as tenure's [`StoreError`].
-pub(crate) fn classify(e: &RedisError, redactor: &Redactor) -> StoreError {
-    let message = redactor.scrub(e.to_string());
+pub(crate) fn classify(e: RedisError, redactor: &Redactor) -> StoreError {
+    let raw = e.to_string();
+    let message = redactor.scrub(raw.as_str());
+    // The client's error is kept as the source only when its message holds
+    // no secret: the source's own Display is not scrubbed.
+    let clean = message == raw;
+    let kind = classify_kind(&e, message);
+    if clean {
+        kind.with_source(e)
+    } else {
+        kind
+    }
+}
+
+fn classify_kind(e: &RedisError, message: String) -> StoreError {
     match e.code() {
-        Some("NOAUTH" | "WRONGPASS" | "NOPERM") => return StoreError::Unauthorized(message),
+        Some("NOAUTH" | "WRONGPASS" | "NOPERM") => return StoreError::unauthorized(message),
         Some("WRONGTYPE") => {
             return StoreError::corrupt(format!("the key does not hold a string: {message}"))
         }
         _ => {}
     }
     match e.kind() {
-        ErrorKind::AuthenticationFailed => StoreError::Unauthorized(message),
+        ErrorKind::AuthenticationFailed => StoreError::unauthorized(message),
         ErrorKind::IoError
         | ErrorKind::BusyLoadingError
         | ErrorKind::TryAgain
@@ -63,11 +76,11 @@ pub(crate) fn classify(e: &RedisError, redactor: &Redactor) -> StoreError {
         | ErrorKind::ReadOnly
         | ErrorKind::Moved
         | ErrorKind::Ask
-        | ErrorKind::ClusterConnectionNotFound => StoreError::Unavailable(message),
+        | ErrorKind::ClusterConnectionNotFound => StoreError::unavailable(message),
         _ if e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() => {
-            StoreError::Unavailable(message)
+            StoreError::unavailable(message)
         }
-        _ => StoreError::Other(message),
+        _ => StoreError::other(message),
     }
 }
 
@@ -102,10 +115,13 @@ mod tests {
     fn classifies() {
         let r = Redactor::default();
         let auth = RedisError::from((ErrorKind::AuthenticationFailed, "bad"));
-        assert!(matches!(classify(&auth, &r), StoreError::Unauthorized(_)));
+        assert!(matches!(
+            classify(auth, &r),
+            StoreError::Unauthorized { .. }
+        ));
         let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(matches!(classify(&io, &r), StoreError::Unavailable(_)));
+        assert!(matches!(classify(io, &r), StoreError::Unavailable { .. }));
         let other = RedisError::from((ErrorKind::TypeError, "x"));
-        assert!(matches!(classify(&other, &r), StoreError::Other(_)));
+        assert!(matches!(classify(other, &r), StoreError::Other { .. }));
     }
 }

@@ -247,7 +247,7 @@ impl RedisStore {
                 if poisons_connection(&e) {
                     self.discard(generation).await;
                 }
-                let err = classify(&e, &self.inner.redactor);
+                let err = classify(e, &self.inner.redactor);
                 tracing::debug!(op, key = %self.inner.key, error = %err, "redis operation failed");
                 Err(err)
             }
@@ -256,7 +256,7 @@ impl RedisStore {
                 // reply must never be taken for the reply of a later request.
                 self.discard(None).await;
                 tracing::debug!(op, key = %self.inner.key, "redis operation timed out");
-                Err(StoreError::Unavailable(format!(
+                Err(StoreError::unavailable(format!(
                     "redis did not answer {op} within {:?}",
                     self.inner.op_timeout
                 )))
@@ -387,7 +387,7 @@ impl RedisStore {
             }),
             (Some("absent"), None) => Err(StoreError::conflict()),
             (Some("corrupt"), Some(reason)) => Err(StoreError::corrupt(reason)),
-            (kind, _) => Err(StoreError::Other(format!(
+            (kind, _) => Err(StoreError::other(format!(
                 "unexpected reply from the compare-and-swap script: {kind:?}"
             ))),
         }

@@ -50,8 +50,8 @@ async fn connect(inner: &Inner) -> Result<Subscription, RedisError> {
 async fn connect_within_timeout(inner: &Inner) -> Result<Subscription, StoreError> {
     match tokio::time::timeout(inner.op_timeout, connect(inner)).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(classify(&e, &inner.redactor)),
-        Err(_) => Err(StoreError::Unavailable(format!(
+        Ok(Err(e)) => Err(classify(e, &inner.redactor)),
+        Err(_) => Err(StoreError::unavailable(format!(
             "redis did not answer subscribe within {:?}",
             inner.op_timeout
         ))),

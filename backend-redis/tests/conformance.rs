@@ -59,7 +59,7 @@ impl StoreFactory for RedisFactory {
     ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
         let proxy = FaultProxy::start(self.server.addr())
             .await
-            .map_err(|e| StoreError::Other(e.to_string()))?;
+            .map_err(|e| StoreError::other(e.to_string()))?;
         let url = format!("redis://{}", proxy.addr());
         let switch = proxy.switch();
         self.proxies.lock().unwrap().push(proxy);

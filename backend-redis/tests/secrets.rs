@@ -86,7 +86,7 @@ async fn password_never_appears_in_debug_describe_logs_or_errors() {
     }
     server.stop();
     let err = store.get().await.expect_err("server stopped");
-    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
     shown.push(format!("{err} {err:?}"));
 
     let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();

@@ -363,7 +363,7 @@ impl<T: Open> StoreFactory for OpenOnly<T> {
         &self,
         _: &str,
     ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
-        Err(StoreError::Other("not used by the benchmarks".into()))
+        Err(StoreError::other("not used by the benchmarks"))
     }
     async fn put_raw(&self, _: &str, _: &str) {}
     async fn get_raw(&self, _: &str) -> Option<String> {

@@ -67,12 +67,8 @@ impl Failure {
 
 impl From<tenure::ConnectError> for Failure {
     fn from(e: tenure::ConnectError) -> Self {
-        use tenure::{ConnectError, StoreError};
         match &e {
-            ConnectError::Store(StoreError::Unavailable(_))
-            | ConnectError::Store(StoreError::Unauthorized(_))
-            | ConnectError::Store(StoreError::Corrupt { .. })
-            | ConnectError::Store(StoreError::Other(_)) => Failure::runtime(e.to_string()),
+            tenure::ConnectError::Store(s) if !s.is_bad_input() => Failure::runtime(e.to_string()),
             _ => Failure::input(e.to_string()),
         }
     }
@@ -80,9 +76,10 @@ impl From<tenure::ConnectError> for Failure {
 
 impl From<tenure::StoreError> for Failure {
     fn from(e: tenure::StoreError) -> Self {
-        match e {
-            tenure::StoreError::InvalidName { .. } => Failure::input(e.to_string()),
-            _ => Failure::runtime(e.to_string()),
+        if e.is_bad_input() {
+            Failure::input(e.to_string())
+        } else {
+            Failure::runtime(e.to_string())
         }
     }
 }

@@ -110,7 +110,10 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
                 }
             }
         };
-        result.map_err(|e| Failure::runtime(e.to_string()))?;
+        result.map_err(|e| match &e {
+            tenure::ElectionError::Store(s) if s.is_bad_input() => Failure::input(e.to_string()),
+            _ => Failure::runtime(e.to_string()),
+        })?;
         let ended = outcome.lock().unwrap().take();
         match ended {
             Some(Outcome::Exited(code)) => {

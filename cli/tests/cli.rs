@@ -272,3 +272,18 @@ fn assert_fails_with_env(args: &[&str], needle: &str) {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains(needle), "{}", stderr(&out));
 }
+
+#[test]
+fn a_port_out_of_range_is_bad_input() {
+    // Bad input (exit 2), not a store error (exit 1): retrying cannot fix it.
+    assert_fails(
+        &["status", "--lock", "redis://127.0.0.1:99999/jobs"],
+        2,
+        "invalid",
+    );
+    assert_fails(
+        &["status", "--lock", "etcd://127.0.0.1:99999/jobs"],
+        2,
+        "invalid",
+    );
+}

@@ -109,9 +109,7 @@ impl FaultyStore {
                 tokio::time::sleep(d).await;
                 Ok(())
             }
-            Fault::Reset => Err(StoreError::Unavailable(
-                "connection reset (injected)".into(),
-            )),
+            Fault::Reset => Err(StoreError::unavailable("connection reset (injected)")),
             Fault::BlackHole => std::future::pending().await,
         }
     }

@@ -18,6 +18,7 @@ pub type KeyComparison = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Why a configuration was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The identity is empty.
     #[error("identity must not be empty")]
@@ -52,6 +53,7 @@ pub enum ConfigError {
 /// [`LeaderElectorBuilder`](crate::LeaderElectorBuilder); the fields are
 /// readable for logs and tools.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ElectionConfig {
     /// Name for logs and the leader gauge's `name` label.
     pub name: String,

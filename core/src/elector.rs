@@ -18,6 +18,7 @@ use crate::store::{LockStore, StoreError};
 
 /// Why [`LeaderElector::run`] ended with an error.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ElectionError {
     /// The store answered with an error retrying cannot fix
     /// (unauthorized, invalid lock name, a stored value that is not a record).
@@ -38,6 +39,7 @@ pub enum ElectionError {
 /// Why [`LeaderElector::check`] failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("failed to renew leadership on lock {name}: last renew {since:?} ago")]
+#[non_exhaustive]
 pub struct HealthError {
     /// The lock's name.
     pub name: String,

@@ -165,6 +165,7 @@ impl Leadership {
 /// What an elector currently believes, published on
 /// [`LeaderElector::subscribe`](crate::LeaderElector::subscribe).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ElectionState {
     /// The holder we last observed (`None`: free or not yet read). A store
     /// that cannot name the holder reports [`UNKNOWN_HOLDER`](crate::UNKNOWN_HOLDER),

@@ -23,6 +23,7 @@ use crate::store::StoreError;
 /// assert!(LeaderRecord::default().is_free());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaderRecord {
     /// Who holds the lock; empty means free (released).
     pub holder_identity: String,

@@ -2,14 +2,34 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::Stream;
 
 use crate::record::{LeaderRecord, Version, Versioned};
 
+/// The underlying error of a [`StoreError`] (the client library's own),
+/// shared so that errors stay cheap to clone. Its message never holds a
+/// secret: stores wrap client errors only after scrubbing them.
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Errors a [`LockStore`] reports. Messages never contain secrets.
+///
+/// Match on the kind; [`std::error::Error::source`] gives the client
+/// library's error where there is one.
+///
+/// ```
+/// use tenure_core::StoreError;
+///
+/// let e = StoreError::unavailable("connection refused");
+/// assert!(!e.is_fatal());
+/// assert!(matches!(e, StoreError::Unavailable { .. }));
+/// let bad = StoreError::invalid_config("port 99999 is out of range");
+/// assert!(bad.is_fatal());
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The lock record does not exist.
     #[error("lock record not found")]
@@ -29,11 +49,23 @@ pub enum StoreError {
         reason: String,
     },
     /// The store could not be reached or did not answer in time (transient).
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        /// What happened.
+        message: String,
+        /// The client library's error, if any.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The store refused our credentials or permissions.
-    #[error("not authorized by the store: {0}")]
-    Unauthorized(String),
+    #[error("not authorized by the store: {message}")]
+    Unauthorized {
+        /// What the store said.
+        message: String,
+        /// The client library's error, if any.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The lock name is not valid for this store.
     #[error("invalid lock name {name:?}: {reason}")]
     InvalidName {
@@ -42,9 +74,26 @@ pub enum StoreError {
         /// Which rule it breaks.
         reason: String,
     },
+    /// The store's configuration is invalid (a malformed URL, a port out
+    /// of range, an unreadable certificate file, no kubeconfig): bad input
+    /// that retrying cannot fix.
+    #[error("invalid store configuration: {message}")]
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// Anything else the store reported.
-    #[error("store error: {0}")]
-    Other(String),
+    #[error("store error: {message}")]
+    Other {
+        /// What happened.
+        message: String,
+        /// The client library's error, if any.
+        #[source]
+        source: Option<ErrorSource>,
+    },
 }
 
 impl StoreError {
@@ -68,19 +117,75 @@ impl StoreError {
         }
     }
 
+    /// A [`StoreError::Unavailable`] without a source.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`StoreError::Unauthorized`] without a source.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        StoreError::Unauthorized {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`StoreError::InvalidConfig`] without a source.
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        StoreError::InvalidConfig {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`StoreError::Other`] without a source.
+    pub fn other(message: impl Into<String>) -> Self {
+        StoreError::Other {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error with `source` as its cause (kinds without a source
+    /// field are returned unchanged). Scrub secrets from `source` first.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        match &mut self {
+            StoreError::Unavailable { source: s, .. }
+            | StoreError::Unauthorized { source: s, .. }
+            | StoreError::InvalidConfig { source: s, .. }
+            | StoreError::Other { source: s, .. } => *s = Some(Arc::new(source)),
+            _ => {}
+        }
+        self
+    }
+
     /// Errors that retrying cannot fix: the elector gives up on them.
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            StoreError::Unauthorized(_)
+            StoreError::Unauthorized { .. }
                 | StoreError::InvalidName { .. }
+                | StoreError::InvalidConfig { .. }
                 | StoreError::Corrupt { .. }
+        )
+    }
+
+    /// True for bad input from the caller (configuration or lock name),
+    /// as opposed to what the store did: the CLI exits 2 for these.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InvalidName { .. } | StoreError::InvalidConfig { .. }
         )
     }
 }
 
 /// One change seen on a store's watch.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WatchEvent {
     /// The record was created or updated to this.
     Put(Versioned),

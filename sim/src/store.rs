@@ -224,7 +224,7 @@ impl std::fmt::Debug for Link {
 
 /// Why an operation failed in the network.
 fn unavailable(what: &str) -> StoreError {
-    StoreError::Unavailable(what.to_owned())
+    StoreError::unavailable(what.to_owned())
 }
 
 impl Link {
@@ -386,6 +386,6 @@ impl Store {
                 version,
             }),
         );
-        StoreError::Other("NOREPLICAS (simulated)".into())
+        StoreError::other("NOREPLICAS (simulated)")
     }
 }

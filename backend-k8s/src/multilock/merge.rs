@@ -24,7 +24,7 @@ pub(crate) fn join(
     let part = |v: Option<&Version>| match v {
         None => Ok(ABSENT.to_owned()),
         Some(v) if v.as_str() == ABSENT || v.as_str().contains(SEPARATOR) => Err(
-            StoreError::Other(format!("unexpected resourceVersion {:?}", v.as_str())),
+            StoreError::other(format!("unexpected resourceVersion {:?}", v.as_str())),
         ),
         Some(v) => Ok(v.as_str().to_owned()),
     };
@@ -103,13 +103,15 @@ fn merge_records(p: LeaderRecord, s: LeaderRecord) -> LeaderRecord {
     } else {
         UNKNOWN_LEADER.to_owned()
     };
-    LeaderRecord {
-        holder_identity,
-        holder_key: p.holder_key,
-        lease_duration: p.lease_duration.max(s.lease_duration),
-        acquire_time,
-        renew_time,
-        leader_transitions: p.leader_transitions.max(s.leader_transitions),
+    {
+        let mut r = LeaderRecord::default();
+        r.holder_identity = holder_identity;
+        r.holder_key = p.holder_key;
+        r.lease_duration = p.lease_duration.max(s.lease_duration);
+        r.acquire_time = acquire_time;
+        r.renew_time = renew_time;
+        r.leader_transitions = p.leader_transitions.max(s.leader_transitions);
+        r
     }
 }
 
@@ -125,13 +127,15 @@ mod tests {
 
     fn record(holder: &str, renewed: u64, transitions: u64) -> LeaderRecord {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(renewed);
-        LeaderRecord {
-            holder_identity: holder.into(),
-            holder_key: String::new(),
-            lease_duration: Duration::from_secs(15),
-            acquire_time: Some(t),
-            renew_time: Some(t),
-            leader_transitions: transitions,
+        {
+            let mut r = LeaderRecord::default();
+            r.holder_identity = holder.into();
+            r.holder_key = String::new();
+            r.lease_duration = Duration::from_secs(15);
+            r.acquire_time = Some(t);
+            r.renew_time = Some(t);
+            r.leader_transitions = transitions;
+            r
         }
     }
 

@@ -103,11 +103,6 @@ impl Merged {
     fn apply(&mut self, side: usize, event: WatchEvent) -> Option<WatchEvent> {
         let other = 1 - side;
         match event {
-            WatchEvent::Resync => {
-                self.objects[side] = Object::default();
-                self.unsettled = None;
-                Some(WatchEvent::Resync)
-            }
             WatchEvent::Deleted => {
                 self.objects[side] = Object::new(Seen::Absent);
                 if self.objects[other].absent {
@@ -145,6 +140,12 @@ impl Merged {
                     _ => WatchEvent::Resync,
                 })
             }
+            // Resync, or a kind this version does not know: start over.
+            _ => {
+                self.objects[side] = Object::default();
+                self.unsettled = None;
+                Some(WatchEvent::Resync)
+            }
         }
     }
 }
@@ -180,10 +181,11 @@ mod tests {
 
     fn at(holder: &str, version: &str) -> Versioned {
         Versioned {
-            record: LeaderRecord {
-                holder_identity: holder.into(),
-                lease_duration: Duration::from_secs(15),
-                ..LeaderRecord::default()
+            record: {
+                let mut r = LeaderRecord::default();
+                r.holder_identity = holder.into();
+                r.lease_duration = Duration::from_secs(15);
+                r
             },
             version: Version::new(version),
         }

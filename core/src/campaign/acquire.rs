@@ -36,7 +36,7 @@ where
                     biased;
                     r = self.try_acquire() => r,
                     _ = clock.sleep_until(limit) => {
-                        Err(StoreError::Unavailable("no answer within renew_deadline".into()))
+                        Err(StoreError::unavailable("no answer within renew_deadline"))
                     }
                 };
                 match attempt {

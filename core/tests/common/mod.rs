@@ -78,7 +78,7 @@ impl TestStore {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let mode = *self.mode.lock().unwrap();
         match mode {
-            Mode::Fail => Err(StoreError::Unavailable("injected failure".into())),
+            Mode::Fail => Err(StoreError::unavailable("injected failure")),
             Mode::Hang => std::future::pending().await,
             Mode::Slow(d) => {
                 tokio::time::sleep(d).await;
@@ -122,7 +122,7 @@ impl LockStore for TestStore {
         let mut mode = self.mode.lock().unwrap();
         if *mode == Mode::LoseNextReply && result.is_ok() {
             *mode = Mode::Pass;
-            return Err(StoreError::Unavailable("reply lost (injected)".into()));
+            return Err(StoreError::unavailable("reply lost (injected)"));
         }
         result
     }
