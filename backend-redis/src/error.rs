@@ -121,6 +121,15 @@ mod tests {
         ));
         let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(matches!(classify(io, &r), StoreError::Unavailable { .. }));
+        // The client's error is the source, unless its message holds a secret.
+        let io2 = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(std::error::Error::source(&classify(io2, &r)).is_some());
+        let mut secret = Redactor::default();
+        secret.add("hunter2");
+        let leaky = RedisError::from((ErrorKind::AuthenticationFailed, "bad", "hunter2".into()));
+        let scrubbed = classify(leaky, &secret);
+        assert!(std::error::Error::source(&scrubbed).is_none());
+        assert!(!format!("{scrubbed:?}").contains("hunter2"));
         let other = RedisError::from((ErrorKind::TypeError, "x"));
         assert!(matches!(classify(other, &r), StoreError::Other { .. }));
     }
