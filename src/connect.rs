@@ -45,7 +45,7 @@ impl std::fmt::Debug for LockUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockUrl")
             .field("scheme", &self.scheme)
-            .field("userinfo", &self.userinfo.as_ref().map(|_| "<redacted>"))
+            .field("userinfo", &self.userinfo.as_ref().map(|_| tenure_core::backend::REDACTED))
             .field("hosts", &self.hosts)
             .field("path", &self.path)
             .field("query", &self.query)
@@ -122,18 +122,14 @@ impl LockUrl {
     }
 }
 
-/// The URL with any password replaced by `***`, for messages.
+/// The URL with any password replaced by `***`, for messages (the same
+/// rule every store uses: [`tenure_core::backend::redact_url`]).
+///
+/// ```
+/// assert_eq!(tenure::redact("redis://app:s3cret@h:1/l"), "redis://app:***@h:1/l");
+/// ```
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
-        }
-        None => url.to_owned(),
-    }
+    tenure_core::backend::redact_url(url)
 }
 
 /// Decodes `%XX` escapes (invalid ones are kept as they are).

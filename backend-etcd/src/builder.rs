@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use tenure_core::backend::REDACTED;
 use tenure_core::{validate_lock_name, StoreError};
 
 use crate::error::map_error;
@@ -91,7 +92,7 @@ impl fmt::Debug for EtcdTls {
             .field("ca", &self.ca_pem.as_ref().map(|_| "<pem>"))
             .field(
                 "client_identity",
-                &self.identity.as_ref().map(|_| "<redacted>"),
+                &self.identity.as_ref().map(|_| REDACTED),
             )
             .field("domain", &self.domain)
             .finish()
@@ -104,7 +105,7 @@ pub(crate) struct Password(String);
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        f.write_str(REDACTED)
     }
 }
 

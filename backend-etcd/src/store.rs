@@ -120,10 +120,10 @@ impl EtcdStore {
             }),
             Err(_) => {
                 tracing::debug!(lock = %self.inner.describe, "etcd {what} timed out");
-                Err(StoreError::unavailable(format!(
-                    "etcd {what} did not answer within {:?}",
-                    self.inner.op_timeout
-                )))
+                Err(tenure_core::backend::timed_out(
+                    format_args!("etcd {what}"),
+                    self.inner.op_timeout,
+                ))
             }
         }
     }

@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions, WatchResponse};
 use futures::stream;
+use tenure_core::backend::Backoff;
 use tenure_core::{StoreError, WatchEvent, WatchStream};
 
 use crate::error::map_error;
 use crate::store::decode;
 
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// One open etcd watch on the key.
 type Open = etcd_client::WatchStream;
@@ -26,7 +25,7 @@ struct State {
     next_rev: i64,
     open: Option<Open>,
     pending: VecDeque<WatchEvent>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 /// Opens the watch now (so no change made after this returns is missed) and
@@ -46,7 +45,7 @@ pub(crate) async fn watch(
         next_rev: 0,
         open: None,
         pending: VecDeque::new(),
-        backoff: MIN_BACKOFF,
+        backoff: Backoff::watch(),
     };
     state.open().await?;
     Ok(Box::pin(stream::unfold(state, |mut state| async move {
@@ -95,7 +94,7 @@ impl State {
             }
         }
         self.open = Some(stream);
-        self.backoff = MIN_BACKOFF;
+        self.backoff.reset();
         Ok(())
     }
 
@@ -106,8 +105,7 @@ impl State {
                 return event;
             }
             let Some(open) = self.open.as_mut() else {
-                tokio::time::sleep(self.backoff).await;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.backoff.wait().await;
                 match self.open().await {
                     Ok(()) => {
                         tracing::debug!(lock = %self.describe, from = self.next_rev, "etcd watch re-established");

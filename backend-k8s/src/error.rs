@@ -1,7 +1,5 @@
 //! Mapping `kube` errors to [`StoreError`]s.
 
-use std::time::Duration;
-
 use tenure_core::StoreError;
 
 /// Maps a `kube` error of a request on the object `name` (a `kind`).
@@ -45,22 +43,6 @@ pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
         _ => StoreError::other(e.to_string()),
     };
     mapped.with_source(e)
-}
-
-/// Runs one request with the lock's timeout; a timeout is `Unavailable`.
-pub(crate) async fn with_timeout<T>(
-    timeout: Duration,
-    what: &str,
-    request: impl std::future::Future<Output = Result<T, kube::Error>>,
-    map: impl FnOnce(kube::Error) -> StoreError,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(timeout, request).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(map(e)),
-        Err(_) => Err(StoreError::unavailable(format!(
-            "{what}: no answer from the API server within {timeout:?}"
-        ))),
-    }
 }
 
 #[cfg(test)]

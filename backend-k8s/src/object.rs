@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tenure_core::{LeaderRecord, StoreError, Version, Versioned};
 
-use crate::error::{map_error, with_timeout};
+use crate::error::map_error;
 use crate::wire;
 
 /// How one kind of object holds the record.
@@ -188,10 +188,8 @@ impl<K: Codec> ObjectLock<K> {
         request: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, StoreError> {
         let what = format!("{what} {}", self.describe());
-        with_timeout(self.timeout, &what, request, |e| {
-            map_error(e, K::KIND, &self.name)
-        })
-        .await
+        let request = async { request.await.map_err(|e| map_error(e, K::KIND, &self.name)) };
+        tenure_core::backend::within(self.timeout, what, request).await
     }
 
     /// The object, or `None` when there is none.

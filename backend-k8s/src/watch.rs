@@ -8,16 +8,15 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use kube::api::{ListParams, WatchParams};
 use kube::core::WatchEvent as KubeEvent;
+use tenure_core::backend::{self, Backoff};
 use tenure_core::{StoreError, Versioned, WatchEvent, WatchStream};
 
-use crate::error::{map_error, with_timeout};
+use crate::error::map_error;
 use crate::object::{Codec, ObjectLock};
 
 /// How long the API server keeps one watch request open.
 const WATCH_SECONDS: u32 = 60;
 /// The first and the longest pause before reconnecting after a failure.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// What a list showed of the watched object.
 #[derive(Clone, Debug)]
@@ -40,7 +39,7 @@ struct State<K: Codec> {
     events: Option<BoxStream<'static, kube::Result<KubeEvent<K>>>>,
     /// Changes may have been missed: say so once the stream is back.
     resync: bool,
-    backoff: Duration,
+    backoff: Backoff,
     /// The current stream has delivered an event: a stream that ends (or
     /// fails) without one is reconnected only after `backoff`, so a server
     /// that keeps ending watches at once is not hammered.
@@ -60,13 +59,10 @@ impl<K: Codec> State<K> {
     /// start watching from, and what it was then.
     async fn list(&mut self) -> Result<Seen, StoreError> {
         let params = ListParams::default().fields(&self.fields());
-        let list = with_timeout(
-            self.timeout,
-            &format!("list {}", self.what),
-            self.api.list(&params),
-            |e| map_error(e, K::KIND, &self.name),
-        )
-        .await?;
+        let request = async {
+            (self.api.list(&params).await).map_err(|e| map_error(e, K::KIND, &self.name))
+        };
+        let list = backend::within(self.timeout, format!("list {}", self.what), request).await?;
         self.resource_version = Some(list.metadata.resource_version.unwrap_or_default());
         Ok(match list.items.first() {
             None => Seen::Absent,
@@ -110,8 +106,7 @@ impl<K: Codec> State<K> {
         loop {
             if self.events.is_none() {
                 if !std::mem::replace(&mut self.delivered, false) {
-                    tokio::time::sleep(self.backoff).await;
-                    self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                    self.backoff.wait().await;
                 }
                 if let Err(e) = self.connect().await {
                     tracing::debug!(lock = %self.what, error = %e, "watch: reconnecting");
@@ -137,7 +132,7 @@ impl<K: Codec> State<K> {
             };
             if matches!(next, Some(Ok(_))) {
                 self.delivered = true;
-                self.backoff = BACKOFF_MIN;
+                self.backoff.reset();
             }
             match next {
                 // The server ended the watch: resume where we were.
@@ -198,7 +193,7 @@ pub(crate) async fn watch_listed<K: Codec>(
         resource_version: None,
         events: None,
         resync: false,
-        backoff: BACKOFF_MIN,
+        backoff: Backoff::watch(),
         delivered: true,
     };
     let seen = state.list().await?;

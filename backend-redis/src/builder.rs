@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use tenure_core::{validate_lock_name, StoreError};
 
-use crate::error::{Redactor, REDACTED};
+use tenure_core::backend::{redact_url, Redactor, REDACTED};
 use crate::store::{lock_key, RedisStore};
 
 /// The key prefix used unless [`RedisStoreBuilder::prefix`] says otherwise.
@@ -212,46 +212,9 @@ fn describe_target(info: &ConnectionInfo) -> String {
     }
 }
 
-/// `url` with its password replaced by `***` (or entirely, if it does not parse).
-fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some(REDACTED));
-            }
-            // redis-rs also reads `?pass=` (e.g. on `redis+unix://`).
-            if u.query_pairs().any(|(k, _)| k == "pass" || k == "password") {
-                let kept: Vec<(String, String)> = u
-                    .query_pairs()
-                    .map(|(k, v)| {
-                        let v = if k == "pass" || k == "password" {
-                            REDACTED.into()
-                        } else {
-                            v.into_owned()
-                        };
-                        (k.into_owned(), v)
-                    })
-                    .collect();
-                u.query_pairs_mut().clear().extend_pairs(kept);
-            }
-            u.to_string()
-        }
-        Err(_) => REDACTED.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_passwords_are_redacted() {
-        let shown = redact_url("redis+unix:///run/redis.sock?db=1&user=u&pass=s3cret");
-        assert!(
-            !shown.contains("s3cret") && shown.contains("db=1"),
-            "{shown}"
-        );
-    }
 
     #[test]
     fn debug_hides_passwords() {

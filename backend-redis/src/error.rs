@@ -1,47 +1,8 @@
 //! Mapping Redis errors to [`StoreError`], with secrets scrubbed from messages.
 
 use redis::{ErrorKind, RedisError};
+use tenure_core::backend::Redactor;
 use tenure_core::StoreError;
-
-/// Replaces known secrets in messages before they leave the crate.
-#[derive(Clone, Default)]
-pub(crate) struct Redactor {
-    secrets: Vec<String>,
-}
-
-/// What a secret is replaced with.
-pub(crate) const REDACTED: &str = "***";
-
-impl Redactor {
-    /// Scrubs `secret` (and its percent-encoded form) from later messages.
-    pub(crate) fn add(&mut self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        let percent =
-            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
-        for s in [secret.to_owned(), form, percent] {
-            if !self.secrets.contains(&s) {
-                self.secrets.push(s);
-            }
-        }
-        // Longest first, so a secret that contains another is replaced whole.
-        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
-
-    /// `message` with every secret replaced by `***`.
-    pub(crate) fn scrub(&self, message: impl Into<String>) -> String {
-        let mut message = message.into();
-        for secret in &self.secrets {
-            if message.contains(secret.as_str()) {
-                message = message.replace(secret.as_str(), REDACTED);
-            }
-        }
-        message
-    }
-}
 
 /// Classifies a Redis error as tenure's [`StoreError`].
 pub(crate) fn classify(e: RedisError, redactor: &Redactor) -> StoreError {
@@ -98,18 +59,6 @@ pub(crate) fn poisons_connection(e: &RedisError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scrubs_plain_and_encoded_secrets() {
-        let mut r = Redactor::default();
-        r.add("p@ss word");
-        assert_eq!(
-            r.scrub("auth p@ss word failed for redis://u:p%40ss+word@h"),
-            "auth *** failed for redis://u:***@h"
-        );
-        r.add("");
-        assert_eq!(r.scrub("nothing"), "nothing");
-    }
 
     #[test]
     fn classifies() {

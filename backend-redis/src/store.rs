@@ -15,7 +15,8 @@ use tracing::Instrument;
 
 use crate::builder::RedisStoreBuilder;
 use crate::envelope;
-use crate::error::{classify, poisons_connection, Redactor};
+use crate::error::{classify, poisons_connection};
+use tenure_core::backend::Redactor;
 use crate::watch;
 
 /// The compare-and-swap Lua script itself, for tools that measure or audit it.
@@ -256,10 +257,10 @@ impl RedisStore {
                 // reply must never be taken for the reply of a later request.
                 self.discard(None).await;
                 tracing::debug!(op, key = %self.inner.key, "redis operation timed out");
-                Err(StoreError::unavailable(format!(
-                    "redis did not answer {op} within {:?}",
-                    self.inner.op_timeout
-                )))
+                Err(tenure_core::backend::timed_out(
+                    format_args!("redis {op}"),
+                    self.inner.op_timeout,
+                ))
             }
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::{stream, StreamExt};
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::RedisError;
+use tenure_core::backend::{self, Backoff};
 use tenure_core::{StoreError, WatchEvent, WatchStream};
 use tokio::time::Instant;
 
@@ -18,9 +19,6 @@ use crate::store::Inner;
 /// but not more often than this, so that a connection that silently died
 /// is noticed and replaced.
 const MIN_PING_EVERY: Duration = Duration::from_secs(1);
-/// The longest wait between two reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
 struct Subscription {
     sink: PubSubSink,
@@ -30,7 +28,7 @@ struct Subscription {
 struct State {
     inner: Arc<Inner>,
     subscription: Option<Subscription>,
-    backoff: Duration,
+    backoff: Backoff,
     next_ping: Instant,
     /// The current subscription has delivered a message: one that closes
     /// without any is re-opened only after `backoff`, never in a tight loop.
@@ -48,14 +46,8 @@ async fn connect(inner: &Inner) -> Result<Subscription, RedisError> {
 }
 
 async fn connect_within_timeout(inner: &Inner) -> Result<Subscription, StoreError> {
-    match tokio::time::timeout(inner.op_timeout, connect(inner)).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(classify(e, &inner.redactor)),
-        Err(_) => Err(StoreError::unavailable(format!(
-            "redis did not answer subscribe within {:?}",
-            inner.op_timeout
-        ))),
-    }
+    let request = async { connect(inner).await.map_err(|e| classify(e, &inner.redactor)) };
+    backend::within(inner.op_timeout, "redis SUBSCRIBE", request).await
 }
 
 /// Subscribes now (so no change after this call is missed), then streams
@@ -65,7 +57,7 @@ pub(crate) async fn subscribe(inner: Arc<Inner>) -> Result<WatchStream, StoreErr
     tracing::debug!(channel = %inner.channel, "watching");
     let state = State {
         subscription: Some(subscription),
-        backoff: MIN_BACKOFF,
+        backoff: Backoff::watch(),
         next_ping: Instant::now() + ping_every(&inner),
         delivered: false,
         inner,
@@ -80,7 +72,7 @@ async fn next_event(mut st: State) -> Option<(WatchEvent, State)> {
                 message = sub.messages.next() => match message {
                     Some(message) => {
                         st.delivered = true;
-                        st.backoff = MIN_BACKOFF;
+                        st.backoff.reset();
                         st.next_ping = Instant::now() + ping_every(&st.inner);
                         return Some((event_of(&message), st));
                     }
@@ -107,8 +99,7 @@ async fn next_event(mut st: State) -> Option<(WatchEvent, State)> {
             continue;
         }
         if !std::mem::replace(&mut st.delivered, false) {
-            tokio::time::sleep(st.backoff).await;
-            st.backoff = (st.backoff * 2).min(MAX_BACKOFF);
+            st.backoff.wait().await;
         }
         match connect_within_timeout(&st.inner).await {
             Ok(sub) => {

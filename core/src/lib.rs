@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod backend;
 mod campaign;
 pub mod clock;
 pub mod config;
