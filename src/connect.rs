@@ -45,7 +45,13 @@ impl std::fmt::Debug for LockUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockUrl")
             .field("scheme", &self.scheme)
-            .field("userinfo", &self.userinfo.as_ref().map(|_| tenure_core::backend::REDACTED))
+            .field(
+                "userinfo",
+                &self
+                    .userinfo
+                    .as_ref()
+                    .map(|_| tenure_core::backend::REDACTED),
+            )
             .field("hosts", &self.hosts)
             .field("path", &self.path)
             .field("query", &self.query)
@@ -206,7 +212,8 @@ async fn connect_redis(_: &str, url: &LockUrl) -> Result<Arc<dyn LockStore>, Con
         builder = builder.prefix(prefix);
     }
     if let Some(ca) = url.param("ca") {
-        let pem = std::fs::read(ca)
+        let pem = tokio::fs::read(ca)
+            .await
             .map_err(|e| invalid(url, &format!("cannot read the CA file {ca:?}: {e}")))?;
         builder = builder.tls_root_cert_pem(pem);
     }
@@ -252,20 +259,24 @@ async fn connect_etcd(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError>
         builder = builder.prefix(prefix);
     }
     if let Some((user, password)) = url.credentials() {
-        builder = builder.user(user, password);
+        builder = builder.username(user).password(password);
     }
     if tls {
-        let read = |key: &str| -> Result<Option<Vec<u8>>, ConnectError> {
-            url.param(key)
-                .map(|path| {
-                    std::fs::read(path)
-                        .map_err(|e| invalid(url, &format!("cannot read {key} file {path:?}: {e}")))
-                })
-                .transpose()
+        // Read without blocking the runtime's thread (a slow or network file system).
+        let read = |key: &'static str| async move {
+            match url.param(key) {
+                None => Ok(None),
+                Some(path) => tokio::fs::read(path)
+                    .await
+                    .map(Some)
+                    .map_err(|e| invalid(url, &format!("cannot read {key} file {path:?}: {e}"))),
+            }
         };
-        let ca = read("ca")?.ok_or_else(|| invalid(url, "etcds:// needs ?ca=/path/to/ca.pem"))?;
+        let ca = read("ca")
+            .await?
+            .ok_or_else(|| invalid(url, "etcds:// needs ?ca=/path/to/ca.pem"))?;
         let mut config = tenure_etcd::EtcdTls::new().ca_pem(ca);
-        if let (Some(cert), Some(key)) = (read("cert")?, read("key")?) {
+        if let (Some(cert), Some(key)) = (read("cert").await?, read("key").await?) {
             config = config.client_identity_pem(cert, key);
         }
         builder = builder.tls(config);

@@ -42,13 +42,12 @@
 //! ```no_run
 //! # #[cfg(feature = "redis")]
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
 //! use tenure::{CancellationToken, LeaderElector, RedisStore};
 //!
 //! let store = RedisStore::builder("redis://127.0.0.1:6379", "nightly-report")
 //!     .build()
 //!     .await?;
-//! let elector = LeaderElector::builder(Arc::new(store), "replica-1").build()?;
+//! let elector = LeaderElector::builder(store, "replica-1").build()?;
 //! elector
 //!     .run(CancellationToken::new(), |leadership| async move {
 //!         leadership.cancelled().await;
@@ -62,13 +61,12 @@
 //! ```no_run
 //! # #[cfg(feature = "etcd")]
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
 //! use tenure::{CancellationToken, EtcdStore, LeaderElector};
 //!
 //! let store = EtcdStore::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], "scheduler")
 //!     .build()
 //!     .await?;
-//! let elector = LeaderElector::builder(Arc::new(store), "replica-1").build()?;
+//! let elector = LeaderElector::builder(store, "replica-1").build()?;
 //! elector
 //!     .run(CancellationToken::new(), |leadership| async move {
 //!         // The etcd revision of the winning write is a second fencing token.
@@ -84,7 +82,6 @@
 //! ```no_run
 //! # #[cfg(feature = "k8s")]
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
 //! use std::time::Duration;
 //! use tenure::{CancellationToken, LeaderElector, LeaseLock};
 //!
@@ -95,7 +92,7 @@
 //!     .build()
 //!     .await?;
 //! let identity = std::env::var("HOSTNAME")?;
-//! let elector = LeaderElector::builder(Arc::new(lock), identity).build()?;
+//! let elector = LeaderElector::builder(lock, identity).build()?;
 //! elector
 //!     .run(CancellationToken::new(), |leadership| async move {
 //!         leadership.cancelled().await;
@@ -114,7 +111,18 @@
 mod connect;
 
 pub use connect::{connect, redact, ConnectError, LockUrl};
-pub use tenure_core::*;
+// Hand-picked: what an application uses. Store authors depend on
+// `tenure-core` itself (its `backend` support module, the record's JSON form).
+/// The leader gauge's name (`leader_election_master_status`).
+pub use tenure_core::metrics::LEADER_GAUGE;
+/// Re-exported so users need not depend on these crates for the types in our API.
+pub use tenure_core::{async_trait, CancellationToken};
+pub use tenure_core::{
+    validate_lock_name, Clock, ConfigError, ElectionConfig, ElectionError, ElectionState,
+    ElectionTask, ErrorSource, HealthError, KeyComparison, LeaderElector, LeaderElectorBuilder,
+    LeaderRecord, Leadership, LockStore, MemoryStore, StoreError, TokioClock, Version, Versioned,
+    WatchEvent, WatchStream, MAX_DURATION, UNKNOWN_HOLDER,
+};
 
 /// The Redis store (feature `redis`).
 #[cfg(feature = "redis")]

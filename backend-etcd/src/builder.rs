@@ -14,9 +14,9 @@ use crate::store::{EtcdStore, Inner};
 /// The key prefix locks live under unless [`EtcdStoreBuilder::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "/tenure/locks/";
 
-/// How long one etcd call may take unless [`EtcdStoreBuilder::op_timeout`]
+/// How long one etcd call may take unless [`EtcdStoreBuilder::request_timeout`]
 /// says otherwise.
-pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often an idle HTTP/2 connection with an open stream (a watch) is
 /// pinged. etcd refuses pings more frequent than every 5 s by default
@@ -90,10 +90,7 @@ impl fmt::Debug for EtcdTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdTls")
             .field("ca", &self.ca_pem.as_ref().map(|_| "<pem>"))
-            .field(
-                "client_identity",
-                &self.identity.as_ref().map(|_| REDACTED),
-            )
+            .field("client_identity", &self.identity.as_ref().map(|_| REDACTED))
             .field("domain", &self.domain)
             .finish()
     }
@@ -113,22 +110,24 @@ impl fmt::Debug for Password {
 #[derive(Clone, Debug)]
 pub struct EtcdStoreBuilder {
     endpoints: Vec<String>,
-    lock_name: String,
+    name: String,
     prefix: String,
-    user: Option<(String, Password)>,
+    username: Option<String>,
+    password: Option<Password>,
     tls: Option<EtcdTls>,
-    op_timeout: Duration,
+    request_timeout: Duration,
 }
 
 impl EtcdStoreBuilder {
-    pub(crate) fn new(endpoints: Vec<String>, lock_name: String) -> Self {
+    pub(crate) fn new(endpoints: Vec<String>, name: String) -> Self {
         EtcdStoreBuilder {
             endpoints,
-            lock_name,
+            name,
             prefix: DEFAULT_PREFIX.to_owned(),
-            user: None,
+            username: None,
+            password: None,
             tls: None,
-            op_timeout: DEFAULT_OP_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -139,10 +138,17 @@ impl EtcdStoreBuilder {
         self
     }
 
-    /// Authenticates as `name` with `password` (etcd's user/password auth).
-    /// The password is kept out of every `Debug`, description, log and error.
-    pub fn user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
-        self.user = Some((name.into(), Password(password.into())));
+    /// Authenticates as `username` (etcd's user/password auth; give the
+    /// [`password`](Self::password) too).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// The password of [`username`](Self::username). It is kept out of
+    /// every `Debug`, description, log and error.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(Password(password.into()));
         self
     }
 
@@ -153,12 +159,12 @@ impl EtcdStoreBuilder {
         self
     }
 
-    /// The longest one store call may take (default [`DEFAULT_OP_TIMEOUT`]);
+    /// The longest one store call may take (default [`DEFAULT_REQUEST_TIMEOUT`]);
     /// a call that does not answer in time fails with
     /// [`StoreError::Unavailable`], so a hung server cannot hang a caller.
     /// Also bounds connecting and detecting a dead watch connection.
-    pub fn op_timeout(mut self, timeout: Duration) -> Self {
-        self.op_timeout = timeout;
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -169,58 +175,67 @@ impl EtcdStoreBuilder {
     /// authenticates now: a wrong password is [`StoreError::Unauthorized`],
     /// an unreachable cluster [`StoreError::Unavailable`].
     pub async fn build(self) -> Result<EtcdStore, StoreError> {
-        validate_lock_name(&self.lock_name)?;
+        validate_lock_name(&self.name)?;
         if self.endpoints.is_empty() {
             return Err(StoreError::invalid_config("no etcd endpoint given"));
         }
         if self.endpoints.iter().any(|e| e.contains('@')) {
             // Never echo the endpoint: it may hold a password.
             return Err(StoreError::invalid_config(
-                "credentials in etcd endpoint URLs are not supported; use EtcdStoreBuilder::user",
+                "credentials in etcd endpoint URLs are not supported; use EtcdStoreBuilder::username and ::password",
             ));
         }
         if let Some(bad) = self.endpoints.iter().find_map(|e| endpoint_port_problem(e)) {
             return Err(StoreError::invalid_config(bad));
         }
-        if self.op_timeout.is_zero() {
+        if self.request_timeout.is_zero() {
             return Err(StoreError::invalid_config(
-                "op_timeout must be greater than 0",
+                "request_timeout must be greater than 0",
             ));
         }
         let mut options = ConnectOptions::new()
-            .with_connect_timeout(self.op_timeout)
-            .with_keep_alive(KEEP_ALIVE_INTERVAL, self.op_timeout)
+            .with_connect_timeout(self.request_timeout)
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, self.request_timeout)
             .with_keep_alive_while_idle(false)
             // A member cut off from the quorum fails calls instead of
             // serving a stale view (and cancels watches).
             .with_require_leader(true);
-        if let Some((name, password)) = &self.user {
-            options = options
-                .with_user(name.clone(), password.0.clone())
-                .with_auto_token_refresh(true);
+        match (&self.username, &self.password) {
+            (Some(name), Some(password)) => {
+                options = options
+                    .with_user(name.clone(), password.0.clone())
+                    .with_auto_token_refresh(true);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StoreError::invalid_config(
+                    "etcd authentication needs both a username and a password",
+                ))
+            }
         }
         if let Some(tls) = &self.tls {
             options = options.with_tls(tls.to_options());
         }
         let connect = Client::connect(&self.endpoints, Some(options));
-        let client = match tokio::time::timeout(self.op_timeout, connect).await {
+        let client = match tokio::time::timeout(self.request_timeout, connect).await {
             Ok(client) => client.map_err(map_error)?,
             Err(_) => {
                 return Err(StoreError::unavailable(format!(
                     "connecting to etcd did not finish within {:?}",
-                    self.op_timeout
+                    self.request_timeout
                 )))
             }
         };
-        let key = format!("{}{}", self.prefix, self.lock_name);
-        let describe = describe(&self.endpoints, self.user.as_ref().map(|u| &u.0), &key);
+        let key = format!("{}{}", self.prefix, self.name);
+        let describe = describe(&self.endpoints, self.username.as_ref(), &key);
         tracing::debug!(lock = %describe, "etcd store ready");
         Ok(EtcdStore {
             inner: Arc::new(Inner {
                 client,
+                name: self.name,
                 key,
                 describe,
-                op_timeout: self.op_timeout,
+                request_timeout: self.request_timeout,
                 tls: self.tls.is_some(),
                 cluster: self.endpoints.len() > 1,
             }),
@@ -276,7 +291,8 @@ mod tests {
     #[test]
     fn debug_hides_password_and_key() {
         let b = EtcdStoreBuilder::new(vec!["h:1".into()], "l".into())
-            .user("root", "s3cret-pw")
+            .username("root")
+            .password("s3cret-pw")
             .tls(EtcdTls::new().client_identity_pem("CERT", "PRIVATE-KEY-BYTES"));
         let dbg = format!("{b:?}");
         assert!(!dbg.contains("s3cret-pw"), "{dbg}");

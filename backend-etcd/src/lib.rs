@@ -27,16 +27,15 @@
 //!   logs or errors.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use tenure_core::LeaderElector;
 //! use tenure_etcd::EtcdStore;
 //!
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = EtcdStore::builder(["http://127.0.0.1:2379"], "scheduler")
-//!     .op_timeout(std::time::Duration::from_secs(3))
+//!     .request_timeout(std::time::Duration::from_secs(3))
 //!     .build()
 //!     .await?;
-//! let elector = LeaderElector::builder(Arc::new(store), "replica-1").build()?;
+//! let elector = LeaderElector::builder(store, "replica-1").build()?;
 //! # let _ = elector; Ok(()) }
 //! ```
 #![warn(missing_docs)]
@@ -46,5 +45,5 @@ mod error;
 mod store;
 mod watch;
 
-pub use builder::{EtcdStoreBuilder, EtcdTls, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX};
+pub use builder::{EtcdStoreBuilder, EtcdTls, DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT};
 pub use store::EtcdStore;

@@ -25,9 +25,10 @@ pub struct EtcdStore {
 
 pub(crate) struct Inner {
     pub(crate) client: Client,
+    pub(crate) name: String,
     pub(crate) key: String,
     pub(crate) describe: String,
-    pub(crate) op_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     pub(crate) tls: bool,
     /// More than one endpoint: retry calls that could not connect.
     pub(crate) cluster: bool,
@@ -38,13 +39,13 @@ impl fmt::Debug for EtcdStore {
         f.debug_struct("EtcdStore")
             .field("lock", &self.inner.describe)
             .field("tls", &self.inner.tls)
-            .field("op_timeout", &self.inner.op_timeout)
+            .field("request_timeout", &self.inner.request_timeout)
             .finish()
     }
 }
 
 impl EtcdStore {
-    /// Starts configuring the store for `lock_name` on the etcd cluster at
+    /// Starts configuring the store for the lock `name` on the etcd cluster at
     /// `endpoints` (`http://host:port`, `https://host:port` or `host:port`).
     ///
     /// ```no_run
@@ -52,19 +53,21 @@ impl EtcdStore {
     /// use tenure_etcd::EtcdStore;
     /// let store = EtcdStore::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], "my-lock")
     ///     .prefix("/my-app/locks/")
-    ///     .user("app", "secret")
+    ///     .username("app").password("secret")
     ///     .build()
     ///     .await?;
     /// # let _ = store; Ok(()) }
     /// ```
     pub fn builder(
         endpoints: impl IntoIterator<Item = impl Into<String>>,
-        lock_name: impl Into<String>,
+        name: impl Into<String>,
     ) -> EtcdStoreBuilder {
-        EtcdStoreBuilder::new(
-            endpoints.into_iter().map(Into::into).collect(),
-            lock_name.into(),
-        )
+        EtcdStoreBuilder::new(endpoints.into_iter().map(Into::into).collect(), name.into())
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The etcd key holding the lock record (prefix + lock name).
@@ -100,7 +103,7 @@ impl EtcdStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let deadline = tokio::time::Instant::now() + self.inner.op_timeout;
+        let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
         let attempts = async {
             loop {
                 match call().await {
@@ -122,7 +125,7 @@ impl EtcdStore {
                 tracing::debug!(lock = %self.inner.describe, "etcd {what} timed out");
                 Err(tenure_core::backend::timed_out(
                     format_args!("etcd {what}"),
-                    self.inner.op_timeout,
+                    self.inner.request_timeout,
                 ))
             }
         }
@@ -300,7 +303,7 @@ impl LockStore for EtcdStore {
             self.inner.client.clone(),
             self.inner.key.clone(),
             self.inner.describe.clone(),
-            self.inner.op_timeout,
+            self.inner.request_timeout,
         )
         .await
         .map(Some)

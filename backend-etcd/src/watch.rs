@@ -12,7 +12,6 @@ use tenure_core::{StoreError, WatchEvent, WatchStream};
 use crate::error::map_error;
 use crate::store::decode;
 
-
 /// One open etcd watch on the key.
 type Open = etcd_client::WatchStream;
 
@@ -20,7 +19,7 @@ struct State {
     client: Client,
     key: String,
     describe: String,
-    op_timeout: Duration,
+    request_timeout: Duration,
     /// The revision to resume from; 0 = from now (after a compaction).
     next_rev: i64,
     open: Option<Open>,
@@ -35,13 +34,13 @@ pub(crate) async fn watch(
     client: Client,
     key: String,
     describe: String,
-    op_timeout: Duration,
+    request_timeout: Duration,
 ) -> Result<WatchStream, StoreError> {
     let mut state = State {
         client,
         key,
         describe,
-        op_timeout,
+        request_timeout,
         next_rev: 0,
         open: None,
         pending: VecDeque::new(),
@@ -79,12 +78,12 @@ impl State {
                 )),
             }
         };
-        let (stream, created) = tokio::time::timeout(self.op_timeout, opening)
+        let (stream, created) = tokio::time::timeout(self.request_timeout, opening)
             .await
             .map_err(|_| {
                 StoreError::unavailable(format!(
                     "etcd watch did not open within {:?}",
-                    self.op_timeout
+                    self.request_timeout
                 ))
             })??;
         if self.next_rev == 0 {

@@ -41,7 +41,7 @@ impl EtcdFactory {
     async fn store(&self, endpoints: Vec<String>, lock: &str) -> Result<EtcdStore, StoreError> {
         EtcdStore::builder(endpoints, lock)
             .prefix(&self.prefix)
-            .op_timeout(Duration::from_secs(2))
+            .request_timeout(Duration::from_secs(2))
             .build()
             .await
     }

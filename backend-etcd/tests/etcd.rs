@@ -19,7 +19,7 @@ const SECRET: &str = "Zq9-s3cret-PASSWORD-x7";
 
 async fn store(endpoints: &[String], lock: &str) -> EtcdStore {
     EtcdStore::builder(endpoints.to_vec(), lock)
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await
         .expect("build store")
@@ -375,7 +375,8 @@ async fn auth_wrong_password_is_unauthorized() {
     let eps = etcd.endpoints();
 
     let wrong = EtcdStore::builder(eps.clone(), "auth")
-        .user("root", "not-the-password")
+        .username("root")
+        .password("not-the-password")
         .build()
         .await;
     match wrong {
@@ -392,7 +393,8 @@ async fn auth_wrong_password_is_unauthorized() {
         Err(StoreError::Unauthorized { .. })
     ));
     let nobody = EtcdStore::builder(eps.clone(), "auth")
-        .user("nobody", "nobody-pw")
+        .username("nobody")
+        .password("nobody-pw")
         .build()
         .await
         .unwrap();
@@ -404,7 +406,8 @@ async fn auth_wrong_password_is_unauthorized() {
 
     // The right password works.
     let root = EtcdStore::builder(eps, "auth")
-        .user("root", SECRET)
+        .username("root")
+        .password(SECRET)
         .build()
         .await
         .unwrap();
@@ -444,7 +447,9 @@ async fn no_secret_in_debug_describe_errors_or_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let builder = EtcdStore::builder(eps.clone(), "secrets").user("root", SECRET);
+    let builder = EtcdStore::builder(eps.clone(), "secrets")
+        .username("root")
+        .password(SECRET);
     let mut seen = vec![format!("{builder:?}")];
     let s = builder.build().await.unwrap();
     seen.push(format!("{s:?}"));
@@ -457,7 +462,8 @@ async fn no_secret_in_debug_describe_errors_or_logs() {
     seen.push(format!("{:?}", s.get().await));
     // Errors: a wrong password, a stale version, an unreachable server.
     let wrong = EtcdStore::builder(eps.clone(), "secrets")
-        .user("root", format!("{SECRET}-wrong"))
+        .username("root")
+        .password(format!("{SECRET}-wrong"))
         .build()
         .await
         .unwrap_err();
@@ -473,8 +479,9 @@ async fn no_secret_in_debug_describe_errors_or_logs() {
         )],
         "secrets",
     )
-    .user("root", SECRET)
-    .op_timeout(Duration::from_millis(500))
+    .username("root")
+    .password(SECRET)
+    .request_timeout(Duration::from_millis(500))
     .build()
     .await
     .unwrap_err();
@@ -582,7 +589,7 @@ async fn hung_server_times_out_as_unavailable() {
     let etcd = EtcdServer::start();
     let proxy = FaultProxy::start(etcd.addr()).await.unwrap();
     let s = EtcdStore::builder([format!("http://{}", proxy.addr())], "hung")
-        .op_timeout(Duration::from_millis(500))
+        .request_timeout(Duration::from_millis(500))
         .build()
         .await
         .unwrap();
@@ -622,7 +629,7 @@ async fn hung_server_times_out_as_unavailable() {
 async fn unreachable_endpoint_is_unavailable() {
     let port = tenure_conformance::fixtures::process::free_port();
     let s = EtcdStore::builder([format!("http://127.0.0.1:{port}")], "nowhere")
-        .op_timeout(Duration::from_millis(500))
+        .request_timeout(Duration::from_millis(500))
         .build()
         .await
         .expect("no round trip without a user");

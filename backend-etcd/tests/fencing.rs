@@ -11,7 +11,7 @@ use tenure_etcd::EtcdStore;
 async fn a_term_exposes_the_revision_it_was_won_at_and_its_token_stays_below_it() {
     let etcd = EtcdServer::start();
     let store = EtcdStore::builder(etcd.endpoints(), "fencing")
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await
         .unwrap();

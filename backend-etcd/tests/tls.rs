@@ -133,7 +133,7 @@ async fn mtls_connects_and_plain_or_anonymous_clients_do_not() {
 
     let store = EtcdStore::builder([url.clone()], "tls")
         .tls(tls.clone())
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await
         .unwrap();
@@ -168,7 +168,7 @@ async fn mtls_connects_and_plain_or_anonymous_clients_do_not() {
     // TLS without a client certificate is refused by the server.
     let anonymous = EtcdStore::builder([url.clone()], "tls")
         .tls(EtcdTls::new().ca_pem(read(d, "ca.crt")))
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await
         .unwrap();
@@ -177,7 +177,7 @@ async fn mtls_connects_and_plain_or_anonymous_clients_do_not() {
     // A client that does not trust the CA refuses the server.
     let untrusting = EtcdStore::builder([url.clone()], "tls")
         .tls(EtcdTls::new().ca_pem(read(d, "client.crt")))
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await
         .unwrap();
@@ -185,7 +185,7 @@ async fn mtls_connects_and_plain_or_anonymous_clients_do_not() {
 
     // Plain text to a TLS port fails (quickly, as Unavailable).
     let plain = EtcdStore::builder([url.replace("https://", "http://")], "tls")
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await
         .unwrap();

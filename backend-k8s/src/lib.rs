@@ -20,13 +20,12 @@
 //! object that is not a record → `Corrupt` (never overwritten).
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use tenure_core::{CancellationToken, LeaderElector};
 //! use tenure_k8s::LeaseLock;
 //!
 //! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
 //! let lock = LeaseLock::builder("my-controller").namespace("default").build().await?;
-//! let elector = LeaderElector::builder(Arc::new(lock), "pod-a").build()?;
+//! let elector = LeaderElector::builder(lock, "pod-a").build()?;
 //! elector
 //!     .run(CancellationToken::new(), |leadership| async move {
 //!         // Lead until the leadership ends; pass `leadership.fencing_token()`
@@ -54,11 +53,19 @@ mod locks;
 mod multilock;
 mod object;
 mod watch;
-pub mod wire;
+mod wire;
 
 pub use builder::{LockBuilder, DEFAULT_RENEW_DEADLINE, MIN_REQUEST_TIMEOUT};
 pub use locks::{ConfigMapLock, LeaseLock};
 pub use multilock::MultiLock;
+/// How the objects are written, as client-go and Istio write them: the
+/// annotation names, and readers that turn an object written by any of
+/// them into a [`LeaderRecord`](tenure_core::LeaderRecord) (for tools that
+/// inspect a lock).
+pub use wire::{
+    annotation_to_record, lease_to_record, HOLDER_KEY_ANNOTATION, LEADER_ANNOTATION,
+    TRANSITIONS_ANNOTATION, UNKNOWN_LEADER,
+};
 
 /// Re-exported so users need not name these crates' versions themselves.
 pub use k8s_openapi;

@@ -59,9 +59,8 @@ impl<K: Codec> State<K> {
     /// start watching from, and what it was then.
     async fn list(&mut self) -> Result<Seen, StoreError> {
         let params = ListParams::default().fields(&self.fields());
-        let request = async {
-            (self.api.list(&params).await).map_err(|e| map_error(e, K::KIND, &self.name))
-        };
+        let request =
+            async { (self.api.list(&params).await).map_err(|e| map_error(e, K::KIND, &self.name)) };
         let list = backend::within(self.timeout, format!("list {}", self.what), request).await?;
         self.resource_version = Some(list.metadata.resource_version.unwrap_or_default());
         Ok(match list.items.first() {

@@ -121,7 +121,7 @@ pub fn lease_to_record(
 /// [`set_lease_annotations`] for the rest). `base` is the Lease's current
 /// spec: fields tenure does not own (`strategy`, `preferredHolder`) are
 /// kept from it.
-pub fn record_to_lease_spec(record: &LeaderRecord, base: Option<&LeaseSpec>) -> LeaseSpec {
+pub(crate) fn record_to_lease_spec(record: &LeaderRecord, base: Option<&LeaseSpec>) -> LeaseSpec {
     let seconds = whole_seconds_up(record.lease_duration).clamp(1, i32::MAX as u64) as i32;
     let transitions = record.leader_transitions.min(i32::MAX as u64) as i32;
     LeaseSpec {
@@ -138,7 +138,10 @@ pub fn record_to_lease_spec(record: &LeaderRecord, base: Option<&LeaseSpec>) -> 
 /// Sets [`HOLDER_KEY_ANNOTATION`] (removed when the key is empty) and
 /// [`TRANSITIONS_ANNOTATION`] (removed unless the count exceeds
 /// `i32::MAX`) for `record` in a Lease's `annotations`; the others are kept.
-pub fn set_lease_annotations(annotations: &mut BTreeMap<String, String>, record: &LeaderRecord) {
+pub(crate) fn set_lease_annotations(
+    annotations: &mut BTreeMap<String, String>,
+    record: &LeaderRecord,
+) {
     if record.holder_key.is_empty() {
         annotations.remove(HOLDER_KEY_ANNOTATION);
     } else {
@@ -196,16 +199,7 @@ struct AnnotationIn {
 /// names (`holderIdentity`, `leaseDurationSeconds` in whole seconds rounded
 /// up, `acquireTime`, `renewTime` as RFC 3339 — `null` when unset, as Go
 /// writes a zero time — and `leaderTransitions`) plus Istio's `holderKey`.
-///
-/// ```
-/// use std::time::Duration;
-/// use tenure_core::LeaderRecord;
-/// use tenure_k8s::wire::{annotation_to_record, record_to_annotation};
-///
-/// let record = LeaderRecord::held_by("pod-a", Duration::from_secs(15));
-/// assert_eq!(annotation_to_record(&record_to_annotation(&record)).unwrap(), record);
-/// ```
-pub fn record_to_annotation(record: &LeaderRecord) -> String {
+pub(crate) fn record_to_annotation(record: &LeaderRecord) -> String {
     let out = AnnotationOut {
         holder_identity: &record.holder_identity,
         holder_key: &record.holder_key,
@@ -258,6 +252,15 @@ pub fn annotation_to_record(raw: &str) -> Result<LeaderRecord, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_annotation_reads_back_as_the_record_it_was_written_from() {
+        let record = LeaderRecord::held_by("pod-a", Duration::from_secs(15));
+        assert_eq!(
+            annotation_to_record(&record_to_annotation(&record)).unwrap(),
+            record
+        );
+    }
 
     #[test]
     fn lease_durations_round_up_to_whole_seconds() {

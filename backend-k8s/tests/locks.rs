@@ -13,7 +13,7 @@ use serde_json::json;
 use tenure_conformance::fixtures::kube_api::KubeApiServer;
 use tenure_conformance::Fault;
 use tenure_core::{LeaderRecord, LockStore, StoreError, Version, WatchEvent};
-use tenure_k8s::wire::LEADER_ANNOTATION;
+use tenure_k8s::LEADER_ANNOTATION;
 use tenure_k8s::{ConfigMapLock, LeaseLock};
 
 async fn env() -> Env {

@@ -16,8 +16,8 @@ use tenure_core::{
     CancellationToken, ElectionError, LeaderElector, LeaderRecord, LockStore, StoreError, Version,
     WatchEvent,
 };
-use tenure_k8s::wire::{LEADER_ANNOTATION, UNKNOWN_LEADER};
 use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+use tenure_k8s::{LEADER_ANNOTATION, UNKNOWN_LEADER};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::{json, Value};
 use tenure_conformance::fixtures::kube_api::KubeApiServer;
 use tenure_core::{LeaderRecord, LockStore};
-use tenure_k8s::wire::{self, HOLDER_KEY_ANNOTATION, LEADER_ANNOTATION};
+use tenure_k8s::{self as wire, HOLDER_KEY_ANNOTATION, LEADER_ANNOTATION};
 use tenure_k8s::{ConfigMapLock, LeaseLock};
 
 fn at_micros(micros: u64) -> SystemTime {

@@ -6,15 +6,15 @@ use std::time::Duration;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use tenure_core::{validate_lock_name, StoreError};
 
-use tenure_core::backend::{redact_url, Redactor, REDACTED};
 use crate::store::{lock_key, RedisStore};
+use tenure_core::backend::{redact_url, Redactor, REDACTED};
 
 /// The key prefix used unless [`RedisStoreBuilder::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "tenure:";
 
-/// The per-operation timeout used unless [`RedisStoreBuilder::op_timeout`]
+/// The per-operation timeout used unless [`RedisStoreBuilder::request_timeout`]
 /// says otherwise.
-pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds a [`RedisStore`]; see [`RedisStore::builder`].
 ///
@@ -27,7 +27,7 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
 ///     .username("tenure")
 ///     .password(std::env::var("REDIS_PASSWORD").unwrap_or_default())
 ///     .prefix("myapp:locks:")
-///     .op_timeout(Duration::from_secs(2))
+///     .request_timeout(Duration::from_secs(2))
 ///     .expire_after_leases(10)
 ///     .build()
 ///     .await?;
@@ -35,11 +35,11 @@ pub const DEFAULT_OP_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 pub struct RedisStoreBuilder {
     url: String,
-    lock: String,
+    name: String,
     prefix: String,
     username: Option<String>,
     password: Option<String>,
-    op_timeout: Duration,
+    request_timeout: Duration,
     expire_after_leases: u32,
     root_cert_pem: Option<Vec<u8>>,
 }
@@ -48,11 +48,11 @@ impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
             .field("url", &redact_url(&self.url))
-            .field("lock", &self.lock)
+            .field("name", &self.name)
             .field("prefix", &self.prefix)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("op_timeout", &self.op_timeout)
+            .field("request_timeout", &self.request_timeout)
             .field("expire_after_leases", &self.expire_after_leases)
             .field("root_cert_pem", &self.root_cert_pem.is_some())
             .finish()
@@ -60,14 +60,14 @@ impl fmt::Debug for RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
-    pub(crate) fn new(url: String, lock: String) -> Self {
+    pub(crate) fn new(url: String, name: String) -> Self {
         RedisStoreBuilder {
             url,
-            lock,
+            name,
             prefix: DEFAULT_PREFIX.to_owned(),
             username: None,
             password: None,
-            op_timeout: DEFAULT_OP_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             expire_after_leases: 0,
             root_cert_pem: None,
         }
@@ -96,8 +96,8 @@ impl RedisStoreBuilder {
     /// How long one operation (including connecting) may take before it
     /// fails with [`StoreError::Unavailable`] (default 5 s), so a server
     /// that stopped answering cannot hang a call.
-    pub fn op_timeout(mut self, timeout: Duration) -> Self {
-        self.op_timeout = timeout;
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
@@ -131,9 +131,11 @@ impl RedisStoreBuilder {
     /// the operation timeout, [`StoreError::InvalidConfig`] for a bad URL or TLS
     /// setting.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
-        validate_lock_name(&self.lock)?;
-        if self.op_timeout.is_zero() {
-            return Err(StoreError::invalid_config("op_timeout must be above zero"));
+        validate_lock_name(&self.name)?;
+        if self.request_timeout.is_zero() {
+            return Err(StoreError::invalid_config(
+                "request_timeout must be above zero",
+            ));
         }
         let mut redactor = Redactor::default();
         if let Ok(url) = url::Url::parse(&self.url) {
@@ -180,13 +182,13 @@ impl RedisStoreBuilder {
         .map_err(|e| {
             StoreError::invalid_config(redactor.scrub(format!("invalid Redis settings: {e}")))
         })?;
-        let key = lock_key(&self.prefix, &self.lock);
+        let key = lock_key(&self.prefix, &self.name);
         let store = RedisStore::from_parts(
             client,
-            self.lock,
+            self.name,
             key,
             target,
-            self.op_timeout,
+            self.request_timeout,
             self.expire_after_leases,
             redactor,
         );

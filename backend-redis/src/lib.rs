@@ -6,7 +6,6 @@
 //! watch wake-ups.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use tenure_core::{CancellationToken, LeaderElector};
 //! use tenure_redis::RedisStore;
 //!
@@ -15,7 +14,7 @@
 //! let store = RedisStore::builder("redis://127.0.0.1:6379", "scheduler")
 //!     .build()
 //!     .await?;
-//! let elector = LeaderElector::builder(Arc::new(store), "replica-1").build()?;
+//! let elector = LeaderElector::builder(store, "replica-1").build()?;
 //! elector
 //!     .run(CancellationToken::new(), |leadership| async move {
 //!         leadership.cancelled().await; // lead until told to stop
@@ -74,7 +73,7 @@
 //! or errors. Refused credentials are
 //! [`StoreError::Unauthorized`](tenure_core::StoreError::Unauthorized);
 //! a server that cannot be reached or does not answer within the
-//! [operation timeout](RedisStoreBuilder::op_timeout) (5 s by default) is
+//! [operation timeout](RedisStoreBuilder::request_timeout) (5 s by default) is
 //! [`StoreError::Unavailable`](tenure_core::StoreError::Unavailable).
 //!
 //! ## Redis Cluster
@@ -90,5 +89,5 @@ mod error;
 mod store;
 mod watch;
 
-pub use builder::{RedisStoreBuilder, DEFAULT_OP_TIMEOUT, DEFAULT_PREFIX};
+pub use builder::{RedisStoreBuilder, DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT};
 pub use store::{change_channel, lock_key, RedisStore, CAS_SCRIPT};

@@ -16,8 +16,8 @@ use tracing::Instrument;
 use crate::builder::RedisStoreBuilder;
 use crate::envelope;
 use crate::error::{classify, poisons_connection};
-use tenure_core::backend::Redactor;
 use crate::watch;
+use tenure_core::backend::Redactor;
 
 /// The compare-and-swap Lua script itself, for tools that measure or audit it.
 pub const CAS_SCRIPT: &str = include_str!("cas.lua");
@@ -71,11 +71,11 @@ pub struct RedisStore {
 
 pub(crate) struct Inner {
     pub(crate) client: Client,
-    pub(crate) lock: String,
+    pub(crate) name: String,
     pub(crate) key: String,
     pub(crate) channel: String,
     pub(crate) target: String,
-    pub(crate) op_timeout: Duration,
+    pub(crate) request_timeout: Duration,
     pub(crate) expire_after_leases: u32,
     pub(crate) redactor: Redactor,
     pub(crate) script: Script,
@@ -100,7 +100,7 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("target", &self.inner.target)
             .field("key", &self.inner.key)
-            .field("op_timeout", &self.inner.op_timeout)
+            .field("request_timeout", &self.inner.request_timeout)
             .field("expire_after_leases", &self.inner.expire_after_leases)
             .finish_non_exhaustive()
     }
@@ -109,17 +109,17 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// Starts a builder for the lock `lock` on the server at `url`
     /// (`redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS).
-    pub fn builder(url: impl Into<String>, lock: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(url.into(), lock.into())
+    pub fn builder(url: impl Into<String>, name: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(url.into(), name.into())
     }
 
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         client: Client,
-        lock: String,
+        name: String,
         key: String,
         target: String,
-        op_timeout: Duration,
+        request_timeout: Duration,
         expire_after_leases: u32,
         redactor: Redactor,
     ) -> Self {
@@ -127,11 +127,11 @@ impl RedisStore {
         RedisStore {
             inner: Arc::new(Inner {
                 client,
-                lock,
+                name,
                 key,
                 channel,
                 target,
-                op_timeout,
+                request_timeout,
                 expire_after_leases,
                 redactor,
                 script: Script::new(CAS_SCRIPT),
@@ -143,8 +143,8 @@ impl RedisStore {
     }
 
     /// The lock's name.
-    pub fn lock_name(&self) -> &str {
-        &self.inner.lock
+    pub fn name(&self) -> &str {
+        &self.inner.name
     }
 
     /// The Redis key that holds the lock (see [`lock_key`]).
@@ -159,8 +159,8 @@ impl RedisStore {
 
     /// How long one operation may take before it fails with
     /// [`StoreError::Unavailable`].
-    pub fn op_timeout(&self) -> Duration {
-        self.inner.op_timeout
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
     }
 
     /// Checks that the server answers (`PING`).
@@ -183,7 +183,7 @@ impl RedisStore {
             return Ok((s.generation, s.manager.clone()));
         }
         let generation = NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let t = self.inner.op_timeout;
+        let t = self.inner.request_timeout;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(t)
             .set_response_timeout(t)
@@ -221,7 +221,7 @@ impl RedisStore {
     {
         let span = tracing::debug_span!("redis", op, key = %self.inner.key);
         // If our caller gives up mid-request (the elector's own deadline is
-        // often shorter than `op_timeout`), the request may still be queued
+        // often shorter than `request_timeout`), the request may still be queued
         // or lost on the connection: a silently dead connection would then
         // hang every later request too. Never use that connection again.
         let guard = AbandonGuard {
@@ -239,7 +239,7 @@ impl RedisStore {
                 .store(0, std::sync::atomic::Ordering::SeqCst);
             result
         };
-        match tokio::time::timeout(self.inner.op_timeout, attempt)
+        match tokio::time::timeout(self.inner.request_timeout, attempt)
             .instrument(span)
             .await
         {
@@ -259,7 +259,7 @@ impl RedisStore {
                 tracing::debug!(op, key = %self.inner.key, "redis operation timed out");
                 Err(tenure_core::backend::timed_out(
                     format_args!("redis {op}"),
-                    self.inner.op_timeout,
+                    self.inner.request_timeout,
                 ))
             }
         }

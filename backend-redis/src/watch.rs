@@ -36,7 +36,7 @@ struct State {
 }
 
 fn ping_every(inner: &Inner) -> Duration {
-    inner.op_timeout.max(MIN_PING_EVERY)
+    inner.request_timeout.max(MIN_PING_EVERY)
 }
 
 async fn connect(inner: &Inner) -> Result<Subscription, RedisError> {
@@ -46,8 +46,12 @@ async fn connect(inner: &Inner) -> Result<Subscription, RedisError> {
 }
 
 async fn connect_within_timeout(inner: &Inner) -> Result<Subscription, StoreError> {
-    let request = async { connect(inner).await.map_err(|e| classify(e, &inner.redactor)) };
-    backend::within(inner.op_timeout, "redis SUBSCRIBE", request).await
+    let request = async {
+        connect(inner)
+            .await
+            .map_err(|e| classify(e, &inner.redactor))
+    };
+    backend::within(inner.request_timeout, "redis SUBSCRIBE", request).await
 }
 
 /// Subscribes now (so no change after this call is missed), then streams
@@ -83,7 +87,7 @@ async fn next_event(mut st: State) -> Option<(WatchEvent, State)> {
                 },
                 _ = tokio::time::sleep_until(st.next_ping) => {
                     let alive = tokio::time::timeout(
-                        st.inner.op_timeout,
+                        st.inner.request_timeout,
                         sub.sink.ping::<redis::Value>(),
                     )
                     .await;

@@ -46,7 +46,7 @@ async fn elector_recovers_after_server_restart() {
     tenure_conformance::init_logging();
     let mut server = RedisServer::local(RedisServerOptions::default());
     let store = RedisStore::builder(server.url(), "restart")
-        .op_timeout(Duration::from_millis(500))
+        .request_timeout(Duration::from_millis(500))
         .build()
         .await
         .unwrap();
@@ -141,14 +141,14 @@ async fn tls_with_a_generated_certificate() {
     // The system's roots do not trust our CA.
     let untrusted = RedisStore::builder(server.url(), "tls")
         .password("tls-pass")
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await;
     assert!(untrusted.is_err(), "{untrusted:?}");
     // Plain text to the TLS port gets no valid answer.
     let plain = RedisStore::builder(server.url().replace("rediss://", "redis://"), "tls")
         .password("tls-pass")
-        .op_timeout(Duration::from_secs(1))
+        .request_timeout(Duration::from_secs(1))
         .build()
         .await;
     assert!(plain.is_err(), "{plain:?}");
@@ -157,7 +157,10 @@ async fn tls_with_a_generated_certificate() {
         .tls_root_cert_pem(ca_pem)
         .build()
         .await;
-    assert!(matches!(mixed, Err(StoreError::InvalidConfig { .. })), "{mixed:?}");
+    assert!(
+        matches!(mixed, Err(StoreError::InvalidConfig { .. })),
+        "{mixed:?}"
+    );
 }
 
 #[tokio::test]
@@ -421,7 +424,7 @@ async fn watch_reports_puts_and_resyncs_after_a_dropped_connection() {
     tenure_conformance::init_logging();
     let server = RedisServer::local(RedisServerOptions::default());
     let store = RedisStore::builder(server.url(), "watch")
-        .op_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_millis(300))
         .build()
         .await
         .unwrap();
@@ -472,7 +475,7 @@ async fn black_holed_server_times_out_then_recovers() {
     let server = RedisServer::start();
     let proxy = FaultProxy::start(server.addr()).await.unwrap();
     let store = RedisStore::builder(format!("redis://{}", proxy.addr()), "blackhole")
-        .op_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_millis(300))
         .build()
         .await
         .unwrap();
@@ -506,7 +509,7 @@ async fn black_holed_server_times_out_then_recovers() {
 async fn refused_connection_is_unavailable() {
     let start = Instant::now();
     let result = RedisStore::builder(format!("redis://127.0.0.1:{}", free_port()), "refused")
-        .op_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(2))
         .build()
         .await;
     assert!(

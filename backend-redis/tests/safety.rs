@@ -169,7 +169,7 @@ async fn fencing_tokens_rise_across_a_restart_without_persistence() {
 #[tokio::test]
 async fn a_request_abandoned_by_its_caller_never_hangs_the_next_one() {
     // Found by the chaos harness: the elector gives up on a request at its
-    // own deadline, which is often shorter than the store's op_timeout, so
+    // own deadline, which is often shorter than the store's request_timeout, so
     // the store's timeout never fired and never dropped the connection. A
     // request lost on it (a black-holed path) then hung every later one:
     // the candidate never led again.
@@ -178,13 +178,13 @@ async fn a_request_abandoned_by_its_caller_never_hangs_the_next_one() {
         .await
         .unwrap();
     let store = RedisStore::builder(format!("redis://{}", proxy.addr()), "abandoned")
-        .op_timeout(Duration::from_secs(5))
+        .request_timeout(Duration::from_secs(5))
         .build()
         .await
         .unwrap();
     store.get().await.unwrap();
     proxy.set(tenure_conformance::Fault::BlackHole);
-    // The caller gives up long before op_timeout.
+    // The caller gives up long before request_timeout.
     let gave_up = tokio::time::timeout(Duration::from_millis(200), store.get()).await;
     assert!(gave_up.is_err());
     proxy.set(tenure_conformance::Fault::Pass);

@@ -1,7 +1,6 @@
 //! `tenure demo`: three candidates on an in-process `MemoryStore` show an
 //! election, a crash fail-over and a graceful hand-off, with measured times.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tenure::{CancellationToken, ElectionError, LeaderElector, MemoryStore};
@@ -23,7 +22,7 @@ struct Replica {
 }
 
 fn replica(store: &MemoryStore, name: &'static str) -> Replica {
-    let elector = LeaderElector::builder(Arc::new(store.clone()), name)
+    let elector = LeaderElector::builder(store.clone(), name)
         .lease_duration(LEASE)
         .renew_deadline(RENEW)
         .retry_period(RETRY)

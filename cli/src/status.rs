@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use tenure::record::format_time;
+use tenure_core::record::format_time;
 
 use crate::Failure;
 

@@ -239,7 +239,11 @@ mod tests {
 
     #[test]
     fn urls_without_secrets_are_unchanged() {
-        for url in ["redis://h:1/l", "etcd://h1:2379,h2:2379/l?prefix=p", "memory://x"] {
+        for url in [
+            "redis://h:1/l",
+            "etcd://h1:2379,h2:2379/l?prefix=p",
+            "memory://x",
+        ] {
             assert_eq!(redact_url(url), url);
         }
         assert_eq!(redact_url("redis://user@h:1/l"), "redis://user@h:1/l");

@@ -34,6 +34,61 @@ pub enum ElectionError {
     /// A term was lost and `reacquire(false)` said not to campaign again.
     #[error("leadership was lost")]
     LeadershipLost,
+    /// The task of a [`LeaderElector::spawn`] panicked (a callback such as
+    /// `on_new_leader` panicked) or was aborted.
+    #[error("the election task failed: {0}")]
+    TaskFailed(String),
+}
+
+/// An election running on its own task ([`LeaderElector::spawn`]).
+///
+/// Dropping it does not abort the task: it asks the election to shut down
+/// (step down, wait for the work, release), which then goes on in the
+/// background. Call [`shutdown`](Self::shutdown) to wait for that.
+#[derive(Debug)]
+pub struct ElectionTask {
+    shutdown: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), ElectionError>>,
+}
+
+impl ElectionTask {
+    /// Asks the election to shut down and waits until it has: the work
+    /// returned and the lock was released (with `release_on_cancel`).
+    pub async fn shutdown(mut self) -> Result<(), ElectionError> {
+        self.shutdown.cancel();
+        Self::joined(&mut self.handle).await
+    }
+
+    /// Waits for the election to end by itself (an error retrying cannot
+    /// fix, or a lost term with `reacquire(false)`), without asking it to.
+    pub async fn join(mut self) -> Result<(), ElectionError> {
+        Self::joined(&mut self.handle).await
+    }
+
+    /// True once the election has ended.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    /// The token that shuts the election down, for code that stops on one.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    async fn joined(
+        handle: &mut tokio::task::JoinHandle<Result<(), ElectionError>>,
+    ) -> Result<(), ElectionError> {
+        match handle.await {
+            Ok(result) => result,
+            Err(e) => Err(ElectionError::TaskFailed(e.to_string())),
+        }
+    }
+}
+
+impl Drop for ElectionTask {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
 }
 
 /// Why [`LeaderElector::check`] failed.
@@ -73,16 +128,14 @@ impl Inner {
 ///
 /// Cheap to clone; clones share the same candidate.
 ///
-/// ```
-/// use std::sync::Arc;
-/// use std::time::Duration;
+/// ```/// use std::time::Duration;
 /// use tenure_core::{LeaderElector, MemoryStore};
 /// use tenure_core::CancellationToken;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = MemoryStore::new("my-controller")?;
-/// let elector = LeaderElector::builder(Arc::new(store), "pod-a")
+/// let elector = LeaderElector::builder(store, "pod-a")
 ///     .lease_duration(Duration::from_secs(15))
 ///     .build()?;
 /// let shutdown = CancellationToken::new();
@@ -115,10 +168,16 @@ impl fmt::Debug for LeaderElector {
 
 impl LeaderElector {
     /// Starts a builder for a candidate named `identity` on `store`.
-    pub fn builder(store: Arc<dyn LockStore>, identity: impl Into<String>) -> LeaderElectorBuilder {
+    ///
+    /// `store` is any [`LockStore`]: a store itself, or an `Arc` of one
+    /// shared with other electors.
+    pub fn builder(
+        store: impl LockStore + 'static,
+        identity: impl Into<String>,
+    ) -> LeaderElectorBuilder {
         LeaderElectorBuilder {
             config: ElectionConfig::new(identity),
-            store,
+            store: Arc::new(store),
             clock: Arc::new(TokioClock),
             on_stopped: None,
             on_new_leader: None,
@@ -163,6 +222,35 @@ impl LeaderElector {
             .run()
             .instrument(span)
             .await
+    }
+
+    /// Runs [`run`](Self::run) on a task of its own, with a shutdown token
+    /// of its own: the returned [`ElectionTask`] stops it and waits for it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenure_core::{LeaderElector, MemoryStore};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let elector = LeaderElector::builder(MemoryStore::new("reports")?, "pod-a").build()?;
+    /// let task = elector.spawn(|leadership| async move { leadership.cancelled().await });
+    /// let mut state = elector.subscribe();
+    /// state.wait_for(|s| s.is_leader).await?;
+    /// task.shutdown().await?; // steps down, waits for the work, releases
+    /// assert!(!elector.is_leader());
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn<W, Fut>(&self, work: W) -> ElectionTask
+    where
+        W: FnMut(Leadership) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let elector = self.clone();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move { elector.run(token, work).await });
+        ElectionTask { shutdown, handle }
     }
 
     /// A receiver of the current [`ElectionState`], updated on every change.
@@ -297,7 +385,7 @@ impl LeaderElectorBuilder {
     /// ```
     /// # use std::{sync::Arc, time::Duration};
     /// # use tenure_core::{LeaderElector, MemoryStore};
-    /// let elector = LeaderElector::builder(Arc::new(MemoryStore::new("jobs")?), "pod-a")
+    /// let elector = LeaderElector::builder(MemoryStore::new("jobs")?, "pod-a")
     ///     .lock_delay(Duration::from_secs(15))
     ///     .build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())

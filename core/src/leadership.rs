@@ -97,8 +97,9 @@ impl Leadership {
         &self.inner.identity
     }
 
-    /// The lock's description.
-    pub fn lock(&self) -> &str {
+    /// The lock's description (the store's
+    /// [`describe`](crate::LockStore::describe), e.g. `redis://host:6379/0 key tenure:{jobs}`).
+    pub fn lock_description(&self) -> &str {
         &self.inner.lock
     }
 

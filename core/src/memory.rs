@@ -70,6 +70,7 @@ impl MemoryStore {
         })
     }
 
+    #[cfg(feature = "test-hooks")]
     /// Stores arbitrary bytes under the lock (as a foreign writer would).
     pub fn put_raw(&self, raw: &str) {
         let mut slot = self.slot();
@@ -78,11 +79,13 @@ impl MemoryStore {
         let _ = self.shared.events.send(WatchEvent::Resync);
     }
 
+    #[cfg(feature = "test-hooks")]
     /// The stored bytes, if any.
     pub fn raw(&self) -> Option<String> {
         self.slot().value.as_ref().map(|(raw, _)| raw.clone())
     }
 
+    #[cfg(feature = "test-hooks")]
     /// Writes the stored bytes again under a new version, as a foreign tool
     /// touching the lock object would (on Kubernetes, any annotation moves
     /// `resourceVersion`): the version changes, the record does not.
@@ -102,6 +105,7 @@ impl MemoryStore {
         }
     }
 
+    #[cfg(feature = "test-hooks")]
     /// Deletes the lock record.
     pub fn delete(&self) {
         self.slot().value = None;

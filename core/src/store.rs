@@ -247,6 +247,39 @@ pub trait LockStore: Send + Sync + fmt::Debug {
     fn describe(&self) -> String;
 }
 
+/// A shared store is a store: an `Arc<S>` (or `Arc<dyn LockStore>`) can be
+/// given wherever a store is wanted.
+#[async_trait]
+impl<S: LockStore + ?Sized> LockStore for Arc<S> {
+    async fn get(&self) -> Result<Option<Versioned>, StoreError> {
+        (**self).get().await
+    }
+
+    async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
+        (**self).create(record).await
+    }
+
+    async fn update(
+        &self,
+        record: &LeaderRecord,
+        expected: &Version,
+    ) -> Result<Version, StoreError> {
+        (**self).update(record, expected).await
+    }
+
+    async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
+        (**self).watch().await
+    }
+
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        (**self).token_floor().await
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
 /// Checks a lock name against the rule every tenure store shares, so a name
 /// is portable between stores: a DNS-1123 subdomain as Kubernetes requires
 /// (1 to 253 characters of `a-z`, `0-9`, `-` and `.`; each dot-separated

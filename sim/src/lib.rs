@@ -38,7 +38,7 @@ use tokio::time::Instant;
 
 pub use clock::SimClock;
 pub use faults::Counts;
-pub use store::{StoreKind, OP_TIMEOUT};
+pub use store::{StoreKind, REQUEST_TIMEOUT};
 pub use tenure_core::planted::{plant, Bug};
 
 use faults::Event;
@@ -251,7 +251,7 @@ async fn run(seed: u64, options: Options) -> Report {
 
     // Liveness: once healed, someone leads within the bound.
     let slowest = rates.iter().cloned().fold(f64::INFINITY, f64::min);
-    let bound = (LEASE + RETRY.mul_f64(2.2)).div_f64(slowest) + 2 * OP_TIMEOUT;
+    let bound = (LEASE + RETRY.mul_f64(2.2)).div_f64(slowest) + 2 * REQUEST_TIMEOUT;
     tokio::time::sleep_until(plan.heal.max(Instant::now())).await;
     let healed = Instant::now();
     let mut violations = Vec::new();

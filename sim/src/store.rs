@@ -36,7 +36,7 @@ pub enum StoreKind {
 }
 
 /// The client's timeout of one operation (as the real stores' clients).
-pub const OP_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 
 struct Watcher {
     candidate: usize,
@@ -237,7 +237,7 @@ impl Link {
     {
         let s = &self.store;
         let sent = Instant::now();
-        let timeout = sent + OP_TIMEOUT;
+        let timeout = sent + REQUEST_TIMEOUT;
         let plan = &s.plan;
         if s.roll(plan.p_late) {
             // Delayed past the client's timeout: the client gives up, and

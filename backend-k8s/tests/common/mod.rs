@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tenure_conformance::fixtures::kube_api::KubeApiServer;
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
 use tenure_core::{LockStore, StoreError};
-use tenure_k8s::wire::LEADER_ANNOTATION;
+use tenure_k8s::LEADER_ANNOTATION;
 use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
 
 /// The namespace the fixture's tests use.
