@@ -16,7 +16,6 @@ use crate::object::{Codec, ObjectLock};
 
 /// How long the API server keeps one watch request open.
 const WATCH_SECONDS: u32 = 60;
-/// The first and the longest pause before reconnecting after a failure.
 
 /// What a list showed of the watched object.
 #[derive(Clone, Debug)]
