@@ -107,6 +107,7 @@
 //! `memory://name`, `redis://host:6379/name`, `etcd://h1:2379,h2:2379/name`,
 //! `k8s://namespace/name?kind=lease`.
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod connect;
 
@@ -126,18 +127,24 @@ pub use tenure_core::{
 
 /// The Redis store (feature `redis`).
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use tenure_redis as redis;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use tenure_redis::RedisStore;
 
 /// The etcd store (feature `etcd`).
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use tenure_etcd as etcd;
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub use tenure_etcd::EtcdStore;
 
 /// The Kubernetes locks (feature `k8s`).
 #[cfg(feature = "k8s")]
+#[cfg_attr(docsrs, doc(cfg(feature = "k8s")))]
 pub use tenure_k8s as k8s;
 #[cfg(feature = "k8s")]
+#[cfg_attr(docsrs, doc(cfg(feature = "k8s")))]
 pub use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
