@@ -5,10 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use tenure_core::{
-    LeaderRecord, LockStore, MemoryStore, StoreError, Version, Versioned, WatchStream,
-};
-use tokio::sync::watch;
+use tenure_core::{LockStore, MemoryStore, StoreError};
 
 use crate::harness::{Fault, FaultSwitch, StoreFactory};
 
@@ -45,9 +42,10 @@ impl StoreFactory for MemoryFactory {
         &self,
         lock: &str,
     ) -> Result<(Arc<dyn LockStore>, Arc<dyn FaultSwitch>), StoreError> {
-        let store = FaultyStore::new(Arc::new(self.lock(lock)?));
-        let switch = store.switch();
-        Ok((Arc::new(store), switch))
+        let inner: Arc<dyn LockStore> = Arc::new(self.lock(lock)?);
+        let store = FaultyStore::new(inner);
+        let switch = switch_of(&store);
+        Ok((store, switch))
     }
 
     async fn put_raw(&self, lock: &str, raw: &str) {
@@ -71,82 +69,24 @@ impl StoreFactory for MemoryFactory {
     }
 }
 
-/// Wraps a store and applies a [`Fault`] to every call: `BlackHole` never
-/// answers, `Reset` fails with `Unavailable`, `Latency` delays.
-#[derive(Debug)]
-pub struct FaultyStore {
-    inner: Arc<dyn LockStore>,
-    fault: Arc<watch::Sender<Fault>>,
-}
+/// The shared fault-injecting store, as the scenarios' [`FaultSwitch`].
+pub use tenure_core::testing::FaultyStore;
 
-struct Switch(Arc<watch::Sender<Fault>>);
+struct Switch(Arc<FaultyStore>);
 
 impl FaultSwitch for Switch {
     fn set(&self, fault: Fault) {
-        self.0.send_replace(fault);
+        use tenure_core::testing::Fault as Injected;
+        self.0.set(match fault {
+            Fault::Pass => Injected::Pass,
+            Fault::BlackHole => Injected::Hang,
+            Fault::Reset => Injected::Fail,
+            Fault::Latency(d) => Injected::Slow(d),
+        });
     }
 }
 
-impl FaultyStore {
-    /// Wraps `inner`, passing calls through until told otherwise.
-    pub fn new(inner: Arc<dyn LockStore>) -> Self {
-        FaultyStore {
-            inner,
-            fault: Arc::new(watch::Sender::new(Fault::Pass)),
-        }
-    }
-
-    /// The switch that sets this store's fault.
-    pub fn switch(&self) -> Arc<dyn FaultSwitch> {
-        Arc::new(Switch(self.fault.clone()))
-    }
-
-    async fn gate(&self) -> Result<(), StoreError> {
-        let fault = *self.fault.borrow();
-        match fault {
-            Fault::Pass => Ok(()),
-            Fault::Latency(d) => {
-                tokio::time::sleep(d).await;
-                Ok(())
-            }
-            Fault::Reset => Err(StoreError::unavailable("connection reset (injected)")),
-            Fault::BlackHole => std::future::pending().await,
-        }
-    }
-}
-
-#[async_trait]
-impl LockStore for FaultyStore {
-    async fn get(&self) -> Result<Option<Versioned>, StoreError> {
-        self.gate().await?;
-        self.inner.get().await
-    }
-
-    async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
-        self.gate().await?;
-        self.inner.create(record).await
-    }
-
-    async fn update(
-        &self,
-        record: &LeaderRecord,
-        expected: &Version,
-    ) -> Result<Version, StoreError> {
-        self.gate().await?;
-        self.inner.update(record, expected).await
-    }
-
-    async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
-        self.gate().await?;
-        self.inner.watch().await
-    }
-
-    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
-        self.gate().await?;
-        self.inner.token_floor().await
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
+/// The switch that sets `store`'s fault.
+pub fn switch_of(store: &Arc<FaultyStore>) -> Arc<dyn FaultSwitch> {
+    Arc::new(Switch(store.clone()))
 }

@@ -61,6 +61,8 @@ mod planted {
 }
 pub mod record;
 pub mod store;
+#[cfg(feature = "test-hooks")]
+pub mod testing;
 
 pub use clock::{Clock, ScaledClock, TokioClock};
 pub use config::{ConfigError, ElectionConfig, KeyComparison, JITTER_FACTOR, MAX_DURATION};

@@ -166,7 +166,7 @@ async fn key_preemption() {
 async fn renew_already_acquired_object_in_one_round_trip() {
     // Fast path after lock acquired: renew is one compare-and-swap, no read.
     let memory = memory();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
@@ -194,7 +194,7 @@ async fn fallback_to_slow_path_after_fast_path_fails() {
     // A renew lands but its reply is lost: the next compare-and-swap
     // conflicts, the leader reads, sees its own term, and renews on.
     let memory = memory();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
@@ -219,7 +219,7 @@ async fn fallback_to_slow_path_after_fast_path_fails() {
 
 async fn step_down_on(mode: Mode) {
     let memory = memory();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
@@ -259,7 +259,7 @@ async fn validity_counts_from_the_request_start() {
     // is valid for renew_deadline from the *start* of the winning attempt,
     // i.e. 6 s after the work started, not 10.
     let memory = memory();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     store.set(Mode::Slow(SEC));
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
@@ -308,7 +308,7 @@ async fn release_retries_on_conflict() {
     // The last renew's reply is lost, so the release conflicts; it re-reads,
     // sees its own term, and releases on the current version.
     let memory = memory();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
@@ -392,7 +392,7 @@ async fn fencing_token_rises_across_successive_leaders() {
     a.shutdown.cancel(); // release
     a.task.await.unwrap().unwrap();
     wait_until(SEC, || b.elector.is_leader()).await;
-    let c_store = TestStore::new(&memory);
+    let c_store = test_store(&memory);
     let c = start(c_store.clone(), spec("c"), &t);
     tokio::time::sleep(SEC).await;
     b.task.abort(); // crash: c waits out the lease
@@ -505,8 +505,8 @@ async fn skew_rate_two_times_fast_clock_never_overlaps() {
     };
     let memory = memory();
     let t = Timeline::default();
-    let fast_store = TestStore::new(&memory);
-    let slow_store = TestStore::new(&memory);
+    let fast_store = test_store(&memory);
+    let slow_store = test_store(&memory);
     let fast = start(
         fast_store.clone(),
         Spec {
@@ -549,8 +549,8 @@ async fn followers_with_a_watch_do_not_poll() {
     let t = Timeline::default();
     let leader = start(Arc::new(memory.clone()), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
-    let watching = TestStore::with_watch(&memory, true);
-    let polling = TestStore::with_watch(&memory, false);
+    let watching = test_store(&memory);
+    let polling = test_store_without_watch(&memory);
     let _w = start(watching.clone(), spec("watching"), &t);
     let _p = start(polling.clone(), spec("polling"), &t);
     tokio::time::sleep(60 * SEC).await;
@@ -593,14 +593,14 @@ async fn a_new_incarnation_waits_out_its_own_identitys_record() {
 async fn a_failing_store_after_expiry_is_retried_at_the_poll_rate() {
     let memory = memory();
     memory.create(&held("gone", 15, 1)).await.unwrap();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     tokio::time::sleep(SEC).await;
     store.set(Mode::Fail);
-    let before = store.attempts.load(std::sync::atomic::Ordering::SeqCst);
+    let before = store.attempts();
     tokio::time::sleep(40 * SEC).await; // the lease expires at 15 s
-    let tries = store.attempts.load(std::sync::atomic::Ordering::SeqCst) - before;
+    let tries = store.attempts() - before;
     assert!(
         tries <= 45,
         "{tries} calls in 40 s: a retry loop without a pause"
@@ -622,7 +622,7 @@ async fn preemption_still_happens_when_the_first_attempt_failed() {
         &t,
     );
     wait_until(SEC, || low.elector.is_leader()).await;
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     store.set(Mode::Fail);
     let high = start(
         store.clone(),
@@ -695,7 +695,7 @@ async fn drain_timeout_abandons_the_lock_without_releasing() {
 async fn without_reacquire_a_lost_term_is_an_error() {
     use tenure_core::{CancellationToken, ElectionError, LeaderElector};
     let memory = memory();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     let elector = LeaderElector::builder(store.clone(), "a")
         .reacquire(false)
         .build()
@@ -735,7 +735,7 @@ async fn dropping_run_clears_the_leader_state() {
 async fn shutdown_during_a_winning_attempt_releases_what_it_won() {
     use tenure_core::{CancellationToken, LeaderElector};
     let memory = memory();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     store.set(Mode::Slow(SEC)); // get lands at 1 s, the create at 2 s
     let elector = LeaderElector::builder(store.clone(), "a").build().unwrap();
     let shutdown = CancellationToken::new();

@@ -33,7 +33,7 @@ async fn leader_gauge_follows_leadership() {
     recorder.install().unwrap();
 
     let memory = MemoryStore::new("gauge").unwrap();
-    let store = TestStore::new(&memory);
+    let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(Duration::from_secs(1), || a.elector.is_leader()).await;

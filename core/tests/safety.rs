@@ -55,7 +55,7 @@ async fn a_deleted_record_is_the_last_holders_record_unchanged() {
     // it saw, not create a record at once.
     let store = memory();
     let t = Timeline::default();
-    let leader_store = TestStore::new(&store);
+    let leader_store = test_store(&store);
     let leader = start(leader_store.clone(), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
     let follower = start(Arc::new(store.clone()), spec("follower"), &t);
@@ -167,10 +167,10 @@ async fn a_record_deleted_while_the_follower_was_blind_is_waited_out_from_when_i
     // a whole lease from finding the record missing.
     let store = memory();
     let t = Timeline::default();
-    let leader_store = TestStore::new(&store);
+    let leader_store = test_store(&store);
     let leader = start(leader_store.clone(), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
-    let follower_store = TestStore::with_watch(&store, false);
+    let follower_store = test_store_without_watch(&store);
     let follower = start(follower_store.clone(), spec("follower"), &t);
     tokio::time::sleep(3 * SEC).await;
     assert_eq!(follower.elector.leader().as_deref(), Some("leader"));
@@ -313,7 +313,7 @@ async fn a_renew_that_answers_once_validity_ended_does_not_revive_the_term() {
     // this renew would give.
     let store = memory();
     let t = Timeline::default();
-    let leader_store = TestStore::new(&store);
+    let leader_store = test_store(&store);
     let leader = start(leader_store.clone(), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
     let late = DEFAULT.renew - DEFAULT.retry + 1;

@@ -2,147 +2,29 @@
 //! candidates that record their terms on a timeline.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
+use tenure_core::testing::FaultyStore;
 use tenure_core::{
     CancellationToken, Clock, ElectionError, LeaderElector, LeaderRecord, LockStore, MemoryStore,
-    StoreError, Version, Versioned, WatchStream,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// What [`TestStore`] does to calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Pass,
-    /// Every call fails with `Unavailable`.
-    Fail,
-    /// Every call hangs forever.
-    Hang,
-    /// The next update is applied but its reply is lost (`Unavailable`).
-    LoseNextReply,
-    /// Every call takes this long before it reaches the store.
-    Slow(Duration),
-    /// Every call is answered at once, but the caller's thread gets to the
-    /// answer only this much later (it was busy): the paused clock moves on
-    /// inside the call.
-    Starved(Duration),
+/// The engine's tests wrap a [`MemoryStore`] in the one fault-injecting
+/// store every suite shares.
+pub use tenure_core::testing::Fault as Mode;
+pub type TestStore = FaultyStore<MemoryStore>;
+
+/// Wraps a clone of `memory` (which keeps the same record).
+pub fn test_store(memory: &MemoryStore) -> Arc<TestStore> {
+    FaultyStore::new(memory.clone())
 }
 
-/// Wraps a [`MemoryStore`]: counts calls, injects faults.
-#[derive(Debug)]
-pub struct TestStore {
-    pub inner: MemoryStore,
-    mode: Mutex<Mode>,
-    pub gets: AtomicUsize,
-    pub updates: AtomicUsize,
-    pub creates: AtomicUsize,
-    /// Every call, also the failed ones.
-    pub attempts: AtomicUsize,
-    watch: bool,
-}
-
-impl TestStore {
-    pub fn new(inner: &MemoryStore) -> Arc<Self> {
-        Self::with_watch(inner, true)
-    }
-
-    pub fn with_watch(inner: &MemoryStore, watch: bool) -> Arc<Self> {
-        Arc::new(TestStore {
-            inner: inner.clone(),
-            mode: Mutex::new(Mode::Pass),
-            gets: AtomicUsize::new(0),
-            updates: AtomicUsize::new(0),
-            creates: AtomicUsize::new(0),
-            attempts: AtomicUsize::new(0),
-            watch,
-        })
-    }
-
-    pub fn set(&self, mode: Mode) {
-        *self.mode.lock().unwrap() = mode;
-    }
-
-    pub fn calls(&self) -> (usize, usize, usize) {
-        (
-            self.gets.load(Ordering::SeqCst),
-            self.creates.load(Ordering::SeqCst),
-            self.updates.load(Ordering::SeqCst),
-        )
-    }
-
-    async fn gate(&self) -> Result<(), StoreError> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        let mode = *self.mode.lock().unwrap();
-        match mode {
-            Mode::Fail => Err(StoreError::unavailable("injected failure")),
-            Mode::Hang => std::future::pending().await,
-            Mode::Slow(d) => {
-                tokio::time::sleep(d).await;
-                // The store may have become unreachable meanwhile.
-                if *self.mode.lock().unwrap() == Mode::Hang {
-                    std::future::pending::<()>().await;
-                }
-                Ok(())
-            }
-            Mode::Starved(d) => {
-                tokio::time::advance(d).await;
-                Ok(())
-            }
-            Mode::Pass | Mode::LoseNextReply => Ok(()),
-        }
-    }
-}
-
-#[async_trait]
-impl LockStore for TestStore {
-    async fn get(&self) -> Result<Option<Versioned>, StoreError> {
-        self.gate().await?;
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        self.inner.get().await
-    }
-
-    async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
-        self.gate().await?;
-        self.creates.fetch_add(1, Ordering::SeqCst);
-        self.inner.create(record).await
-    }
-
-    async fn update(
-        &self,
-        record: &LeaderRecord,
-        expected: &Version,
-    ) -> Result<Version, StoreError> {
-        self.gate().await?;
-        self.updates.fetch_add(1, Ordering::SeqCst);
-        let result = self.inner.update(record, expected).await;
-        let mut mode = self.mode.lock().unwrap();
-        if *mode == Mode::LoseNextReply && result.is_ok() {
-            *mode = Mode::Pass;
-            return Err(StoreError::unavailable("reply lost (injected)"));
-        }
-        result
-    }
-
-    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
-        self.gate().await?;
-        self.inner.token_floor().await
-    }
-
-    async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
-        if !self.watch {
-            return Ok(None);
-        }
-        self.gate().await?;
-        self.inner.watch().await
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
+/// As [`test_store`], for a store that cannot watch.
+pub fn test_store_without_watch(memory: &MemoryStore) -> Arc<TestStore> {
+    FaultyStore::without_watch(memory.clone())
 }
 
 /// One term as the work saw it.
