@@ -266,8 +266,8 @@ impl Supervisor {
         // SAFETY: kill(2) on our own descendants.
         unsafe {
             libc::kill(-self.pgid, sig);
-            for pid in children_of(libc::getpid()) {
-                libc::kill(pid, sig);
+            for pid in crate::procfs::children_of(std::process::id()) {
+                libc::kill(pid as libc::pid_t, sig);
             }
         }
     }
@@ -356,26 +356,6 @@ impl Supervisor {
 fn socket_fd(socket: &UnixStream) -> RawFd {
     use std::os::fd::AsRawFd;
     socket.as_raw_fd()
-}
-
-/// The pids whose parent is `parent`, from /proc.
-fn children_of(parent: libc::pid_t) -> Vec<libc::pid_t> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // Fields after the command name: state, then ppid.
-                    let rest = stat.rsplit_once(')')?.1;
-                    rest.split_whitespace().nth(1)?.parse::<libc::pid_t>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
 }
 
 /// The shell's convention: the exit code, or 128 + the signal.

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
+use tenure_conformance::procfs;
 
 mod common;
 use common::{is_gone, lines, signal, wait_for_line, TIMING};
@@ -66,15 +67,13 @@ fn last_beat(log: &Path, id: &str, pid: u32) -> u128 {
 
 /// The state letter of a process (`T`: stopped).
 fn state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    procfs::state_of(pid)
 }
 
 /// Pids whose command line contains `needle`.
 fn pids_with(needle: &str) -> Vec<u32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    procfs::pids()
+        .into_iter()
         .filter(|pid| {
             fs::read(format!("/proc/{pid}/cmdline"))
                 .map(|c| String::from_utf8_lossy(&c).contains(needle))
@@ -88,19 +87,7 @@ fn pids_with(needle: &str) -> Vec<u32> {
 fn supervisor_of(tenure: u32) -> u32 {
     pids_with("__supervise")
         .into_iter()
-        .find(|pid| {
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')?
-                        .1
-                        .split_whitespace()
-                        .nth(1)?
-                        .parse()
-                        .ok()
-                })
-                == Some(tenure)
-        })
+        .find(|pid| procfs::parent_of(*pid) == Some(tenure))
         .expect("the supervisor of a leading tenure run")
 }
 

@@ -68,11 +68,5 @@ pub fn signal(pid: u32, sig: libc::c_int) {
 
 /// True once the process is gone (or a zombie nobody reaped yet).
 pub fn is_gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
-    }
+    matches!(tenure_conformance::procfs::state_of(pid), None | Some('Z'))
 }
