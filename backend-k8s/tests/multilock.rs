@@ -11,13 +11,13 @@ use std::time::Duration;
 use common::{foreign_spec, Env, Kind, KubeFactory, NAMESPACE};
 use futures::StreamExt;
 use serde_json::json;
-use tenure_conformance::fixtures::kube_api::KubeApiServer;
 use tenure_core::{
     CancellationToken, ElectionError, LeaderElector, LeaderRecord, LockStore, StoreError, Version,
     WatchEvent,
 };
 use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
 use tenure_k8s::{LEADER_ANNOTATION, UNKNOWN_LEADER};
+use tenure_kube_fixture::KubeApiServer;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use common::{Env, NAMESPACE};
 use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::{json, Value};
-use tenure_conformance::fixtures::kube_api::KubeApiServer;
 use tenure_core::{LeaderRecord, LockStore};
 use tenure_k8s::{self as wire, HOLDER_KEY_ANNOTATION, LEADER_ANNOTATION};
 use tenure_k8s::{ConfigMapLock, LeaseLock};
+use tenure_kube_fixture::KubeApiServer;
 
 fn at_micros(micros: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_micros(micros)

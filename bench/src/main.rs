@@ -234,7 +234,7 @@ fn redis() -> Bench {
 }
 
 async fn kube() -> Bench {
-    let server = tenure_conformance::fixtures::kube_api::KubeApiServer::start()
+    let server = tenure_kube_fixture::KubeApiServer::start()
         .await
         .expect("start the Kubernetes API fixture");
     let kube = Arc::new(stores::KubeFactory { server });

@@ -229,7 +229,7 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 /// Kubernetes: `LeaseLock`s on the in-repo API server fixture; every `open`
 /// is a new `kube::Client`.
 pub struct KubeFactory {
-    pub server: tenure_conformance::fixtures::kube_api::KubeApiServer,
+    pub server: tenure_kube_fixture::KubeApiServer,
 }
 
 impl KubeFactory {

@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use tenure_conformance::fixtures::kube_api::KubeApiServer;
+use tenure_kube_fixture::KubeApiServer;
 
 pub fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()

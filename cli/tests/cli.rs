@@ -216,7 +216,7 @@ fn run_passes_the_fencing_token_and_the_commands_exit_code() {
 
 #[test]
 fn run_and_status_on_the_kubernetes_fixture() {
-    use tenure_conformance::fixtures::kube_api::KubeApiServer;
+    use tenure_kube_fixture::KubeApiServer;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let server = rt.block_on(KubeApiServer::start()).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use tenure_conformance::fixtures::kube_api::KubeApiServer;
+use tenure_kube_fixture::KubeApiServer;
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ns/leases";
 const CONFIGMAPS: &str = "/api/v1/namespaces/ns/configmaps";

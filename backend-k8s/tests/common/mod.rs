@@ -10,11 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use kube::{Client, Config};
 use serde_json::{json, Value};
-use tenure_conformance::fixtures::kube_api::KubeApiServer;
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
 use tenure_core::{LockStore, StoreError};
 use tenure_k8s::LEADER_ANNOTATION;
 use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+use tenure_kube_fixture::KubeApiServer;
 
 /// The namespace the fixture's tests use.
 pub const NAMESPACE: &str = "tenure-test";
@@ -414,6 +414,10 @@ impl StoreFactory for KubeFactory {
 
     fn supports_watch(&self) -> bool {
         true
+    }
+
+    fn request_timeout(&self) -> Option<Duration> {
+        Some((RENEW_DEADLINE / 2).max(tenure_k8s::MIN_REQUEST_TIMEOUT))
     }
 }
 
