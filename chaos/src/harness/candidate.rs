@@ -1,0 +1,93 @@
+//! One candidate process, and faketime for the skewed ones.
+
+use super::*;
+
+pub(super) struct Candidate {
+    pub(super) id: String,
+    /// Its stderr.
+    pub(super) log: PathBuf,
+    pub(super) child: Child,
+    /// One proxy per store member.
+    pub(super) proxies: Vec<FaultProxy>,
+    /// When this process was started: only terms begun after it are its.
+    pub(super) spawned: i128,
+    /// `child` is the `faketime` wrapper; tenure is its child.
+    pub(super) wrapped: bool,
+}
+
+impl Candidate {
+    /// The last lines of its stderr.
+    pub(super) fn last_words(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[lines.len().saturating_sub(3)..].to_vec()
+    }
+
+    /// The `tenure run` process (below the `faketime` wrapper, if any).
+    pub(super) fn tenure_pid(&self) -> i32 {
+        if self.wrapped {
+            if let Some(pid) = tenure_conformance::procfs::children_of(self.child.id())
+                .into_iter()
+                .next()
+            {
+                return pid as i32;
+            }
+        }
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            // Reaped: its pid may belong to another process by now.
+            return;
+        }
+        let tenure = self.tenure_pid();
+        signal(tenure, libc::SIGCONT);
+        signal(tenure, libc::SIGKILL);
+        if self.wrapped {
+            // The faketime wrapper exits with its child and removes its
+            // semaphore and shared memory; killed, it leaves them behind.
+            let deadline = mono_ns() + 2_000_000_000;
+            while matches!(self.child.try_wait(), Ok(None)) && mono_ns() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes the semaphores and shared memory that faketime wrappers killed
+/// before they could clean up left in /dev/shm: a new wrapper whose pid
+/// matches a leftover fails (`sem_open: File exists`) and exits 1. Seen
+/// in a quick mix once pids had wrapped around.
+pub(super) fn remove_faketime_leftovers() {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let pid = name
+            .strip_prefix("sem.faketime_sem_")
+            .or_else(|| name.strip_prefix("faketime_shm_"))
+            .and_then(|p| p.parse::<i32>().ok());
+        // SAFETY: kill(2) with signal 0 only asks whether the pid exists.
+        if pid.is_some_and(|p| unsafe { libc::kill(p, 0) } != 0) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The `faketime` wrapper (Debian package `faketime`).
+pub(super) fn faketime_command() -> Result<PathBuf, String> {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("faketime"))
+                .find(|p| p.exists())
+        })
+        .ok_or_else(|| "faketime not found: apt-get install faketime".into())
+}

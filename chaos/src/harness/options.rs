@@ -1,0 +1,165 @@
+//! What a run does: the faults, the stores, the candidates, and the options.
+
+use super::*;
+
+/// The faults a round can apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    Kill9,
+    Sigterm,
+    StopTenure,
+    FreezeTree,
+    CutOff,
+    StoreRestart,
+    StoreFreeze,
+    /// The store's container taken off its Docker network for 3 s, then
+    /// put back (containers only). A server alone: its clients' connections
+    /// drop at once and new ones are refused (its published port goes with
+    /// the network; a silent black hole is `cut-off`). A cluster: the raft
+    /// leader is cut off from its peers (silence) and its clients (refused).
+    StorePartition,
+    SkewWithin,
+    SkewBeyond,
+    /// The etcd cluster's raft leader killed, then restarted (clusters only).
+    RaftLeaderKill,
+}
+
+impl Fault {
+    /// Every fault, in report order.
+    pub const ALL: [Fault; 11] = [
+        Fault::Kill9,
+        Fault::Sigterm,
+        Fault::StopTenure,
+        Fault::FreezeTree,
+        Fault::CutOff,
+        Fault::StoreRestart,
+        Fault::StoreFreeze,
+        Fault::StorePartition,
+        Fault::SkewWithin,
+        Fault::SkewBeyond,
+        Fault::RaftLeaderKill,
+    ];
+
+    /// The name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill9 => "kill-9",
+            Fault::Sigterm => "sigterm",
+            Fault::StopTenure => "sigstop-tenure",
+            Fault::FreezeTree => "freeze-tree",
+            Fault::CutOff => "cut-off",
+            Fault::StoreRestart => "store-restart",
+            Fault::StoreFreeze => "store-freeze",
+            Fault::StorePartition => "store-partition",
+            Fault::SkewWithin => "skew-x0.8-cut-off",
+            Fault::SkewBeyond => "skew-x0.5-cut-off",
+            Fault::RaftLeaderKill => "raft-leader-kill",
+        }
+    }
+}
+
+/// Which store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreKind {
+    Redis,
+    Etcd,
+    /// Three etcd members on loopback.
+    EtcdCluster,
+    /// The Kubernetes API fixture as a process (`tenure-chaos kube-api`),
+    /// holding a Lease.
+    Kube,
+}
+
+impl StoreKind {
+    /// Whether `fault` applies: raft faults need a cluster; the API
+    /// fixture keeps its objects in memory, and a real API server loses
+    /// nothing when it restarts, so it is frozen but not restarted.
+    pub(super) fn allows(self, fault: Fault) -> bool {
+        match fault {
+            Fault::RaftLeaderKill => self == StoreKind::EtcdCluster,
+            Fault::StoreRestart => self != StoreKind::Kube,
+            Fault::StorePartition => self != StoreKind::Kube && way() == Way::Container,
+            _ => true,
+        }
+    }
+}
+
+/// How the candidates run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CandidateKind {
+    /// `tenure run` processes, each leader's command a `worker`.
+    Cli,
+    /// `tenure-chaos candidate` processes, each embedding the library.
+    Library,
+}
+
+/// The run's options.
+pub struct Options {
+    pub(super) store: StoreKind,
+    pub(super) rounds: usize,
+    pub(super) seed: u64,
+    pub(super) faults: Vec<Fault>,
+    pub(super) tenure: PathBuf,
+    pub(super) candidates: CandidateKind,
+}
+
+impl Options {
+    /// Parses `--store`, `--rounds`, `--seed`, `--faults`, `--tenure`.
+    pub fn parse(args: &[String]) -> Option<Options> {
+        let mut o = Options {
+            store: StoreKind::Redis,
+            rounds: 0,
+            seed: 1,
+            faults: Vec::new(),
+            tenure: std::env::current_exe().ok()?.with_file_name("tenure"),
+            candidates: CandidateKind::Cli,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next()?;
+            match flag.as_str() {
+                "--store" => {
+                    o.store = match value.as_str() {
+                        "redis" => StoreKind::Redis,
+                        "etcd" => StoreKind::Etcd,
+                        "etcd-cluster" => StoreKind::EtcdCluster,
+                        "k8s" => StoreKind::Kube,
+                        _ => return None,
+                    }
+                }
+                "--candidates" => {
+                    o.candidates = match value.as_str() {
+                        "cli" => CandidateKind::Cli,
+                        "library" => CandidateKind::Library,
+                        _ => return None,
+                    }
+                }
+                "--rounds" => o.rounds = value.parse().ok()?,
+                "--seed" => o.seed = value.parse().ok()?,
+                "--tenure" => o.tenure = PathBuf::from(value),
+                "--faults" if value == "all" => o.faults = Vec::new(),
+                "--faults" => {
+                    o.faults = value
+                        .split(',')
+                        .map(|n| Fault::ALL.into_iter().find(|f| f.name() == n))
+                        .collect::<Option<Vec<_>>>()?
+                }
+                _ => return None,
+            }
+        }
+        if o.faults.is_empty() {
+            // Every fault that applies to the store.
+            o.faults = Fault::ALL
+                .into_iter()
+                .filter(|f| o.store.allows(*f))
+                .collect();
+        }
+        if !o.faults.iter().all(|f| o.store.allows(*f)) {
+            return None;
+        }
+        if o.rounds == 0 {
+            o.rounds = o.faults.len();
+        }
+        Some(o)
+    }
+}
