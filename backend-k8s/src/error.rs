@@ -45,6 +45,21 @@ pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
     mapped.with_source(e)
 }
 
+/// The error of a write that lost a race, given a read made after it: a
+/// conflict carrying what the lock holds now (so the elector need not read
+/// again), or the read's `Corrupt` (never hide an unreadable object).
+pub(crate) fn conflict_after(
+    read: Result<Option<tenure_core::Versioned>, StoreError>,
+) -> StoreError {
+    match read {
+        Ok(current) => StoreError::Conflict {
+            current: current.map(Box::new),
+        },
+        Err(e @ StoreError::Corrupt { .. }) => e,
+        Err(_) => StoreError::conflict(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

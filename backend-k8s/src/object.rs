@@ -207,13 +207,7 @@ impl<K: Codec> ObjectLock<K> {
     /// After a 409: the conflict with the current record, or `Corrupt` when
     /// what is stored now is not a record.
     async fn conflict(&self) -> StoreError {
-        match self.get().await {
-            Ok(current) => StoreError::Conflict {
-                current: current.map(Box::new),
-            },
-            Err(e @ StoreError::Corrupt { .. }) => e,
-            Err(_) => StoreError::conflict(),
-        }
+        crate::error::conflict_after(self.get().await)
     }
 
     pub(crate) async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {

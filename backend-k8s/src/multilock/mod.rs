@@ -108,13 +108,7 @@ impl MultiLock {
     /// is now (never one object's record or version, which callers would
     /// take for the lock's), or `Corrupt` when an object is not a record.
     async fn conflict(&self) -> StoreError {
-        match self.get().await {
-            Ok(current) => StoreError::Conflict {
-                current: current.map(Box::new),
-            },
-            Err(e @ StoreError::Corrupt { .. }) => e,
-            Err(_) => StoreError::conflict(),
-        }
+        crate::error::conflict_after(self.get().await)
     }
 
     /// Writes `record` to one object: a compare-and-swap at `expected`, or
