@@ -41,7 +41,7 @@ impl EtcdFactory {
     async fn store(&self, endpoints: Vec<String>, lock: &str) -> Result<EtcdStore, StoreError> {
         EtcdStore::builder(endpoints, lock)
             .prefix(&self.prefix)
-            .request_timeout(Duration::from_secs(2))
+            .request_timeout(REQUEST_TIMEOUT)
             .build()
             .await
     }
@@ -112,6 +112,10 @@ impl StoreFactory for EtcdFactory {
     fn supports_watch(&self) -> bool {
         true
     }
+
+    fn request_timeout(&self) -> Option<Duration> {
+        Some(REQUEST_TIMEOUT)
+    }
 }
 
 async fn factory() -> EtcdFactory {
@@ -120,4 +124,10 @@ async fn factory() -> EtcdFactory {
 
 tenure_conformance::conformance_tests!(factory);
 // This store keeps a token floor across deletion.
-tenure_conformance::conformance_tests!(factory; fencing_token_rises_across_deletion);
+tenure_conformance::conformance_tests!(factory;
+    fencing_token_rises_across_deletion,
+    hung_store_fails_within_the_request_timeout
+);
+
+/// Each call's bound.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);

@@ -12,6 +12,7 @@ mod lease {
     }
 
     tenure_conformance::conformance_tests!(factory);
+    tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
 }
 
 mod configmap {
@@ -22,6 +23,7 @@ mod configmap {
     }
 
     tenure_conformance::conformance_tests!(factory);
+    tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
 }
 
 mod multilock {
@@ -32,4 +34,5 @@ mod multilock {
     }
 
     tenure_conformance::conformance_tests!(factory);
+    tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
 }

@@ -42,6 +42,7 @@ impl RedisFactory {
     async fn store(&self, url: String, lock: &str) -> Result<RedisStore, StoreError> {
         RedisStore::builder(url, lock)
             .prefix(self.prefix.clone())
+            .request_timeout(REQUEST_TIMEOUT)
             .build()
             .await
     }
@@ -102,6 +103,10 @@ impl StoreFactory for RedisFactory {
     fn supports_watch(&self) -> bool {
         true
     }
+
+    fn request_timeout(&self) -> Option<std::time::Duration> {
+        Some(REQUEST_TIMEOUT)
+    }
 }
 
 async fn factory() -> RedisFactory {
@@ -110,4 +115,11 @@ async fn factory() -> RedisFactory {
 
 tenure_conformance::conformance_tests!(factory);
 // This store keeps a token floor across deletion.
-tenure_conformance::conformance_tests!(factory; fencing_token_rises_across_deletion);
+tenure_conformance::conformance_tests!(factory;
+    fencing_token_rises_across_deletion,
+    hung_store_fails_within_the_request_timeout
+);
+
+/// Each call's bound (shorter than the client's default 5 s, so the hung-store
+/// scenario is quick; long enough for a loaded CI machine).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);

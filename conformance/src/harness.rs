@@ -58,4 +58,11 @@ pub trait StoreFactory: Send + Sync + 'static {
 
     /// True when the store's `watch` must return a stream.
     fn supports_watch(&self) -> bool;
+
+    /// The timeout that bounds each call of the stores this factory opens,
+    /// for stores that bound their own calls (network stores). `None`
+    /// (the default) for stores that answer in-process.
+    fn request_timeout(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -18,12 +18,30 @@
 pub mod fixtures;
 mod harness;
 mod memory;
+#[path = "../../cli/src/procfs.rs"]
+pub mod procfs;
 mod proxy;
 pub mod scenarios;
 
 pub use harness::{Fault, FaultSwitch, StoreFactory};
-pub use memory::{FaultyStore, MemoryFactory};
+pub use memory::{switch_of, FaultyStore, MemoryFactory};
 pub use proxy::FaultProxy;
+
+/// Polls `cond` every 20 ms until it holds, failing the test after
+/// `within`; returns how long it took. For tests on real servers (the
+/// engine's own tests use the paused clock instead).
+pub async fn eventually(
+    within: std::time::Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) -> std::time::Duration {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
 
 /// Installs a `tracing` subscriber honouring `RUST_LOG` (once per process),
 /// so a failing scenario shows the elector's logs.
