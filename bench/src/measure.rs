@@ -163,8 +163,8 @@ pub async fn hand_offs(
 }
 
 fn rand_duration(max: Duration) -> Duration {
-    use rand::Rng;
-    max.mul_f64(rand::thread_rng().gen_range(0.0..1.0))
+    use rand::RngExt;
+    max.mul_f64(rand::rng().random_range(0.0..1.0))
 }
 
 /// Renew cost: the leader's renew is one compare-and-swap on the version it

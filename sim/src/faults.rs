@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::RngExt;
 use tokio::time::Instant;
 
 /// Which traffic a partition cuts.
@@ -212,48 +212,48 @@ pub fn draw(
     kind: crate::StoreKind,
 ) -> Plan {
     let heal = start + faulty;
-    let at = |rng: &mut StdRng| start + faulty.mul_f64(rng.gen_range(0.05..0.95));
+    let at = |rng: &mut StdRng| start + faulty.mul_f64(rng.random_range(0.05..0.95));
     let mut partitions = Vec::new();
-    for _ in 0..rng.gen_range(0..=4) {
+    for _ in 0..rng.random_range(0..=4) {
         let from = at(rng);
-        let until = (from + Duration::from_millis(rng.gen_range(200..6000))).min(heal);
-        let cut = match rng.gen_range(0..4) {
+        let until = (from + Duration::from_millis(rng.random_range(200..6000))).min(heal);
+        let cut = match rng.random_range(0..4) {
             0 => Cut::Both,
             1 => Cut::Requests,
             2 => Cut::Replies,
             _ => Cut::Watch,
         };
         partitions.push(Partition {
-            candidate: rng.gen_range(0..candidates),
+            candidate: rng.random_range(0..candidates),
             cut,
             from,
             until,
         });
     }
     let mut schedule = Vec::new();
-    for _ in 0..rng.gen_range(0..=6) {
+    for _ in 0..rng.random_range(0..=6) {
         let when = at(rng);
-        let who = rng.gen_range(0..candidates);
-        let event = match rng.gen_range(0..7) {
-            0 | 1 => Event::Pause(who, lease.mul_f64(rng.gen_range(0.1..2.5))),
-            2 => Event::Crash(who, Duration::from_millis(rng.gen_range(0..3000))),
+        let who = rng.random_range(0..candidates);
+        let event = match rng.random_range(0..7) {
+            0 | 1 => Event::Pause(who, lease.mul_f64(rng.random_range(0.1..2.5))),
+            2 => Event::Crash(who, Duration::from_millis(rng.random_range(0..3000))),
             3 if kind != crate::StoreKind::Kube => Event::Delete,
-            4 => Event::ForeignWrites(rng.gen_range(1..40)),
+            4 => Event::ForeignWrites(rng.random_range(1..40)),
             5 if kind == crate::StoreKind::Redis => Event::DataLoss,
             5 | 6 if kind == crate::StoreKind::Kube => Event::WatchTooOld,
-            _ => Event::Pause(who, lease.mul_f64(rng.gen_range(0.1..2.5))),
+            _ => Event::Pause(who, lease.mul_f64(rng.random_range(0.1..2.5))),
         };
         schedule.push((when, event));
     }
     schedule.sort_by_key(|(when, _)| *when);
-    let announce_refused_writes = kind == crate::StoreKind::Redis && rng.gen_bool(0.5);
+    let announce_refused_writes = kind == crate::StoreKind::Redis && rng.random_bool(0.5);
     Plan {
-        max_delay_ms: *[2u64, 10, 50, 200].get(rng.gen_range(0..4)).unwrap_or(&10),
-        p_lost_request: rng.gen_range(0.0..0.05),
-        p_lost_reply: rng.gen_range(0.0..0.05),
-        p_late: rng.gen_range(0.0..0.02),
+        max_delay_ms: *[2u64, 10, 50, 200].get(rng.random_range(0..4)).unwrap_or(&10),
+        p_lost_request: rng.random_range(0.0..0.05),
+        p_lost_reply: rng.random_range(0.0..0.05),
+        p_late: rng.random_range(0.0..0.02),
         p_watch_loss: if kind == crate::StoreKind::Redis {
-            rng.gen_range(0.0..0.3)
+            rng.random_range(0.0..0.3)
         } else {
             0.0
         },
@@ -262,7 +262,7 @@ pub fn draw(
         partitions,
         schedule,
         heal,
-        background_touch: (kind != crate::StoreKind::Redis && rng.gen_bool(0.3))
-            .then(|| Duration::from_millis(rng.gen_range(100..500))),
+        background_touch: (kind != crate::StoreKind::Redis && rng.random_bool(0.3))
+            .then(|| Duration::from_millis(rng.random_range(100..500))),
     }
 }

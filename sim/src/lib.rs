@@ -31,7 +31,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tenure_core::{CancellationToken, LeaderElector, Leadership, LockStore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -120,8 +120,8 @@ pub fn simulate(seed: u64, options: Options) -> Report {
 async fn run(seed: u64, options: Options) -> Report {
     let mut rng = StdRng::seed_from_u64(seed);
     let start = Instant::now();
-    let n = rng.gen_range(3..=7);
-    let mut rates: Vec<f64> = (0..n).map(|_| rng.gen_range(0.85..1.15)).collect();
+    let n = rng.random_range(3..=7);
+    let mut rates: Vec<f64> = (0..n).map(|_| rng.random_range(0.85..1.15)).collect();
     if options.skew_beyond_bound {
         // One clock fast, one slow: their ratio is beyond lease / renew.
         rates[0] = 0.6;
@@ -132,7 +132,7 @@ async fn run(seed: u64, options: Options) -> Report {
         trace_to_stderr(start);
         eprintln!("seed {seed}: {n} candidates, clock rates {rates:?}\n{plan:#?}");
     }
-    let store = Store::new(options.kind, StdRng::seed_from_u64(rng.gen()), plan.clone());
+    let store = Store::new(options.kind, StdRng::seed_from_u64(rng.random()), plan.clone());
     store.count(|c| {
         c.seeds = 1;
         c.candidates = n as u64;

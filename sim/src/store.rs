@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::stream;
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::RngExt;
 use tenure_core::{
     LeaderRecord, LockStore, StoreError, Version, Versioned, WatchEvent, WatchStream,
 };
@@ -101,13 +101,13 @@ impl Store {
 
     /// A fault with probability `p`, while faults last.
     fn roll(&self, p: f64) -> bool {
-        p > 0.0 && self.faulty() && self.rng.lock().unwrap().gen_bool(p.min(1.0))
+        p > 0.0 && self.faulty() && self.rng.lock().unwrap().random_bool(p.min(1.0))
     }
 
     /// A network delay of up to `max_ms` (2 ms once faults healed).
     fn delay(&self, max_ms: u64) -> Duration {
         let max_ms = if self.faulty() { max_ms } else { 2 };
-        Duration::from_micros(self.rng.lock().unwrap().gen_range(200..=max_ms * 1000))
+        Duration::from_micros(self.rng.lock().unwrap().random_range(200..=max_ms * 1000))
     }
 
     /// Announces a change to every watch, each after its own delay (in

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -118,7 +118,7 @@ where
         let observed_at = inner.clock.now();
         let rng = match inner.config.jitter_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
-            None => StdRng::from_entropy(),
+            None => rand::make_rng(),
         };
         Campaign {
             inner,
@@ -256,7 +256,7 @@ where
     /// `retry_period` plus up to `1.2 × retry_period`, as client-go's
     /// `wait.JitterUntil(retry, 1.2)`.
     fn jittered(&mut self, retry: Duration) -> Duration {
-        let factor: f64 = self.rng.gen_range(0.0..JITTER_FACTOR);
+        let factor: f64 = self.rng.random_range(0.0..JITTER_FACTOR);
         retry + retry.mul_f64(factor)
     }
 }
