@@ -111,18 +111,18 @@
 
 mod connect;
 
-pub use connect::{connect, redact, ConnectError, LockUrl};
+pub use connect::{ConnectError, LockUrl, connect, redact};
 // Hand-picked: what an application uses. Store authors depend on
 // `tenure-core` itself (its `backend` support module, the record's JSON form).
 /// The leader gauge's name (`leader_election_master_status`).
 pub use tenure_core::metrics::LEADER_GAUGE;
 /// Re-exported so users need not depend on these crates for the types in our API.
-pub use tenure_core::{async_trait, CancellationToken};
+pub use tenure_core::{CancellationToken, async_trait};
 pub use tenure_core::{
-    validate_lock_name, Clock, ConfigError, ElectionConfig, ElectionError, ElectionState,
-    ElectionTask, ErrorSource, HealthError, KeyComparison, LeaderElector, LeaderElectorBuilder,
-    LeaderRecord, Leadership, LockStore, MemoryStore, StoreError, TokioClock, Version, Versioned,
-    WatchEvent, WatchStream, MAX_DURATION, UNKNOWN_HOLDER,
+    Clock, ConfigError, ElectionConfig, ElectionError, ElectionState, ElectionTask, ErrorSource,
+    HealthError, KeyComparison, LeaderElector, LeaderElectorBuilder, LeaderRecord, Leadership,
+    LockStore, MAX_DURATION, MemoryStore, StoreError, TokioClock, UNKNOWN_HOLDER, Version,
+    Versioned, WatchEvent, WatchStream, validate_lock_name,
 };
 
 /// The Redis store (feature `redis`).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use tenure_core::backend::REDACTED;
-use tenure_core::{validate_lock_name, StoreError};
+use tenure_core::{StoreError, validate_lock_name};
 
 use crate::error::map_error;
 use crate::store::{EtcdStore, Inner};
@@ -210,7 +210,7 @@ impl EtcdStoreBuilder {
             _ => {
                 return Err(StoreError::invalid_config(
                     "etcd authentication needs both a username and a password",
-                ))
+                ));
             }
         }
         if let Some(tls) = &self.tls {
@@ -223,7 +223,7 @@ impl EtcdStoreBuilder {
                 return Err(StoreError::unavailable(format!(
                     "connecting to etcd did not finish within {:?}",
                     self.request_timeout
-                )))
+                )));
             }
         };
         let key = format!("{}{}", self.prefix, self.name);

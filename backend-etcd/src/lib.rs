@@ -45,5 +45,5 @@ mod error;
 mod store;
 mod watch;
 
-pub use builder::{EtcdStoreBuilder, EtcdTls, DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT};
+pub use builder::{DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, EtcdStoreBuilder, EtcdTls};
 pub use store::EtcdStore;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tenure_conformance::fixtures::etcd::EtcdServer;
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
-use tenure_core::{async_trait, LockStore, StoreError};
+use tenure_core::{LockStore, StoreError, async_trait};
 use tenure_etcd::EtcdStore;
 
 /// Opens [`EtcdStore`]s on one etcd server, under a key prefix of their own

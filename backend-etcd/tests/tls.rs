@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tenure_conformance::fixtures::process::{
-    free_port, require_binary, wait_for_port, ServerProcess,
+    ServerProcess, free_port, require_binary, wait_for_port,
 };
 use tenure_core::{LeaderRecord, LockStore, StoreError};
 use tenure_etcd::{EtcdStore, EtcdTls};
@@ -77,8 +77,21 @@ fn make_certs(dir: &Path) {
         openssl(
             dir,
             &[
-                "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &extfile,
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &extfile,
             ],
         );
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
-use tenure_core::{validate_lock_name, StoreError};
+use tenure_core::{StoreError, validate_lock_name};
 
 /// The default renew deadline the request timeout is derived from, as
 /// [`ElectionConfig`](tenure_core::ElectionConfig)'s default.

@@ -55,7 +55,7 @@ mod object;
 mod watch;
 mod wire;
 
-pub use builder::{LockBuilder, DEFAULT_RENEW_DEADLINE, MIN_REQUEST_TIMEOUT};
+pub use builder::{DEFAULT_RENEW_DEADLINE, LockBuilder, MIN_REQUEST_TIMEOUT};
 pub use locks::{ConfigMapLock, LeaseLock};
 pub use multilock::MultiLock;
 /// How the objects are written, as client-go and Istio write them: the
@@ -63,8 +63,8 @@ pub use multilock::MultiLock;
 /// them into a [`LeaderRecord`](tenure_core::LeaderRecord) (for tools that
 /// inspect a lock).
 pub use wire::{
-    annotation_to_record, lease_to_record, HOLDER_KEY_ANNOTATION, LEADER_ANNOTATION,
-    TRANSITIONS_ANNOTATION, UNKNOWN_LEADER,
+    HOLDER_KEY_ANNOTATION, LEADER_ANNOTATION, TRANSITIONS_ANNOTATION, UNKNOWN_LEADER,
+    annotation_to_record, lease_to_record,
 };
 
 /// Re-exported so users need not name these crates' versions themselves.

@@ -7,14 +7,14 @@ use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tenure_core::{LeaderRecord, StoreError, Version, Versioned};
 
 use crate::error::map_error;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use kube::api::{ListParams, WatchParams};
 use kube::core::WatchEvent as KubeEvent;
 use tenure_core::backend::{self, Backoff};
@@ -92,7 +92,7 @@ impl<K: Codec> State<K> {
                 return Err(StoreError::unavailable(format!(
                     "watch {}: no answer within {:?}",
                     self.what, self.timeout
-                )))
+                )));
             }
         };
         self.events = Some(events.boxed());

@@ -77,13 +77,13 @@ pub fn lease_to_record(
         Some(s) if s < 0 => {
             return Err(StoreError::corrupt(format!(
                 "Lease spec.leaseDurationSeconds is negative ({s})"
-            )))
+            )));
         }
         Some(s) => Duration::from_secs(s as u64),
         None if !holder_identity.is_empty() => {
             return Err(StoreError::corrupt(
                 "Lease has a holder but no spec.leaseDurationSeconds",
-            ))
+            ));
         }
         None => Duration::ZERO,
     };
@@ -91,7 +91,7 @@ pub fn lease_to_record(
         Some(n) if n < 0 => {
             return Err(StoreError::corrupt(format!(
                 "Lease spec.leaseTransitions is negative ({n})"
-            )))
+            )));
         }
         Some(i32::MAX) => annotations
             .and_then(|a| a.get(TRANSITIONS_ANNOTATION))

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{foreign_spec, Env, NAMESPACE};
+use common::{Env, NAMESPACE, foreign_spec};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{foreign_spec, Env, Kind, KubeFactory, NAMESPACE};
+use common::{Env, Kind, KubeFactory, NAMESPACE, foreign_spec};
 use futures::StreamExt;
 use serde_json::json;
 use tenure_core::{
@@ -68,10 +68,12 @@ async fn multilock_writes_both_and_its_version_covers_both() {
     let lease_raw = env.get_object(&env.lease_path("multi")).await.unwrap();
     let cm_raw = env.get_object(&env.configmap_path("multi")).await.unwrap();
     assert_eq!(lease_raw["spec"]["holderIdentity"], "a");
-    assert!(cm_raw["metadata"]["annotations"][LEADER_ANNOTATION]
-        .as_str()
-        .unwrap()
-        .contains(r#""holderIdentity":"a""#));
+    assert!(
+        cm_raw["metadata"]["annotations"][LEADER_ANNOTATION]
+            .as_str()
+            .unwrap()
+            .contains(r#""holderIdentity":"a""#)
+    );
     let read = lock.get().await.unwrap().unwrap();
     assert_eq!(
         (read.record.holder_identity.as_str(), &read.version),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{Env, NAMESPACE};
 use k8s_openapi::api::coordination::v1::Lease;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tenure_core::{LeaderRecord, LockStore};
 use tenure_k8s::{self as wire, HOLDER_KEY_ANNOTATION, LEADER_ANNOTATION};
 use tenure_k8s::{ConfigMapLock, LeaseLock};

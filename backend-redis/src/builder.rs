@@ -4,10 +4,10 @@ use std::fmt;
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
-use tenure_core::{validate_lock_name, StoreError};
+use tenure_core::{StoreError, validate_lock_name};
 
-use crate::store::{lock_key, RedisStore};
-use tenure_core::backend::{redact_url, Redactor, REDACTED};
+use crate::store::{RedisStore, lock_key};
+use tenure_core::backend::{REDACTED, Redactor, redact_url};
 
 /// The key prefix used unless [`RedisStoreBuilder::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "tenure:";
@@ -138,12 +138,12 @@ impl RedisStoreBuilder {
             ));
         }
         let mut redactor = Redactor::default();
-        if let Ok(url) = url::Url::parse(&self.url) {
-            if let Some(p) = url.password() {
-                redactor.add(p);
-                if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
-                    redactor.add(&decoded);
-                }
+        if let Ok(url) = url::Url::parse(&self.url)
+            && let Some(p) = url.password()
+        {
+            redactor.add(p);
+            if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
+                redactor.add(&decoded);
             }
         }
         if let Some(p) = &self.password {

@@ -1,8 +1,8 @@
 //! Mapping Redis errors to [`StoreError`], with secrets scrubbed from messages.
 
 use redis::{ErrorKind, RedisError};
-use tenure_core::backend::Redactor;
 use tenure_core::StoreError;
+use tenure_core::backend::Redactor;
 
 /// Classifies a Redis error as tenure's [`StoreError`].
 pub(crate) fn classify(e: RedisError, redactor: &Redactor) -> StoreError {
@@ -12,18 +12,14 @@ pub(crate) fn classify(e: RedisError, redactor: &Redactor) -> StoreError {
     // no secret: the source's own Display is not scrubbed.
     let clean = message == raw;
     let kind = classify_kind(&e, message);
-    if clean {
-        kind.with_source(e)
-    } else {
-        kind
-    }
+    if clean { kind.with_source(e) } else { kind }
 }
 
 fn classify_kind(e: &RedisError, message: String) -> StoreError {
     match e.code() {
         Some("NOAUTH" | "WRONGPASS" | "NOPERM") => return StoreError::unauthorized(message),
         Some("WRONGTYPE") => {
-            return StoreError::corrupt(format!("the key does not hold a string: {message}"))
+            return StoreError::corrupt(format!("the key does not hold a string: {message}"));
         }
         _ => {}
     }

@@ -89,5 +89,5 @@ mod error;
 mod store;
 mod watch;
 
-pub use builder::{RedisStoreBuilder, DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT};
-pub use store::{change_channel, lock_key, RedisStore, CAS_SCRIPT};
+pub use builder::{DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, RedisStoreBuilder};
+pub use store::{CAS_SCRIPT, RedisStore, change_channel, lock_key};

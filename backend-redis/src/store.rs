@@ -304,10 +304,10 @@ impl RedisStore {
                 .last_value
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if let Some((version, raw)) = last.as_ref() {
-                if version == expected {
-                    return Ok(raw.clone());
-                }
+            if let Some((version, raw)) = last.as_ref()
+                && version == expected
+            {
+                return Ok(raw.clone());
             }
         }
         let Some(raw) = self.get_raw().await? else {

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{stream, StreamExt};
-use redis::aio::{PubSubSink, PubSubStream};
+use futures::{StreamExt, stream};
 use redis::RedisError;
+use redis::aio::{PubSubSink, PubSubStream};
 use tenure_core::backend::{self, Backoff};
 use tenure_core::{StoreError, WatchEvent, WatchStream};
 use tokio::time::Instant;

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use tenure_conformance::fixtures::redis::RedisServer;
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
-use tenure_core::{async_trait, LockStore, StoreError};
-use tenure_redis::{lock_key, RedisStore};
+use tenure_core::{LockStore, StoreError, async_trait};
+use tenure_redis::{RedisStore, lock_key};
 
 /// Opens a [`RedisStore`] (own connection) per call on one server. Each
 /// factory uses its own key prefix, so tests can share an external server.

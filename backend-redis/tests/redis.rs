@@ -9,7 +9,7 @@ use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions, Redis
 use tenure_core::{
     CancellationToken, LeaderElector, LeaderRecord, LockStore, StoreError, Version, WatchEvent,
 };
-use tenure_redis::{lock_key, RedisStore};
+use tenure_redis::{RedisStore, lock_key};
 
 async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)

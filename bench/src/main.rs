@@ -11,12 +11,12 @@ mod stores;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use measure::{Exit, Style, DEFAULT, SHORT};
-use stats::{signed_ms, Ms, Samples};
+use measure::{DEFAULT, Exit, SHORT, Style};
+use stats::{Ms, Samples, signed_ms};
 use tenure_conformance::StoreFactory;
 
 type Counter = Box<dyn Fn() -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync>;
@@ -156,7 +156,9 @@ async fn run_store(b: &Bench, runs: &Runs) {
     }
 
     println!("\n### Crash fail-over (lease 2 s, renew 1.5 s, retry 0.4 s)\n");
-    println!("| elector | p50 | p99 | max | p50 − lease | p99 − lease | n |\n|---|---|---|---|---|---|---|");
+    println!(
+        "| elector | p50 | p99 | max | p50 − lease | p99 − lease | n |\n|---|---|---|---|---|---|---|"
+    );
     for (label, style) in [
         ("tenure (watch)", Style::Tenure),
         ("client-go style", Style::ClientGo),

@@ -1,8 +1,8 @@
 //! The stores under test, each on a real server started by the fixtures,
 //! with a server-side operation counter and the raw primitive a renew maps to.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;

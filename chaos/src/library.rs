@@ -6,8 +6,8 @@
 //! releases.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tenure::{CancellationToken, LeaderElector, Leadership};
@@ -90,14 +90,13 @@ async fn work(leadership: Leadership, n: u32, id: String, downstream: String, lo
             format!("start {id} {term} {} {token}\n", mono_ns())
         };
         let _ = log.write_all(line.as_bytes());
-        if conn.is_none() {
-            if let Ok(Ok(s)) =
+        if conn.is_none()
+            && let Ok(Ok(s)) =
                 tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(&downstream))
                     .await
-            {
-                let (r, w) = s.into_split();
-                conn = Some((w, BufReader::new(r)));
-            }
+        {
+            let (r, w) = s.into_split();
+            conn = Some((w, BufReader::new(r)));
         }
         if let Some((w, r)) = conn.as_mut() {
             let write = format!("{token} {id} {term} {}\n", mono_ns());

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use std::time::{Duration, Instant};
-use tenure_conformance::fixtures::container::{way, Way};
+use tenure_conformance::fixtures::container::{Way, way};
 
 fn harness() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tenure-chaos"))

@@ -7,8 +7,8 @@ use tenure::{CancellationToken, ElectionError, LeaderElector, MemoryStore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::output::say;
 use crate::Failure;
+use crate::output::say;
 
 const LEASE: Duration = Duration::from_secs(2);
 const RENEW: Duration = Duration::from_millis(1500);

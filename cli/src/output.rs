@@ -6,9 +6,9 @@
 //! lock's safety. Lost lines are counted and reported once stderr drains.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use chrono::{SecondsFormat, Utc};
 

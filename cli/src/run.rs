@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use clap::Args;
 use tenure::{CancellationToken, LeaderElector, Leadership};
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::output::{self, say};
 use crate::term::{self, CommandSpec, Outcome, OutcomeSlot};
-use crate::{parse_duration, Failure};
+use crate::{Failure, parse_duration};
 
 /// Arguments of `tenure run`.
 #[derive(Args, Debug)]

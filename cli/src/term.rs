@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
 use crate::output::say;
-use crate::supervisor::{monotonic_ns, SUBCOMMAND};
+use crate::supervisor::{SUBCOMMAND, monotonic_ns};
 
 /// How often the term's validity is copied to the supervisor's deadline.
 /// A late copy only makes the deadline earlier than the term's, never later.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 
 mod common;
-use common::{is_gone, wait_for_line, TIMING};
+use common::{TIMING, is_gone, wait_for_line};
 
 /// A child that logs `start ID PID NANOS` and, on SIGTERM, `stop ID PID NANOS`.
 const CHILD: &str = r#"now() { date +%s%N; }

@@ -14,7 +14,7 @@ use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 use tenure_conformance::procfs;
 
 mod common;
-use common::{is_gone, lines, signal, wait_for_line, TIMING};
+use common::{TIMING, is_gone, lines, signal, wait_for_line};
 
 const LEASE: Duration = Duration::from_secs(3);
 
@@ -140,9 +140,11 @@ fn sigstop_of_tenure_beyond_the_lease_stops_the_command_before_the_successor_sta
         a.try_wait().unwrap().is_none(),
         "tenure a exited after SIGCONT"
     );
-    assert!(!lines(&fx.log)
-        .iter()
-        .any(|l| l.kind == "start" && l.id == "a" && l.pid != first.pid));
+    assert!(
+        !lines(&fx.log)
+            .iter()
+            .any(|l| l.kind == "start" && l.id == "a" && l.pid != first.pid)
+    );
     stop_and_reap(a);
     stop_and_reap(b);
 }

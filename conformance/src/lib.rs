@@ -24,7 +24,7 @@ mod proxy;
 pub mod scenarios;
 
 pub use harness::{Fault, FaultSwitch, StoreFactory};
-pub use memory::{switch_of, FaultyStore, MemoryFactory};
+pub use memory::{FaultyStore, MemoryFactory, switch_of};
 pub use proxy::FaultProxy;
 
 /// Polls `cond` every 20 ms until it holds, failing the test after

@@ -38,9 +38,7 @@ pub enum ConfigError {
     #[error("{0} must be at most {max:?}", max = MAX_DURATION)]
     TooLong(&'static str),
     /// `renew_deadline <= 1.2 × retry_period`.
-    #[error(
-        "renew_deadline ({renew:?}) must be greater than retry_period × 1.2 ({retry:?} × 1.2)"
-    )]
+    #[error("renew_deadline ({renew:?}) must be greater than retry_period × 1.2 ({retry:?} × 1.2)")]
     RenewNotAboveRetry {
         /// The renew deadline.
         renew: Duration,

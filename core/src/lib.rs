@@ -65,12 +65,12 @@ pub mod store;
 pub mod testing;
 
 pub use clock::{Clock, ScaledClock, TokioClock};
-pub use config::{ConfigError, ElectionConfig, KeyComparison, JITTER_FACTOR, MAX_DURATION};
+pub use config::{ConfigError, ElectionConfig, JITTER_FACTOR, KeyComparison, MAX_DURATION};
 pub use elector::{ElectionError, ElectionTask, HealthError, LeaderElector, LeaderElectorBuilder};
 pub use leadership::{ElectionState, Leadership};
 pub use memory::MemoryStore;
-pub use record::{LeaderRecord, Version, Versioned, UNKNOWN_HOLDER};
-pub use store::{validate_lock_name, ErrorSource, LockStore, StoreError, WatchEvent, WatchStream};
+pub use record::{LeaderRecord, UNKNOWN_HOLDER, Version, Versioned};
+pub use store::{ErrorSource, LockStore, StoreError, WatchEvent, WatchStream, validate_lock_name};
 
 /// Re-exported so users need not depend on these crates for the types in our API.
 pub use async_trait::async_trait;

@@ -8,7 +8,7 @@ use futures::stream;
 use tokio::sync::broadcast;
 
 use crate::record::{self, LeaderRecord, Version, Versioned};
-use crate::store::{validate_lock_name, LockStore, StoreError, WatchEvent, WatchStream};
+use crate::store::{LockStore, StoreError, WatchEvent, WatchStream, validate_lock_name};
 
 /// One lock held in this process: for single-process use, tests and demos.
 ///

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::*;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use tenure_core::metrics::LEADER_GAUGE;
 use tenure_core::MemoryStore;
+use tenure_core::metrics::LEADER_GAUGE;
 
 fn gauge(snapshotter: &Snapshotter, name: &str) -> Option<f64> {
     snapshotter

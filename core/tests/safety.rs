@@ -157,8 +157,8 @@ async fn an_overflowing_transitions_count_is_corrupt_not_wrapped() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_record_deleted_while_the_follower_was_blind_is_waited_out_from_when_it_was_found_missing(
-) {
+async fn a_record_deleted_while_the_follower_was_blind_is_waited_out_from_when_it_was_found_missing()
+ {
     // Found by the simulation (seed 1000626, Redis-like): a follower that
     // could not see the store for longer than a lease (a GC pause, a
     // partition, a lossy watch) did not see the leader's renews; when it

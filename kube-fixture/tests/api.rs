@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tenure_kube_fixture::KubeApiServer;
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ns/leases";
@@ -158,9 +158,11 @@ async fn create_sets_server_fields_and_keeps_the_rest() {
     let (code, created) = http.post(LEASES, lease("l", "a")).await;
     assert_eq!(code, StatusCode::CREATED);
     assert!(rv(&created) > 0);
-    assert!(created["metadata"]["uid"]
-        .as_str()
-        .is_some_and(|u| !u.is_empty()));
+    assert!(
+        created["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| !u.is_empty())
+    );
     let ts = created["metadata"]["creationTimestamp"].as_str().unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{ts}");
     assert_eq!(created["metadata"]["namespace"], "ns");

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use rand::rngs::StdRng;
 use rand::RngExt;
+use rand::rngs::StdRng;
 use tokio::time::Instant;
 
 /// Which traffic a partition cuts.
@@ -248,7 +248,9 @@ pub fn draw(
     schedule.sort_by_key(|(when, _)| *when);
     let announce_refused_writes = kind == crate::StoreKind::Redis && rng.random_bool(0.5);
     Plan {
-        max_delay_ms: *[2u64, 10, 50, 200].get(rng.random_range(0..4)).unwrap_or(&10),
+        max_delay_ms: *[2u64, 10, 50, 200]
+            .get(rng.random_range(0..4))
+            .unwrap_or(&10),
         p_lost_request: rng.random_range(0.0..0.05),
         p_lost_reply: rng.random_range(0.0..0.05),
         p_late: rng.random_range(0.0..0.02),

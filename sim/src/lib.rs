@@ -38,8 +38,8 @@ use tokio::time::Instant;
 
 pub use clock::SimClock;
 pub use faults::Counts;
-pub use store::{StoreKind, REQUEST_TIMEOUT};
-pub use tenure_core::planted::{plant, Bug};
+pub use store::{REQUEST_TIMEOUT, StoreKind};
+pub use tenure_core::planted::{Bug, plant};
 
 use faults::Event;
 use store::{Link, Store};
@@ -132,7 +132,11 @@ async fn run(seed: u64, options: Options) -> Report {
         trace_to_stderr(start);
         eprintln!("seed {seed}: {n} candidates, clock rates {rates:?}\n{plan:#?}");
     }
-    let store = Store::new(options.kind, StdRng::seed_from_u64(rng.random()), plan.clone());
+    let store = Store::new(
+        options.kind,
+        StdRng::seed_from_u64(rng.random()),
+        plan.clone(),
+    );
     store.count(|c| {
         c.seeds = 1;
         c.candidates = n as u64;

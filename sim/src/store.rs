@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream;
-use rand::rngs::StdRng;
 use rand::RngExt;
+use rand::rngs::StdRng;
 use tenure_core::{
     LeaderRecord, LockStore, StoreError, Version, Versioned, WatchEvent, WatchStream,
 };
@@ -287,22 +287,21 @@ impl LockStore for Link {
     async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
         let record = record.clone();
         let me = self.candidate;
-        let result = self
-            .op(move |store, state| {
-                if state.record.is_some() {
-                    let current = match store.kind {
-                        StoreKind::Kube => None,
-                        _ => Store::current(state).map(Box::new),
-                    };
-                    return Err(StoreError::Conflict { current });
-                }
-                if store.refuses_after_announcing() {
-                    return Err(store.announce_refused(state, &record));
-                }
-                Ok(store.write(state, &record, me))
-            })
-            .await?;
-        result
+
+        self.op(move |store, state| {
+            if state.record.is_some() {
+                let current = match store.kind {
+                    StoreKind::Kube => None,
+                    _ => Store::current(state).map(Box::new),
+                };
+                return Err(StoreError::Conflict { current });
+            }
+            if store.refuses_after_announcing() {
+                return Err(store.announce_refused(state, &record));
+            }
+            Ok(store.write(state, &record, me))
+        })
+        .await?
     }
 
     async fn update(
@@ -313,26 +312,25 @@ impl LockStore for Link {
         let record = record.clone();
         let expected = expected.clone();
         let me = self.candidate;
-        let result = self
-            .op(move |store, state| {
-                let current = Store::current(state);
-                match current {
-                    Some(c) if c.version == expected => {
-                        if store.refuses_after_announcing() {
-                            return Err(store.announce_refused(state, &record));
-                        }
-                        Ok(store.write(state, &record, me))
+
+        self.op(move |store, state| {
+            let current = Store::current(state);
+            match current {
+                Some(c) if c.version == expected => {
+                    if store.refuses_after_announcing() {
+                        return Err(store.announce_refused(state, &record));
                     }
-                    current => Err(StoreError::Conflict {
-                        current: match store.kind {
-                            StoreKind::Kube => None,
-                            _ => current.map(Box::new),
-                        },
-                    }),
+                    Ok(store.write(state, &record, me))
                 }
-            })
-            .await?;
-        result
+                current => Err(StoreError::Conflict {
+                    current: match store.kind {
+                        StoreKind::Kube => None,
+                        _ => current.map(Box::new),
+                    },
+                }),
+            }
+        })
+        .await?
     }
 
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {

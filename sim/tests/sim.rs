@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use tenure_sim::{plant, simulate, Bug, Counts, Options, StoreKind};
+use tenure_sim::{Bug, Counts, Options, StoreKind, plant, simulate};
 
 fn kind_name(kind: StoreKind) -> &'static str {
     match kind {

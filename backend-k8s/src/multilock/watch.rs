@@ -17,8 +17,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use tenure_core::{StoreError, Versioned, WatchEvent, WatchStream};
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::merge::merge;
 use crate::object::ObjectLock;
-use crate::watch::{watch_listed, Seen};
+use crate::watch::{Seen, watch_listed};
 
 /// How long the two objects may disagree before the stream says `Resync`:
 /// enough for a MultiLock's second write after its first one's reply.

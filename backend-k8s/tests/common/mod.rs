@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use kube::{Client, Config};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
 use tenure_core::{LockStore, StoreError};
 use tenure_k8s::LEADER_ANNOTATION;

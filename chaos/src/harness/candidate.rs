@@ -25,13 +25,12 @@ impl Candidate {
 
     /// The `tenure run` process (below the `faketime` wrapper, if any).
     pub(super) fn tenure_pid(&self) -> i32 {
-        if self.wrapped {
-            if let Some(pid) = tenure_conformance::procfs::children_of(self.child.id())
+        if self.wrapped
+            && let Some(pid) = tenure_conformance::procfs::children_of(self.child.id())
                 .into_iter()
                 .next()
-            {
-                return pid as i32;
-            }
+        {
+            return pid as i32;
         }
         self.child.id() as i32
     }

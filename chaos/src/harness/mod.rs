@@ -15,10 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use tenure_conformance::fixtures::container::{way, Way};
+use tenure_conformance::fixtures::container::{Way, way};
 use tenure_conformance::fixtures::etcd::{EtcdCluster, EtcdServer};
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
 use tenure_conformance::{Fault as ProxyFault, FaultProxy};

@@ -43,7 +43,9 @@ pub(super) fn report(
         options.seed,
         took.as_secs_f64()
     );
-    println!("| fault | rounds | rounds with overlap | max overlap ms | frozen tail ms (max) | stale writes accepted | stale writes rejected | fail-over p50 / p99 / max ms | tokens rose |");
+    println!(
+        "| fault | rounds | rounds with overlap | max overlap ms | frozen tail ms (max) | stale writes accepted | stale writes rejected | fail-over p50 / p99 / max ms | tokens rose |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     let exits: usize = outcomes.iter().map(|o| o.exits).sum();
     println!("candidate processes that exited by themselves (restarted): {exits}");

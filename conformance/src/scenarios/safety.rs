@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::election::{
-    candidate, leaders, spawn, wait_for, wait_for_leader, Timeline, LEASE, MARGIN, MAX_POLL, PLAIN,
-    RETRY,
+    LEASE, MARGIN, MAX_POLL, PLAIN, RETRY, Timeline, candidate, leaders, spawn, wait_for,
+    wait_for_leader,
 };
 use crate::{Fault, StoreFactory};
 

@@ -5,7 +5,7 @@ use std::future::Future;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use super::{next_event, Campaign, Hint, Won};
+use super::{Campaign, Hint, Won, next_event};
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};

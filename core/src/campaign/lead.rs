@@ -19,11 +19,11 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::term::Term;
-use super::{next_event, Campaign, Hint, TermEnd, Won};
+use super::{Campaign, Hint, TermEnd, Won, next_event};
 use crate::elector::ElectionError;
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
-use crate::record::{now_micros, LeaderRecord, Version, Versioned};
+use crate::record::{LeaderRecord, Version, Versioned, now_micros};
 use crate::store::{StoreError, WatchEvent};
 
 /// Where a term is.
@@ -173,7 +173,9 @@ where
                     continue;
                 }
                 Wake::DrainTimedOut => {
-                    warn!("the leader's work did not return within drain_timeout: abandoning the lock to expire");
+                    warn!(
+                        "the leader's work did not return within drain_timeout: abandoning the lock to expire"
+                    );
                     return Stop::Abandoned;
                 }
                 Wake::RenewDue => {}

@@ -149,7 +149,7 @@ where
                 TermEnd::Shutdown => return Ok(()),
                 TermEnd::Lost if self.shutdown.is_cancelled() => return Ok(()),
                 TermEnd::Lost if !self.inner.config.reacquire => {
-                    return Err(ElectionError::LeadershipLost)
+                    return Err(ElectionError::LeadershipLost);
                 }
                 TermEnd::Lost => info!("campaigning again after a lost term"),
             }
