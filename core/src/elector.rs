@@ -118,9 +118,29 @@ pub(crate) struct Inner {
     running: AtomicBool,
 }
 
+/// What the campaign publishes goes through these, so the state's rules
+/// live with the state.
 impl Inner {
     pub(crate) fn set_term(&self, term: Option<Leadership>) {
         *self.term.lock().unwrap_or_else(|e| e.into_inner()) = term;
+    }
+
+    /// The holder the store shows now (empty: free).
+    pub(crate) fn publish_holder(&self, holder: &str) {
+        self.state.send_if_modified(|s| {
+            let leader = (!holder.is_empty()).then(|| holder.to_owned());
+            let modified = s.leader != leader;
+            s.leader = leader;
+            modified
+        });
+    }
+
+    /// Leading with `token`, or not leading (`None`).
+    pub(crate) fn publish_term(&self, token: Option<u64>) {
+        self.state.send_modify(|s| {
+            s.is_leader = token.is_some();
+            s.fencing_token = token;
+        });
     }
 }
 

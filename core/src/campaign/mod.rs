@@ -185,12 +185,7 @@ where
         // to report: followers report the next leader they can name.
         let known = current.record.known_holder().map(str::to_owned);
         self.observed = Some(current);
-        self.inner.state.send_if_modified(|s| {
-            let leader = (!holder.is_empty()).then(|| holder.clone());
-            let modified = s.leader != leader;
-            s.leader = leader;
-            modified
-        });
+        self.inner.publish_holder(&holder);
         if let Some(holder) = known.filter(|h| *h != self.reported) {
             self.reported = holder.clone();
             info!(leader = %holder, "new leader observed");

@@ -54,10 +54,7 @@ impl Term {
             inner.clock.clone(),
         );
         inner.set_term(Some(leadership.clone()));
-        inner.state.send_modify(|s| {
-            s.is_leader = true;
-            s.fencing_token = Some(token);
-        });
+        inner.publish_term(Some(token));
         metrics::leader_on(&inner.config.name);
         let work = AbortOnDrop(tokio::spawn(work(leadership.clone())));
         Term {
@@ -125,10 +122,7 @@ impl Term {
         }
         self.leadership.end();
         self.inner.set_term(None);
-        self.inner.state.send_modify(|s| {
-            s.is_leader = false;
-            s.fencing_token = None;
-        });
+        self.inner.publish_term(None);
         metrics::leader_off(&self.inner.config.name);
         if let Some(cb) = &self.inner.on_stopped {
             cb();
