@@ -9,7 +9,7 @@ use super::{Campaign, Hint, Won, next_event};
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};
-use crate::store::StoreError;
+use crate::store::{StoreError, WatchEvent};
 
 impl<W, Fut> Campaign<W>
 where
@@ -19,6 +19,10 @@ where
     /// Tries until won (`Some`) or shut down (`None`).
     pub(super) async fn acquire(&mut self) -> Result<Option<Won>, StoreError> {
         let mut act = true;
+        // The watch just showed the lock released, record and version: the
+        // attempt may compare-and-swap on that version without reading it
+        // again (a stale view only makes the swap conflict).
+        let mut seen_free = false;
         let mut next_poll = self.inner.clock.now();
         loop {
             if self.shutdown.is_cancelled() {
@@ -34,7 +38,7 @@ where
                 // simulation replays exactly.
                 let attempt = tokio::select! {
                     biased;
-                    r = self.try_acquire() => r,
+                    r = self.try_acquire(std::mem::take(&mut seen_free)) => r,
                     _ = clock.sleep_until(limit) => {
                         Err(StoreError::unavailable("no answer within renew_deadline"))
                     }
@@ -79,7 +83,10 @@ where
                 // A follower acts when the lock looks free, when its key
                 // pre-empts the holder's, or when the stream lost track.
                 event = next_event(&mut self.events) => {
-                    act = match self.on_event(event) {
+                    let released = matches!(&event, Some(WatchEvent::Put(v)) if v.record.is_free());
+                    let hint = self.on_event(event);
+                    seen_free = released && hint == Hint::Free;
+                    act = match hint {
                         Hint::Free | Hint::Unknown => true,
                         Hint::Held => self.preemptible(),
                         Hint::Ours => false,
@@ -124,9 +131,19 @@ where
     }
 
     /// One attempt of client-go's `tryAcquireOrRenew` for a non-leader.
-    async fn try_acquire(&mut self) -> Result<Option<Won>, StoreError> {
+    ///
+    /// With `seen_free`, the record the watch just delivered (a released
+    /// lock) stands for the read: one round trip instead of two.
+    async fn try_acquire(&mut self, seen_free: bool) -> Result<Option<Won>, StoreError> {
         let started = self.inner.clock.now();
-        let current = self.inner.store.get().await?;
+        let watched = self
+            .observed
+            .clone()
+            .filter(|v| seen_free && !self.record_missing && v.record.is_free());
+        let current = match watched {
+            Some(current) => Some(current),
+            None => self.inner.store.get().await?,
+        };
         let Some(current) = current else {
             // A record that disappeared (deleted, expired, lost with the
             // store's data) is not a free lock: whoever held it may have
