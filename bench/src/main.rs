@@ -16,6 +16,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use measure::{DEFAULT, Exit, SHORT, Style};
+
+/// A waiter that started 20 ms before the leader left.
+const FRESH: Duration = Duration::from_millis(20);
+/// A waiter that has waited 1 s: its watch is settled on the server.
+const SETTLED: Duration = Duration::from_secs(1);
 use stats::{Ms, Samples, signed_ms};
 use tenure_conformance::StoreFactory;
 
@@ -45,6 +50,12 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let only_renew = args.iter().any(|a| a == "--only-renew");
+    let handoff_only = args.iter().any(|a| a == "--handoff");
+    let handoff_runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(100);
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--stores")
@@ -86,6 +97,9 @@ fn main() {
         if wanted("k8s") {
             benches.push(kube().await);
         }
+        if handoff_only {
+            return fair_handoff(&benches, handoff_runs).await;
+        }
         let mut etcd_endpoints = None;
         if wanted("etcd") {
             let (bench, endpoints) = etcd();
@@ -102,7 +116,7 @@ fn main() {
         }
         if let Some(endpoints) = etcd_endpoints.filter(|_| !runs.only_renew) {
             println!("\n## Peer: etcd's election service (same etcd server)\n");
-            let h = peers::etcd_election_handoff(&endpoints, runs.handoff).await;
+            let h = peers::etcd_election_handoff(&endpoints, runs.handoff, FRESH).await;
             println!("| measure | p50 | p99 | max | n |\n|---|---|---|---|---|");
             row("resign → next campaign returns", &h);
             let f = peers::etcd_election_failover(&endpoints, runs.failover, 2).await;
@@ -110,6 +124,70 @@ fn main() {
             println!("\nfail-over − TTL: p50 {}, p99 {}", signed_ms(f.p50(), SHORT.lease), signed_ms(f.p99(), SHORT.lease));
         }
     });
+}
+
+/// The release hand-off, compared fairly: tenure and etcd's own election on
+/// the same etcd, each with settled and with fresh waiters; tenure on Redis
+/// beside its floor (two script round trips and one pub/sub delivery).
+async fn fair_handoff(benches: &[Bench], runs: usize) {
+    println!("## Release hand-off, settled and fresh waiters ({runs} per row)\n");
+    println!("| store | elector | waiter | p50 | p99 | max | n |\n|---|---|---|---|---|---|---|");
+    let (etcd, endpoints, raw_etcd) = etcd_with_factory();
+    let line = |store: &str, who: &str, waiter: &str, s: &Samples| {
+        println!(
+            "| {store} | {who} | {waiter} | {} | {} | {} | {} |",
+            Ms(s.p50()),
+            Ms(s.p99()),
+            Ms(s.max()),
+            s.len()
+        )
+    };
+    for (waiter, settle) in [("settled (1 s)", SETTLED), ("fresh (20 ms)", FRESH)] {
+        let f = etcd.factory.as_ref();
+        let lock = format!("bench-fair-{}", settle.as_millis());
+        let t = measure::hand_offs(
+            f,
+            &lock,
+            runs,
+            DEFAULT,
+            Style::Tenure,
+            Exit::Release,
+            settle,
+        )
+        .await;
+        line("etcd", "tenure (watch)", waiter, &t);
+        let e = peers::etcd_election_handoff(&endpoints, runs, settle).await;
+        line("etcd", "etcd election (campaign / resign)", waiter, &e);
+    }
+    let w = raw_etcd.raw_txn(1000).await;
+    line(
+        "etcd",
+        "raw: Txn (a write: compare mod_revision, put)",
+        "–",
+        &w,
+    );
+    let r = raw_etcd.raw_get(1000).await;
+    line("etcd", "raw: Get (a linearizable read)", "–", &r);
+    for b in benches.iter().filter(|b| b.name == "redis") {
+        for (waiter, settle) in [("settled (1 s)", SETTLED), ("fresh (20 ms)", FRESH)] {
+            let lock = format!("bench-fair-{}", settle.as_millis());
+            let t = measure::hand_offs(
+                b.factory.as_ref(),
+                &lock,
+                runs,
+                DEFAULT,
+                Style::Tenure,
+                Exit::Release,
+                settle,
+            )
+            .await;
+            line("redis", "tenure (watch)", waiter, &t);
+        }
+        if let Some((raw, label)) = &b.raw {
+            let r = raw(1000).await;
+            line("redis", &format!("raw: {label}"), "–", &r);
+        }
+    }
 }
 
 fn row(what: &str, s: &Samples) {
@@ -151,7 +229,7 @@ async fn run_store(b: &Bench, runs: &Runs) {
             Style::ClientGo,
         ),
     ] {
-        let s = measure::hand_offs(f, lock, n, DEFAULT, style, Exit::Release).await;
+        let s = measure::hand_offs(f, lock, n, DEFAULT, style, Exit::Release, FRESH).await;
         row(label, &s);
     }
 
@@ -164,7 +242,7 @@ async fn run_store(b: &Bench, runs: &Runs) {
         ("client-go style", Style::ClientGo),
     ] {
         let lock = format!("bench-failover-{}", style as u8);
-        let s = measure::hand_offs(f, &lock, runs.failover, SHORT, style, Exit::Crash).await;
+        let s = measure::hand_offs(f, &lock, runs.failover, SHORT, style, Exit::Crash, FRESH).await;
         println!(
             "| {label} | {} | {} | {} | {} | {} | {} |",
             Ms(s.p50()),
@@ -262,9 +340,15 @@ async fn kube() -> Bench {
 }
 
 fn etcd() -> (Bench, Vec<String>) {
+    let (bench, endpoints, _) = etcd_with_factory();
+    (bench, endpoints)
+}
+
+fn etcd_with_factory() -> (Bench, Vec<String>, Arc<stores::EtcdFactory>) {
     let server = tenure_conformance::fixtures::etcd::EtcdServer::start_local();
     let endpoints = server.endpoints();
     let etcd = Arc::new(stores::EtcdFactory { server });
+    let raw_etcd = etcd.clone();
     let (c, r) = (etcd.clone(), etcd.clone());
     (
         Bench {
@@ -286,6 +370,7 @@ fn etcd() -> (Bench, Vec<String>) {
             )),
         },
         endpoints,
+        raw_etcd,
     )
 }
 

@@ -121,7 +121,9 @@ pub enum Exit {
 }
 
 /// Three candidates; `runs` times the leader leaves (and is replaced by a
-/// new candidate): time from its exit until another leads.
+/// new candidate): time from its exit until another leads. A release waits
+/// `settle` first: with 1 s every follower's watch is settled on the
+/// server (the steady state); with 20 ms the newest candidate is fresh.
 pub async fn hand_offs(
     f: &dyn StoreFactory,
     lock: &str,
@@ -129,6 +131,7 @@ pub async fn hand_offs(
     timing: Timing,
     style: Style,
     exit: Exit,
+    settle: Duration,
 ) -> Samples {
     let mut cands = Vec::new();
     for id in 0..3 {
@@ -139,8 +142,7 @@ pub async fn hand_offs(
     let mut leader = next_leader(&cands, limit).await.expect("a first leader");
     for run in 0..runs {
         let settle = match exit {
-            // Let the followers settle, as they would in a steady state.
-            Exit::Release => Duration::from_millis(20),
+            Exit::Release => settle,
             Exit::Crash => timing.retry + rand_duration(timing.retry),
         };
         tokio::time::sleep(settle).await;

@@ -180,6 +180,23 @@ impl EtcdFactory {
 
     /// The raw primitive a renew maps to: one Txn comparing mod_revision,
     /// put on success, get on failure, straight on etcd-client.
+    /// `runs` linearizable reads of one key (what etcd's election waiter
+    /// does after the resign: a Get of the keys before its own).
+    pub async fn raw_get(&self, runs: usize) -> Samples {
+        let mut client = etcd_client::Client::connect(self.server.endpoints(), None)
+            .await
+            .unwrap();
+        let key = "/bench/raw-get";
+        client.put(key, "v", None).await.unwrap();
+        let mut samples = Samples::default();
+        for _ in 0..runs {
+            let t = Instant::now();
+            client.get(key, None).await.unwrap();
+            samples.push(t.elapsed());
+        }
+        samples
+    }
+
     pub async fn raw_txn(&self, runs: usize) -> Samples {
         use etcd_client::{Compare, CompareOp, Txn, TxnOp};
         let mut client = etcd_client::Client::connect(self.server.endpoints(), None)
