@@ -12,3 +12,4 @@ test:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
+	python3 scripts/msrv.py
