@@ -51,6 +51,16 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let only_renew = args.iter().any(|a| a == "--only-renew");
     let handoff_only = args.iter().any(|a| a == "--handoff");
+    if args.iter().any(|a| a == "--trace") {
+        // Where a hand-off's time goes: the engine's log, stamped in µs.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "tenure_core=debug".into()),
+            ))
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_target(false)
+            .try_init();
+    }
     let handoff_runs: usize = args
         .iter()
         .position(|a| a == "--runs")
@@ -131,6 +141,7 @@ fn main() {
 /// beside its floor (two script round trips and one pub/sub delivery).
 async fn fair_handoff(benches: &[Bench], runs: usize) {
     println!("## Release hand-off, settled and fresh waiters ({runs} per row)\n");
+    println!("Two candidates on each side: the leader and one waiter (the leaver is replaced).\n");
     println!("| store | elector | waiter | p50 | p99 | max | n |\n|---|---|---|---|---|---|---|");
     let (etcd, endpoints, raw_etcd) = etcd_with_factory();
     let line = |store: &str, who: &str, waiter: &str, s: &Samples| {
@@ -153,6 +164,7 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
             Style::Tenure,
             Exit::Release,
             settle,
+            2,
         )
         .await;
         line("etcd", "tenure (watch)", waiter, &t);
@@ -179,6 +191,7 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
                 Style::Tenure,
                 Exit::Release,
                 settle,
+                2,
             )
             .await;
             line("redis", "tenure (watch)", waiter, &t);
@@ -229,7 +242,7 @@ async fn run_store(b: &Bench, runs: &Runs) {
             Style::ClientGo,
         ),
     ] {
-        let s = measure::hand_offs(f, lock, n, DEFAULT, style, Exit::Release, FRESH).await;
+        let s = measure::hand_offs(f, lock, n, DEFAULT, style, Exit::Release, FRESH, 3).await;
         row(label, &s);
     }
 
@@ -242,7 +255,8 @@ async fn run_store(b: &Bench, runs: &Runs) {
         ("client-go style", Style::ClientGo),
     ] {
         let lock = format!("bench-failover-{}", style as u8);
-        let s = measure::hand_offs(f, &lock, runs.failover, SHORT, style, Exit::Crash, FRESH).await;
+        let s =
+            measure::hand_offs(f, &lock, runs.failover, SHORT, style, Exit::Crash, FRESH, 3).await;
         println!(
             "| {label} | {} | {} | {} | {} | {} | {} |",
             Ms(s.p50()),

@@ -120,8 +120,8 @@ pub enum Exit {
     Crash,
 }
 
-/// Three candidates; `runs` times the leader leaves (and is replaced by a
-/// new candidate): time from its exit until another leads. A release waits
+/// `candidates` candidates; `runs` times the leader leaves (and is replaced
+/// by a new candidate): time from its exit until another leads. A release waits
 /// `settle` first: with 1 s every follower's watch is settled on the
 /// server (the steady state); with 20 ms the newest candidate is fresh.
 pub async fn hand_offs(
@@ -132,9 +132,10 @@ pub async fn hand_offs(
     style: Style,
     exit: Exit,
     settle: Duration,
+    candidates: usize,
 ) -> Samples {
     let mut cands = Vec::new();
-    for id in 0..3 {
+    for id in 0..candidates {
         cands.push(Candidate::start(f, lock, format!("c{id}"), timing, style).await);
     }
     let limit = timing.lease * 3;
@@ -155,7 +156,7 @@ pub async fn hand_offs(
         leader = next_leader(&cands, limit).await.expect("a successor");
         samples.push(t.elapsed());
         let _ = old.task.await;
-        let id = format!("c{}", run + 3);
+        let id = format!("c{}", run + candidates);
         cands.push(Candidate::start(f, lock, id, timing, style).await);
     }
     for c in cands {

@@ -135,6 +135,7 @@ where
     /// With `seen_free`, the record the watch just delivered (a released
     /// lock) stands for the read: one round trip instead of two.
     async fn try_acquire(&mut self, seen_free: bool) -> Result<Option<Won>, StoreError> {
+        tracing::trace!(seen_free, "attempting to acquire");
         let started = self.inner.clock.now();
         let watched = self
             .observed

@@ -335,6 +335,7 @@ where
             renew_time: Some(now),
             leader_transitions: ours.leader_transitions,
         };
+        tracing::trace!("releasing: writing the free record");
         for _ in 0..3 {
             match self.inner.store.update(&free, &version).await {
                 Ok(v) => {

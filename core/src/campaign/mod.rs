@@ -203,6 +203,7 @@ where
 
     /// Applies a watch event and says what it shows.
     fn on_event(&mut self, event: Option<WatchEvent>) -> Hint {
+        tracing::trace!(?event, "watch event");
         match event {
             Some(WatchEvent::Put(v)) => {
                 self.watch_live = true;
@@ -272,6 +273,7 @@ async fn watch_store(inner: Arc<Inner>, tx: mpsc::Sender<WatchEvent>) {
             Ok(None) => return,
             Ok(Some(mut stream)) => {
                 while let Some(event) = stream.next().await {
+                    tracing::trace!("watch event from the store");
                     // A full channel means the campaign is busy and will
                     // re-read anyway: dropping a hint costs nothing.
                     if tx.is_closed() {
