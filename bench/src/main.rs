@@ -162,8 +162,7 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
             runs,
             DEFAULT,
             Style::Tenure,
-            Exit::Release,
-            settle,
+            Exit::Release(settle),
             2,
         )
         .await;
@@ -189,8 +188,7 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
                 runs,
                 DEFAULT,
                 Style::Tenure,
-                Exit::Release,
-                settle,
+                Exit::Release(settle),
                 2,
             )
             .await;
@@ -242,7 +240,7 @@ async fn run_store(b: &Bench, runs: &Runs) {
             Style::ClientGo,
         ),
     ] {
-        let s = measure::hand_offs(f, lock, n, DEFAULT, style, Exit::Release, FRESH, 3).await;
+        let s = measure::hand_offs(f, lock, n, DEFAULT, style, Exit::Release(FRESH), 3).await;
         row(label, &s);
     }
 
@@ -255,8 +253,7 @@ async fn run_store(b: &Bench, runs: &Runs) {
         ("client-go style", Style::ClientGo),
     ] {
         let lock = format!("bench-failover-{}", style as u8);
-        let s =
-            measure::hand_offs(f, &lock, runs.failover, SHORT, style, Exit::Crash, FRESH, 3).await;
+        let s = measure::hand_offs(f, &lock, runs.failover, SHORT, style, Exit::Crash, 3).await;
         println!(
             "| {label} | {} | {} | {} | {} | {} | {} |",
             Ms(s.p50()),

@@ -113,17 +113,17 @@ async fn next_leader(cands: &[Candidate], limit: Duration) -> Option<usize> {
 /// How the leader leaves in [`hand_offs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// Graceful shutdown: its work returns at once, it releases.
-    Release,
+    /// Graceful shutdown after the followers waited this long (1 s: their
+    /// watches are settled; 20 ms: the newest is fresh): its work returns
+    /// at once, it releases.
+    Release(Duration),
     /// Its task is aborted without release, at a random point of the
     /// renew cycle, as a real crash would be.
     Crash,
 }
 
 /// `candidates` candidates; `runs` times the leader leaves (and is replaced
-/// by a new candidate): time from its exit until another leads. A release waits
-/// `settle` first: with 1 s every follower's watch is settled on the
-/// server (the steady state); with 20 ms the newest candidate is fresh.
+/// by a new candidate): time from its exit until another leads.
 pub async fn hand_offs(
     f: &dyn StoreFactory,
     lock: &str,
@@ -131,7 +131,6 @@ pub async fn hand_offs(
     timing: Timing,
     style: Style,
     exit: Exit,
-    settle: Duration,
     candidates: usize,
 ) -> Samples {
     let mut cands = Vec::new();
@@ -143,14 +142,14 @@ pub async fn hand_offs(
     let mut leader = next_leader(&cands, limit).await.expect("a first leader");
     for run in 0..runs {
         let settle = match exit {
-            Exit::Release => settle,
+            Exit::Release(settle) => settle,
             Exit::Crash => timing.retry + rand_duration(timing.retry),
         };
         tokio::time::sleep(settle).await;
         let old = cands.remove(leader);
         let t = Instant::now();
         match exit {
-            Exit::Release => old.shutdown.cancel(),
+            Exit::Release(_) => old.shutdown.cancel(),
             Exit::Crash => old.task.abort(),
         }
         leader = next_leader(&cands, limit).await.expect("a successor");
