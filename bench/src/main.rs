@@ -34,6 +34,8 @@ struct Bench {
     counter: Option<(Counter, &'static str)>,
     /// The raw primitive a renew maps to, and its name.
     raw: Option<(Raw, &'static str)>,
+    /// The Redis factory, for the raw hand-off floor.
+    redis: Option<Arc<stores::RedisFactory>>,
 }
 
 struct Runs {
@@ -198,6 +200,17 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
             let r = raw(1000).await;
             line("redis", &format!("raw: {label}"), "–", &r);
         }
+        if let Some(redis) = &b.redis {
+            for (waiter, settle) in [("settled (1 s)", SETTLED), ("fresh (20 ms)", FRESH)] {
+                let r = redis.raw_handoff(runs, settle).await;
+                line(
+                    "redis",
+                    "raw hand-off: EVALSHA release, message, EVALSHA swap (redis-rs, no tenure)",
+                    waiter,
+                    &r,
+                );
+            }
+        }
     }
 }
 
@@ -297,15 +310,17 @@ fn memory() -> Bench {
             "LockStore calls",
         )),
         raw: None,
+        redis: None,
     }
 }
 
 fn redis() -> Bench {
     let server = tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
     let redis = Arc::new(stores::RedisFactory { server });
-    let (c, r) = (redis.clone(), redis.clone());
+    let (c, r, h) = (redis.clone(), redis.clone(), redis.clone());
     Bench {
         name: "redis",
+        redis: Some(h),
         factory: Arc::new(stores::OpenOnly(redis)),
         counter: Some((
             Box::new(move || {
@@ -331,6 +346,7 @@ async fn kube() -> Bench {
     let kube = Arc::new(stores::KubeFactory { server });
     let (c, r) = (kube.clone(), kube.clone());
     Bench {
+        redis: None,
         name: "kubernetes (LeaseLock on the in-repo API server fixture)",
         factory: Arc::new(stores::OpenOnly(kube)),
         counter: Some((
@@ -363,6 +379,7 @@ fn etcd_with_factory() -> (Bench, Vec<String>, Arc<stores::EtcdFactory>) {
     let (c, r) = (etcd.clone(), etcd.clone());
     (
         Bench {
+            redis: None,
             name: "etcd",
             factory: Arc::new(stores::OpenOnly(etcd)),
             counter: Some((

@@ -117,6 +117,88 @@ impl RedisFactory {
 
     /// The raw primitive a renew maps to: EVALSHA of the same script with
     /// the same arguments, straight on a redis connection (no tenure code).
+    /// The floor of a release hand-off on Redis, without tenure: on plain
+    /// redis-rs connections, the leader EVALSHAs the free record; a waiter
+    /// task, subscribed to the lock's channel, swaps on the announced value
+    /// with its own EVALSHA as soon as the message comes. Timed from the
+    /// release until the waiter's swap returns, after `settle` of idleness
+    /// (as the real hand-off is), `runs` times.
+    pub async fn raw_handoff(&self, runs: usize, settle: Duration) -> Samples {
+        use futures::StreamExt;
+        let store = tenure_redis::RedisStore::builder(self.server.url(), "raw-handoff")
+            .build()
+            .await
+            .unwrap();
+        let held = LeaderRecord::held_by("bench-leader", Duration::from_secs(15));
+        let version = match store.create(&held).await {
+            Ok(v) => v,
+            Err(_) => store.get().await.unwrap().expect("the record").version,
+        };
+        let held = tenure_core::record::to_json(&held);
+        let free = tenure_core::record::to_json(&LeaderRecord::default());
+        let (key, channel) = (store.key().to_owned(), store.channel().to_owned());
+        let client = redis::Client::open(self.server.url()).unwrap();
+        let mut leader = client.get_multiplexed_async_connection().await.unwrap();
+        let mut waiter = client.get_multiplexed_async_connection().await.unwrap();
+        let (mut sink, mut messages) = client.get_async_pubsub().await.unwrap().split();
+        sink.subscribe(&channel).await.unwrap();
+        let cas =
+            move |conn: &mut redis::aio::MultiplexedConnection, expected: String, new: String| {
+                let script = redis::Script::new(tenure_redis::CAS_SCRIPT);
+                let (key, channel) = (key.clone(), channel.clone());
+                let mut conn = conn.clone();
+                async move {
+                    let reply: redis::Value = script
+                        .key(key)
+                        .arg("update")
+                        .arg(expected)
+                        .arg(new)
+                        .arg(channel)
+                        .arg(0)
+                        .invoke_async(&mut conn)
+                        .await
+                        .unwrap();
+                    match reply {
+                        redis::Value::Array(items) => match &items[1] {
+                            redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                            redis::Value::Int(n) => n.to_string(),
+                            other => panic!("unexpected reply {other:?}"),
+                        },
+                        other => panic!("unexpected reply {other:?}"),
+                    }
+                }
+            };
+        let (done_tx, mut done) = tokio::sync::mpsc::channel::<String>(1);
+        let waiter_task = {
+            let held = held.clone();
+            let cas = cas.clone();
+            tokio::spawn(async move {
+                while let Some(message) = messages.next().await {
+                    let announced: String = message.get_payload().unwrap();
+                    if !announced.contains(r#""holderIdentity":"""#) {
+                        continue; // our own swap's announcement
+                    }
+                    let v = cas(&mut waiter, announced, held.clone()).await;
+                    if done_tx.send(v).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let mut expected = format!(r#"{{"version":{version},"record":{held}}}"#);
+        let mut samples = Samples::default();
+        for _ in 0..runs {
+            tokio::time::sleep(settle).await;
+            let t = Instant::now();
+            cas(&mut leader, expected, free.clone()).await;
+            let v = done.recv().await.expect("the waiter swapped");
+            samples.push(t.elapsed());
+            expected = format!(r#"{{"version":{v},"record":{held}}}"#);
+        }
+        waiter_task.abort();
+        samples
+    }
+
     pub async fn raw_cas(&self, runs: usize) -> Samples {
         let store = tenure_redis::RedisStore::builder(self.server.url(), "raw-cas")
             .build()
