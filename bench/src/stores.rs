@@ -125,7 +125,9 @@ impl RedisFactory {
     /// (as the real hand-off is), `runs` times.
     pub async fn raw_handoff(&self, runs: usize, settle: Duration) -> Samples {
         use futures::StreamExt;
-        let store = tenure_redis::RedisStore::builder(self.server.url(), "raw-handoff")
+        // A lock of its own per call: the record's JSON carries timestamps.
+        let lock = format!("raw-handoff-{}", settle.as_millis());
+        let store = tenure_redis::RedisStore::builder(self.server.url(), lock)
             .build()
             .await
             .unwrap();
@@ -191,7 +193,10 @@ impl RedisFactory {
             tokio::time::sleep(settle).await;
             let t = Instant::now();
             cas(&mut leader, expected, free.clone()).await;
-            let v = done.recv().await.expect("the waiter swapped");
+            let v = tokio::time::timeout(Duration::from_secs(5), done.recv())
+                .await
+                .expect("the waiter swapped within 5 s")
+                .expect("the waiter swapped");
             samples.push(t.elapsed());
             expected = format!(r#"{{"version":{v},"record":{held}}}"#);
         }
