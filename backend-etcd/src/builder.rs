@@ -1,4 +1,5 @@
-//! Configuring and connecting an [`EtcdStore`].
+//! Configuring and connecting an [`EtcdClient`] (and an [`EtcdStore`] on a
+//! client of its own).
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,10 +12,10 @@ use tenure_core::{StoreError, validate_lock_name};
 use crate::error::map_error;
 use crate::store::{EtcdStore, Inner};
 
-/// The key prefix locks live under unless [`EtcdStoreBuilder::prefix`] says otherwise.
+/// The key prefix locks live under unless [`EtcdClientBuilder::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "/tenure/locks/";
 
-/// How long one etcd call may take unless [`EtcdStoreBuilder::request_timeout`]
+/// How long one etcd call may take unless [`EtcdClientBuilder::request_timeout`]
 /// says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -106,11 +107,89 @@ impl fmt::Debug for Password {
     }
 }
 
-/// Builds an [`EtcdStore`]; see [`EtcdStore::builder`].
+/// A client of one etcd cluster, shared by many locks: every [`EtcdStore`]
+/// opened with [`store`](Self::store) uses the client's one HTTP/2
+/// connection per endpoint, its requests and watches multiplexed on it, so
+/// a process holding 10,000 locks keeps one connection, not 10,000.
+///
+/// Clones share the connection. [`EtcdStore::builder`] builds a client of
+/// its own for one lock.
+///
+/// ```no_run
+/// use tenure_core::LeaderElector;
+/// use tenure_etcd::EtcdClient;
+///
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// let etcd = EtcdClient::builder(["http://127.0.0.1:2379"]).build().await?;
+/// let mut tasks = Vec::new();
+/// for shard in 0..64 {
+///     let store = etcd.store(&format!("shard-{shard}"))?;
+///     let elector = LeaderElector::builder(store, "replica-1").build()?;
+///     tasks.push(elector.spawn(|leadership| async move { leadership.cancelled().await }));
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EtcdClient {
+    client: Client,
+    endpoints: Arc<[String]>,
+    username: Option<String>,
+    prefix: String,
+    request_timeout: Duration,
+    tls: bool,
+}
+
+impl fmt::Debug for EtcdClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdClient")
+            .field("endpoints", &self.endpoints)
+            .field("username", &self.username)
+            .field("prefix", &self.prefix)
+            .field("tls", &self.tls)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl EtcdClient {
+    /// Starts configuring a client of the etcd cluster at `endpoints`
+    /// (`http://host:port`, `https://host:port` or `host:port`).
+    pub fn builder(endpoints: impl IntoIterator<Item = impl Into<String>>) -> EtcdClientBuilder {
+        EtcdClientBuilder::new(endpoints.into_iter().map(Into::into).collect())
+    }
+
+    /// The lock `name` on this client's cluster and connection, under the
+    /// client's prefix. Makes no round trip.
+    ///
+    /// Errors: [`StoreError::InvalidName`] for a bad lock name.
+    pub fn store(&self, name: &str) -> Result<EtcdStore, StoreError> {
+        validate_lock_name(name)?;
+        let key = format!("{}{}", self.prefix, name);
+        let describe = describe(&self.endpoints, self.username.as_ref(), &key);
+        Ok(EtcdStore {
+            inner: Arc::new(Inner {
+                client: self.client.clone(),
+                name: name.to_owned(),
+                key,
+                describe,
+                request_timeout: self.request_timeout,
+                tls: self.tls,
+                cluster: self.endpoints.len() > 1,
+            }),
+        })
+    }
+
+    /// How long one etcd call may take before it fails with
+    /// [`StoreError::Unavailable`].
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+}
+
+/// Builds an [`EtcdClient`]; see [`EtcdClient::builder`].
 #[derive(Clone, Debug)]
-pub struct EtcdStoreBuilder {
+pub struct EtcdClientBuilder {
     endpoints: Vec<String>,
-    name: String,
     prefix: String,
     username: Option<String>,
     password: Option<Password>,
@@ -118,11 +197,10 @@ pub struct EtcdStoreBuilder {
     request_timeout: Duration,
 }
 
-impl EtcdStoreBuilder {
-    pub(crate) fn new(endpoints: Vec<String>, name: String) -> Self {
-        EtcdStoreBuilder {
+impl EtcdClientBuilder {
+    pub(crate) fn new(endpoints: Vec<String>) -> Self {
+        EtcdClientBuilder {
             endpoints,
-            name,
             prefix: DEFAULT_PREFIX.to_owned(),
             username: None,
             password: None,
@@ -131,8 +209,9 @@ impl EtcdStoreBuilder {
         }
     }
 
-    /// The key prefix (default [`DEFAULT_PREFIX`]); the key is the prefix
-    /// followed by the lock name, so give the separator too (`/app/locks/`).
+    /// The key prefix (default [`DEFAULT_PREFIX`]); a lock's key is the
+    /// prefix followed by the lock name, so give the separator too
+    /// (`/app/locks/`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -171,18 +250,18 @@ impl EtcdStoreBuilder {
     /// Validates the settings and creates the client.
     ///
     /// Without a user this makes no round trip: the connection is made on
-    /// first use, so a store can be built before etcd is up. With a user it
-    /// authenticates now: a wrong password is [`StoreError::Unauthorized`],
-    /// an unreachable cluster [`StoreError::Unavailable`].
-    pub async fn build(self) -> Result<EtcdStore, StoreError> {
-        validate_lock_name(&self.name)?;
+    /// first use, so a client can be built before etcd is up. With a user
+    /// it authenticates now: a wrong password is
+    /// [`StoreError::Unauthorized`], an unreachable cluster
+    /// [`StoreError::Unavailable`].
+    pub async fn build(self) -> Result<EtcdClient, StoreError> {
         if self.endpoints.is_empty() {
             return Err(StoreError::invalid_config("no etcd endpoint given"));
         }
         if self.endpoints.iter().any(|e| e.contains('@')) {
             // Never echo the endpoint: it may hold a password.
             return Err(StoreError::invalid_config(
-                "credentials in etcd endpoint URLs are not supported; use EtcdStoreBuilder::username and ::password",
+                "credentials in etcd endpoint URLs are not supported; use EtcdClientBuilder::username and ::password",
             ));
         }
         if let Some(bad) = self.endpoints.iter().find_map(|e| endpoint_port_problem(e)) {
@@ -226,20 +305,76 @@ impl EtcdStoreBuilder {
                 )));
             }
         };
-        let key = format!("{}{}", self.prefix, self.name);
-        let describe = describe(&self.endpoints, self.username.as_ref(), &key);
-        tracing::debug!(lock = %describe, "etcd store ready");
-        Ok(EtcdStore {
-            inner: Arc::new(Inner {
-                client,
-                name: self.name,
-                key,
-                describe,
-                request_timeout: self.request_timeout,
-                tls: self.tls.is_some(),
-                cluster: self.endpoints.len() > 1,
-            }),
-        })
+        let client = EtcdClient {
+            client,
+            endpoints: self.endpoints.into(),
+            username: self.username,
+            prefix: self.prefix,
+            request_timeout: self.request_timeout,
+            tls: self.tls.is_some(),
+        };
+        tracing::debug!(client = ?client, "etcd client ready");
+        Ok(client)
+    }
+}
+
+/// Builds an [`EtcdStore`] on an [`EtcdClient`] of its own; see
+/// [`EtcdStore::builder`]. For many locks in one process, build one
+/// client and open each lock with [`EtcdClient::store`]: they then share
+/// its connection.
+#[derive(Clone, Debug)]
+pub struct EtcdStoreBuilder {
+    client: EtcdClientBuilder,
+    name: String,
+}
+
+impl EtcdStoreBuilder {
+    pub(crate) fn new(endpoints: Vec<String>, name: String) -> Self {
+        EtcdStoreBuilder {
+            client: EtcdClientBuilder::new(endpoints),
+            name,
+        }
+    }
+
+    /// The key prefix (default [`DEFAULT_PREFIX`]); the key is the prefix
+    /// followed by the lock name, so give the separator too (`/app/locks/`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.client = self.client.prefix(prefix);
+        self
+    }
+
+    /// Authenticates as `username` (give the [`password`](Self::password) too).
+    pub fn username(mut self, username: impl Into<String>) -> Self {
+        self.client = self.client.username(username);
+        self
+    }
+
+    /// The password of [`username`](Self::username). It is kept out of
+    /// every `Debug`, description, log and error.
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.client = self.client.password(password);
+        self
+    }
+
+    /// Talks TLS (mTLS with a client identity).
+    pub fn tls(mut self, tls: EtcdTls) -> Self {
+        self.client = self.client.tls(tls);
+        self
+    }
+
+    /// The longest one store call may take (default [`DEFAULT_REQUEST_TIMEOUT`]).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.request_timeout(timeout);
+        self
+    }
+
+    /// Validates the lock name and settings and creates the client (see
+    /// [`EtcdClientBuilder::build`]).
+    pub async fn build(self) -> Result<EtcdStore, StoreError> {
+        validate_lock_name(&self.name)?;
+        let store = self.client.build().await?.store(&self.name)?;
+        tracing::debug!(lock = %store.inner.describe, "etcd store ready");
+        Ok(store)
     }
 }
 
@@ -313,6 +448,10 @@ mod tests {
             Err(StoreError::InvalidConfig { .. })
         ));
         let creds = EtcdStoreBuilder::new(vec!["http://u:pw-in-url@h:1".into()], "ok".into());
+        let client = EtcdClient::builder(["http://127.0.0.1:1"]).build().await.unwrap();
+        assert!(matches!(client.store("Bad Name"), Err(StoreError::InvalidName { .. })));
+        let (a, b) = (client.store("a").unwrap(), client.store("b").unwrap());
+        assert_eq!((a.key(), b.key()), ("/tenure/locks/a", "/tenure/locks/b"));
         match creds.build().await {
             Err(StoreError::InvalidConfig { message: m, .. }) => assert!(!m.contains("pw-in-url")),
             other => panic!("{other:?}"),

@@ -22,6 +22,10 @@
 //!   [`WatchEvent::Resync`](tenure_core::WatchEvent::Resync).
 //! - **Fencing**: [`EtcdStore::revision_of`] gives the etcd revision a record
 //!   was written at; revisions rise across all keys of a cluster.
+//! - **Many locks, one connection**: [`EtcdClient`] opens one connection
+//!   (per endpoint) that every lock opened with [`EtcdClient::store`]
+//!   shares, requests and watches alike; [`EtcdStore::builder`] is a
+//!   client of its own for one lock.
 //! - **Security**: TLS and mTLS through rustls ([`EtcdTls`]), user/password
 //!   auth; no secret appears in `Debug`, [`describe`](tenure_core::LockStore::describe),
 //!   logs or errors.
@@ -45,5 +49,7 @@ mod error;
 mod store;
 mod watch;
 
-pub use builder::{DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, EtcdStoreBuilder, EtcdTls};
+pub use builder::{
+    DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, EtcdClient, EtcdClientBuilder, EtcdStoreBuilder, EtcdTls,
+};
 pub use store::EtcdStore;

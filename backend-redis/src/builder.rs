@@ -1,22 +1,18 @@
-//! [`RedisStoreBuilder`]: configuration of a [`RedisStore`].
+//! [`RedisStoreBuilder`]: one lock on a client of its own.
 
 use std::fmt;
 use std::time::Duration;
 
-use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 use tenure_core::{StoreError, validate_lock_name};
 
-use crate::store::{RedisStore, lock_key};
-use tenure_core::backend::{REDACTED, Redactor, redact_url};
+use crate::client::RedisClientBuilder;
+use crate::store::RedisStore;
 
-/// The key prefix used unless [`RedisStoreBuilder::prefix`] says otherwise.
-pub const DEFAULT_PREFIX: &str = "tenure:";
-
-/// The per-operation timeout used unless [`RedisStoreBuilder::request_timeout`]
-/// says otherwise.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Builds a [`RedisStore`]; see [`RedisStore::builder`].
+/// Builds a [`RedisStore`] on a [`RedisClient`](crate::RedisClient) of its
+/// own; see [`RedisStore::builder`]. For many locks in one process, build
+/// one client and open each lock with
+/// [`RedisClient::store`](crate::RedisClient::store): they then share its
+/// connections.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -33,28 +29,17 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 ///     .await?;
 /// # Ok(()) }
 /// ```
+#[derive(Clone)]
 pub struct RedisStoreBuilder {
-    url: String,
+    client: RedisClientBuilder,
     name: String,
-    prefix: String,
-    username: Option<String>,
-    password: Option<String>,
-    request_timeout: Duration,
-    expire_after_leases: u32,
-    root_cert_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
-            .field("url", &redact_url(&self.url))
             .field("name", &self.name)
-            .field("prefix", &self.prefix)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("request_timeout", &self.request_timeout)
-            .field("expire_after_leases", &self.expire_after_leases)
-            .field("root_cert_pem", &self.root_cert_pem.is_some())
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -62,64 +47,52 @@ impl fmt::Debug for RedisStoreBuilder {
 impl RedisStoreBuilder {
     pub(crate) fn new(url: String, name: String) -> Self {
         RedisStoreBuilder {
-            url,
+            client: RedisClientBuilder::new(url),
             name,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            username: None,
-            password: None,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            expire_after_leases: 0,
-            root_cert_pem: None,
         }
     }
 
     /// The prefix of the lock's key (default `tenure:`): the key is
-    /// `{prefix}{{lock}}` (see [`lock_key`]).
+    /// `{prefix}{{lock}}` (see [`lock_key`](crate::lock_key)).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.client = self.client.prefix(prefix);
         self
     }
 
     /// The ACL user to log in as (overrides the URL's).
     pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
+        self.client = self.client.username(username);
         self
     }
 
     /// The password to log in with (overrides the URL's). It never appears
     /// in `Debug`, [`describe`](tenure_core::LockStore::describe), logs or errors.
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
+        self.client = self.client.password(password);
         self
     }
 
     /// How long one operation (including connecting) may take before it
-    /// fails with [`StoreError::Unavailable`] (default 5 s), so a server
-    /// that stopped answering cannot hang a call.
+    /// fails with [`StoreError::Unavailable`] (default 5 s).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.client = self.client.request_timeout(timeout);
         self
     }
 
     /// Lets Redis delete the key when nobody has written it for `leases`
-    /// times the written record's lease duration (`PEXPIRE`, renewed by
-    /// every write); `0`, the default, keeps the key forever.
-    ///
-    /// An abandoned lock then cleans itself up. The cost: once the key has
-    /// expired, the next holder starts from a new record, so
-    /// `leader_transitions` (the fencing token) starts again from zero.
-    /// Use a multiple large enough that a live candidate always writes
-    /// before then (10 is a good value), and do not use expiry when
-    /// fencing tokens must rise forever.
+    /// times the record's lease duration; `0`, the default, keeps it
+    /// forever. See
+    /// [`RedisClientBuilder::expire_after_leases`] for the cost (the
+    /// fencing token restarts after an expiry).
     pub fn expire_after_leases(mut self, leases: u32) -> Self {
-        self.expire_after_leases = leases;
+        self.client = self.client.expire_after_leases(leases);
         self
     }
 
     /// Trusts only these CA certificates (PEM) for `rediss://` connections,
     /// instead of the system's roots (the default).
     pub fn tls_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_cert_pem = Some(pem.into());
+        self.client = self.client.tls_root_cert_pem(pem);
         self
     }
 
@@ -132,85 +105,8 @@ impl RedisStoreBuilder {
     /// setting.
     pub async fn build(self) -> Result<RedisStore, StoreError> {
         validate_lock_name(&self.name)?;
-        if self.request_timeout.is_zero() {
-            return Err(StoreError::invalid_config(
-                "request_timeout must be above zero",
-            ));
-        }
-        let mut redactor = Redactor::default();
-        if let Ok(url) = url::Url::parse(&self.url)
-            && let Some(p) = url.password()
-        {
-            redactor.add(p);
-            if let Ok(decoded) = percent_encoding::percent_decode_str(p).decode_utf8() {
-                redactor.add(&decoded);
-            }
-        }
-        if let Some(p) = &self.password {
-            redactor.add(p);
-        }
-        let mut info: ConnectionInfo = self.url.as_str().into_connection_info().map_err(|e| {
-            StoreError::invalid_config(redactor.scrub(format!("invalid Redis URL: {e}")))
-        })?;
-        if let Some(p) = &info.redis.password {
-            redactor.add(p);
-        }
-        if let Some(user) = self.username {
-            info.redis.username = Some(user);
-        }
-        if let Some(password) = self.password {
-            info.redis.password = Some(password);
-        }
-        let target = describe_target(&info);
-        let client = match self.root_cert_pem {
-            None => redis::Client::open(info),
-            Some(root_cert) => {
-                if !matches!(info.addr, ConnectionAddr::TcpTls { .. }) {
-                    return Err(StoreError::invalid_config(
-                        "a TLS root certificate was given for a URL without TLS (use rediss://)",
-                    ));
-                }
-                redis::Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root_cert),
-                    },
-                )
-            }
-        }
-        .map_err(|e| {
-            StoreError::invalid_config(redactor.scrub(format!("invalid Redis settings: {e}")))
-        })?;
-        let key = lock_key(&self.prefix, &self.name);
-        let store = RedisStore::from_parts(
-            client,
-            self.name,
-            key,
-            target,
-            self.request_timeout,
-            self.expire_after_leases,
-            redactor,
-        );
-        store.ping().await?;
-        tracing::debug!(store = ?store, "connected to redis");
-        Ok(store)
-    }
-}
-
-/// `redis://user@host:port/db` without the password.
-fn describe_target(info: &ConnectionInfo) -> String {
-    let user = info
-        .redis
-        .username
-        .as_deref()
-        .map(|u| format!("{u}@"))
-        .unwrap_or_default();
-    let db = info.redis.db;
-    match &info.addr {
-        ConnectionAddr::Tcp(host, port) => format!("redis://{user}{host}:{port}/{db}"),
-        ConnectionAddr::TcpTls { host, port, .. } => format!("rediss://{user}{host}:{port}/{db}"),
-        ConnectionAddr::Unix(path) => format!("redis+unix://{user}{}?db={db}", path.display()),
+        let client = self.client.build().await?;
+        client.store(&self.name)
     }
 }
 

@@ -23,6 +23,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Many locks, two connections
+//!
+//! [`RedisStore::builder`] opens a client of its own for one lock. A
+//! process with many locks (one per shard, per tenant) builds one
+//! [`RedisClient`] and opens every lock with [`RedisClient::store`]: all
+//! of them then send their commands on the client's one connection and
+//! receive their watch events on its one pub/sub connection, so the
+//! connections do not grow with the number of locks.
+//!
+//! ```no_run
+//! use tenure_redis::RedisClient;
+//!
+//! # async fn f() -> Result<(), tenure_core::StoreError> {
+//! let redis = RedisClient::builder("redis://127.0.0.1:6379").build().await?;
+//! let stores = (0..1000)
+//!     .map(|shard| redis.store(&format!("shard-{shard}")))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! # Ok(()) }
+//! ```
+//!
 //! ## What is stored
 //!
 //! The key is `{prefix}{{lock}}` (prefix `tenure:` by default, see
@@ -73,8 +93,11 @@
 //! or errors. Refused credentials are
 //! [`StoreError::Unauthorized`](tenure_core::StoreError::Unauthorized);
 //! a server that cannot be reached or does not answer within the
-//! [operation timeout](RedisStoreBuilder::request_timeout) (5 s by default) is
+//! [operation timeout](RedisClientBuilder::request_timeout) (5 s by default) is
 //! [`StoreError::Unavailable`](tenure_core::StoreError::Unavailable).
+//! A request abandoned on a connection (timed out, or dropped by its
+//! caller) retires that connection for every lock of the client: a late
+//! reply is never taken for another request's.
 //!
 //! ## Redis Cluster
 //!
@@ -84,10 +107,12 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod client;
 mod envelope;
 mod error;
 mod store;
 mod watch;
 
-pub use builder::{DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, RedisStoreBuilder};
+pub use builder::RedisStoreBuilder;
+pub use client::{DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, RedisClient, RedisClientBuilder};
 pub use store::{CAS_SCRIPT, RedisStore, change_channel, lock_key};

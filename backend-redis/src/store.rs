@@ -6,18 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError, Script};
+use redis::RedisError;
+use redis::aio::ConnectionManager;
 use tenure_core::record;
 use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, WatchStream};
-use tokio::sync::Mutex;
-use tracing::Instrument;
 
 use crate::builder::RedisStoreBuilder;
+use crate::client::Shared;
 use crate::envelope;
-use crate::error::{classify, poisons_connection};
 use crate::watch;
-use tenure_core::backend::Redactor;
 
 /// The compare-and-swap Lua script itself, for tools that measure or audit it.
 pub const CAS_SCRIPT: &str = include_str!("cas.lua");
@@ -48,9 +45,11 @@ pub fn change_channel(key: &str) -> String {
 /// A tenure lock kept in one Redis key, written only by one Lua script that
 /// compares and swaps a version counter in a single round trip.
 ///
-/// Built with [`RedisStore::builder`]. Clones share the connection.
-/// `Debug`, [`describe`](LockStore::describe) and every error message are
-/// free of the password.
+/// Built with [`RedisStore::builder`] (a client of its own) or
+/// [`RedisClient::store`](crate::RedisClient::store) (the client's shared
+/// connections). Clones share the connection. `Debug`,
+/// [`describe`](LockStore::describe) and every error message are free of
+/// the password.
 ///
 /// ```no_run
 /// use tenure_core::LockStore;
@@ -66,78 +65,49 @@ pub fn change_channel(key: &str) -> String {
 /// ```
 #[derive(Clone)]
 pub struct RedisStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    pub(crate) client: Client,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) name: String,
     pub(crate) key: String,
     pub(crate) channel: String,
-    pub(crate) target: String,
-    pub(crate) request_timeout: Duration,
-    pub(crate) expire_after_leases: u32,
-    pub(crate) redactor: Redactor,
-    pub(crate) script: Script,
-    conn: Mutex<Option<Slot>>,
     /// The last stored value this handle read or wrote, with its version:
     /// an update swaps only on these exact bytes (see `cas.lua`).
     last_value: std::sync::Mutex<Option<(Version, String)>>,
-    /// The generation of a connection on which a request was abandoned
-    /// (its caller gave up before the reply): never used again (0: none).
-    abandoned: std::sync::atomic::AtomicU64,
-}
-
-/// The connection in use, with a number so that a failed one is dropped
-/// only once (and not a newer one by mistake).
-struct Slot {
-    generation: u64,
-    manager: ConnectionManager,
 }
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.inner.shared;
         f.debug_struct("RedisStore")
-            .field("target", &self.inner.target)
+            .field("target", &shared.target)
             .field("key", &self.inner.key)
-            .field("request_timeout", &self.inner.request_timeout)
-            .field("expire_after_leases", &self.inner.expire_after_leases)
+            .field("request_timeout", &shared.request_timeout)
+            .field("expire_after_leases", &shared.expire_after_leases)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisStore {
-    /// Starts a builder for the lock `lock` on the server at `url`
-    /// (`redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS).
+    /// Starts a builder for the lock `name` on the server at `url`
+    /// (`redis://[user[:password]@]host[:port][/db]`, or `rediss://` for
+    /// TLS), on connections of its own.
     pub fn builder(url: impl Into<String>, name: impl Into<String>) -> RedisStoreBuilder {
         RedisStoreBuilder::new(url.into(), name.into())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn from_parts(
-        client: Client,
-        name: String,
-        key: String,
-        target: String,
-        request_timeout: Duration,
-        expire_after_leases: u32,
-        redactor: Redactor,
-    ) -> Self {
+    pub(crate) fn from_client(shared: Arc<Shared>, name: String) -> Self {
+        let key = lock_key(&shared.prefix, &name);
         let channel = change_channel(&key);
         RedisStore {
             inner: Arc::new(Inner {
-                client,
+                shared,
                 name,
                 key,
                 channel,
-                target,
-                request_timeout,
-                expire_after_leases,
-                redactor,
-                script: Script::new(CAS_SCRIPT),
-                conn: Mutex::new(None),
                 last_value: std::sync::Mutex::new(None),
-                abandoned: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -160,7 +130,7 @@ impl RedisStore {
     /// How long one operation may take before it fails with
     /// [`StoreError::Unavailable`].
     pub fn request_timeout(&self) -> Duration {
-        self.inner.request_timeout
+        self.inner.shared.request_timeout
     }
 
     /// Checks that the server answers (`PING`).
@@ -172,107 +142,23 @@ impl RedisStore {
         .await
     }
 
-    /// The connection to use, opening one when there is none.
-    async fn connection(&self) -> Result<(u64, ConnectionManager), RedisError> {
-        let mut slot = self.inner.conn.lock().await;
-        let abandoned = self
-            .inner
-            .abandoned
-            .load(std::sync::atomic::Ordering::SeqCst);
-        if let Some(s) = slot.as_ref().filter(|s| s.generation != abandoned) {
-            return Ok((s.generation, s.manager.clone()));
-        }
-        let generation = NEXT_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let t = self.inner.request_timeout;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(t)
-            .set_response_timeout(t)
-            .set_number_of_retries(1)
-            .set_factor(100)
-            .set_max_delay(1000);
-        tracing::debug!(target = %self.inner.target, generation, "connecting to redis");
-        let manager = ConnectionManager::new_with_config(self.inner.client.clone(), config).await?;
-        *slot = Some(Slot {
-            generation,
-            manager: manager.clone(),
-        });
-        Ok((generation, manager))
-    }
-
-    /// Drops the connection `generation` (or whatever is current, for
-    /// `None`), so that the next operation opens a fresh one.
-    async fn discard(&self, generation: Option<u64>) {
-        let mut slot = self.inner.conn.lock().await;
-        let Some(current) = slot.as_ref().map(|s| s.generation) else {
-            return;
-        };
-        if generation.unwrap_or(current) == current {
-            tracing::debug!(target = %self.inner.target, generation = current, "dropping redis connection");
-            *slot = None;
-        }
-    }
-
-    /// Runs one operation on the connection within the operation timeout,
-    /// mapping errors and replacing a connection that cannot be trusted.
+    /// Runs one operation on the client's shared connection.
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        let span = tracing::debug_span!("redis", op, key = %self.inner.key);
-        // If our caller gives up mid-request (the elector's own deadline is
-        // often shorter than `request_timeout`), the request may still be queued
-        // or lost on the connection: a silently dead connection would then
-        // hang every later request too. Never use that connection again.
-        let guard = AbandonGuard {
-            inner: &self.inner,
-            generation: std::sync::atomic::AtomicU64::new(0),
-        };
-        let attempt = async {
-            let (generation, conn) = self.connection().await.map_err(|e| (None, e))?;
-            guard
-                .generation
-                .store(generation, std::sync::atomic::Ordering::SeqCst);
-            let result = f(conn).await.map_err(|e| (Some(generation), e));
-            guard
-                .generation
-                .store(0, std::sync::atomic::Ordering::SeqCst);
-            result
-        };
-        match tokio::time::timeout(self.inner.request_timeout, attempt)
-            .instrument(span)
-            .await
-        {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err((generation, e))) => {
-                if poisons_connection(&e) {
-                    self.discard(generation).await;
-                }
-                let err = classify(e, &self.inner.redactor);
-                tracing::debug!(op, key = %self.inner.key, error = %err, "redis operation failed");
-                Err(err)
-            }
-            Err(_) => {
-                // A request may still be queued on the connection: its late
-                // reply must never be taken for the reply of a later request.
-                self.discard(None).await;
-                tracing::debug!(op, key = %self.inner.key, "redis operation timed out");
-                Err(tenure_core::backend::timed_out(
-                    format_args!("redis {op}"),
-                    self.inner.request_timeout,
-                ))
-            }
-        }
+        self.inner.shared.run(op, &self.inner.key, f).await
     }
 
     /// The expiry to set with a write of `record`, in milliseconds (0: none).
     fn expiry_ms(&self, record: &LeaderRecord) -> u64 {
-        if self.inner.expire_after_leases == 0 {
+        if self.inner.shared.expire_after_leases == 0 {
             return 0;
         }
         let ms = record
             .lease_duration
-            .saturating_mul(self.inner.expire_after_leases)
+            .saturating_mul(self.inner.shared.expire_after_leases)
             .as_millis();
         ms.clamp(1, u64::MAX as u128) as u64
     }
@@ -357,6 +243,7 @@ impl RedisStore {
                 let json = &json;
                 async move {
                     self.inner
+                        .shared
                         .script
                         .key(&self.inner.key)
                         .arg(op)
@@ -391,27 +278,6 @@ impl RedisStore {
             (kind, _) => Err(StoreError::other(format!(
                 "unexpected reply from the compare-and-swap script: {kind:?}"
             ))),
-        }
-    }
-}
-
-static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Marks the connection of a request still in flight as abandoned when the
-/// operation is dropped before its reply.
-struct AbandonGuard<'a> {
-    inner: &'a Inner,
-    /// The connection's generation while a request is in flight (0: none).
-    generation: std::sync::atomic::AtomicU64,
-}
-
-impl Drop for AbandonGuard<'_> {
-    fn drop(&mut self) {
-        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
-        if generation != 0 {
-            self.inner
-                .abandoned
-                .store(generation, std::sync::atomic::Ordering::SeqCst);
         }
     }
 }
@@ -456,10 +322,12 @@ impl LockStore for RedisStore {
     }
 
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
-        watch::subscribe(self.inner.clone()).await.map(Some)
+        watch::subscribe(&self.inner.shared, &self.inner.channel)
+            .await
+            .map(Some)
     }
 
     fn describe(&self) -> String {
-        format!("{} key {}", self.inner.target, self.inner.key)
+        format!("{} key {}", self.inner.shared.target, self.inner.key)
     }
 }

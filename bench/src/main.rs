@@ -6,6 +6,7 @@
 
 mod measure;
 mod peers;
+mod scale;
 mod stats;
 mod stores;
 
@@ -53,6 +54,16 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let only_renew = args.iter().any(|a| a == "--only-renew");
     let handoff_only = args.iter().any(|a| a == "--handoff");
+    let scale_run = args.iter().any(|a| a == "--scale");
+    // One client per lock instead of one per store (the layout before the
+    // shared clients), for comparison.
+    let separate = args.iter().any(|a| a == "--separate-clients");
+    let sizes: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--locks")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 100, 1000, 10_000]);
     if args.iter().any(|a| a == "--trace") {
         // Where a hand-off's time goes: the engine's log, stamped in µs.
         let _ = tracing_subscriber::fmt()
@@ -99,6 +110,9 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
+        if scale_run {
+            return scale_all(&wanted, &sizes, separate, runs.load_window).await;
+        }
         let mut benches = Vec::new();
         if wanted("memory") {
             benches.push(memory());
@@ -434,5 +448,94 @@ async fn renew_cost(b: &Bench, runs: &Runs) {
             renew.p50().as_secs_f64() / r.p50().as_secs_f64(),
             renew.p99().as_secs_f64() / r.p99().as_secs_f64()
         );
+    }
+}
+
+/// `--scale`: every wanted store at every size (see `scale.rs`).
+async fn scale_all(wanted: &dyn Fn(&str) -> bool, sizes: &[usize], separate: bool, window: Duration) {
+    use scale::Target;
+    println!("## Many locks in one process (lease 15 s, renew 10 s, retry 2 s; load window {window:?})\n");
+    println!(
+        "Each lock has two candidates in this process, a leader and a follower; clients: {}.",
+        if separate { "one per lock (--separate-clients)" } else { "one per store, shared by every lock" }
+    );
+    if wanted("memory") {
+        let f = Arc::new(stores::CountingMemory::new());
+        let (o, c) = (f.clone(), f.ops.clone());
+        let target = Target {
+            name: "memory (in-process MemoryStore)".into(),
+            open: Box::new(move |lock| {
+                let o = o.clone();
+                Box::pin(async move { o.open(&lock).await })
+            }),
+            count: Some((
+                Box::new(move || {
+                    let c = c.clone();
+                    Box::pin(async move { c.load(Ordering::Relaxed) })
+                }),
+                "LockStore calls",
+            )),
+            port: None,
+        };
+        scale::run(&target, sizes, window).await;
+    }
+    if wanted("redis") {
+        let server = tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
+        let redis = Arc::new(stores::RedisFactory { server });
+        let port = redis.server.addr().port();
+        let (o, c) = (redis.clone(), redis.clone());
+        let target = Target {
+            name: "redis".into(),
+            open: stores::redis_opener(o, separate),
+            count: Some((
+                Box::new(move || {
+                    let c = c.clone();
+                    Box::pin(async move { c.commands().await })
+                }),
+                "server commands, INFO commandstats",
+            )),
+            port: Some(port),
+        };
+        scale::run(&target, sizes, window).await;
+    }
+    if wanted("etcd") {
+        let server = tenure_conformance::fixtures::etcd::EtcdServer::start_local();
+        let etcd = Arc::new(stores::EtcdFactory { server });
+        let port = etcd.server.addr().port();
+        let (o, c) = (etcd.clone(), etcd.clone());
+        let target = Target {
+            name: "etcd".into(),
+            open: stores::etcd_opener(o, separate),
+            count: Some((
+                Box::new(move || {
+                    let c = c.clone();
+                    Box::pin(async move { c.requests().await })
+                }),
+                "unary gRPC requests, etcd /metrics",
+            )),
+            port: Some(port),
+        };
+        scale::run(&target, sizes, window).await;
+    }
+    if wanted("k8s") {
+        let server = tenure_kube_fixture::KubeApiServer::start()
+            .await
+            .expect("start the Kubernetes API fixture");
+        let kube = Arc::new(stores::KubeFactory { server });
+        let port = kube.server.addr().port();
+        let (o, c) = (kube.clone(), kube.clone());
+        let target = Target {
+            name: "kubernetes (LeaseLock, in-repo API server fixture)".into(),
+            open: stores::kube_opener(o, separate),
+            count: Some((
+                Box::new(move || {
+                    let n = c.requests();
+                    Box::pin(async move { n })
+                }),
+                "HTTP requests, the fixture's counter",
+            )),
+            port: Some(port),
+        };
+        scale::run(&target, sizes, window).await;
     }
 }

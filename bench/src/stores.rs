@@ -483,3 +483,56 @@ impl<T: Open> StoreFactory for OpenOnly<T> {
         true
     }
 }
+
+/// Opens Redis locks for the scale run: a new client per lock
+/// (`separate`), or one client shared by every lock.
+pub fn redis_opener(f: Arc<RedisFactory>, separate: bool) -> crate::scale::OpenFn {
+    let shared = tokio::sync::OnceCell::new();
+    let shared = Arc::new(shared);
+    Box::new(move |lock| {
+        let (f, shared) = (f.clone(), shared.clone());
+        Box::pin(async move {
+            if separate {
+                return f.open_lock(&lock).await;
+            }
+            let client = shared
+                .get_or_try_init(|| tenure_redis::RedisClient::builder(f.server.url()).build())
+                .await?;
+            Ok(Arc::new(client.store(&lock)?) as Arc<dyn LockStore>)
+        })
+    })
+}
+
+/// Opens etcd locks for the scale run (see [`redis_opener`]).
+pub fn etcd_opener(f: Arc<EtcdFactory>, separate: bool) -> crate::scale::OpenFn {
+    let shared = Arc::new(tokio::sync::OnceCell::new());
+    Box::new(move |lock| {
+        let (f, shared) = (f.clone(), shared.clone());
+        Box::pin(async move {
+            if separate {
+                return f.open_lock(&lock).await;
+            }
+            let client = shared
+                .get_or_try_init(|| tenure_etcd::EtcdClient::builder(f.server.endpoints()).build())
+                .await?;
+            Ok(Arc::new(client.store(&lock)?) as Arc<dyn LockStore>)
+        })
+    })
+}
+
+/// Opens Lease locks for the scale run: one `kube::Client` shared by every
+/// lock, as an application would, or one per lock (`separate`).
+pub fn kube_opener(f: Arc<KubeFactory>, separate: bool) -> crate::scale::OpenFn {
+    let shared = f.client();
+    Box::new(move |lock| {
+        let client = if separate { f.client() } else { shared.clone() };
+        Box::pin(async move {
+            let lock = tenure_k8s::LeaseLock::builder(&lock)
+                .client(client)
+                .namespace("default")
+                .build()
+                .await?;
+            Ok(Arc::new(lock) as Arc<dyn LockStore>)
+        })
+    })
+}

@@ -1,0 +1,293 @@
+//! `--scale`: one process holding and following 1 … 10,000 locks on one
+//! store. What each lock costs the process (memory, CPU per renew), what
+//! it costs the store (requests per second), how many connections the
+//! process keeps open to the store, and the hand-off time with all locks
+//! held.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tenure_core::{
+    ElectionTask, LeaderElector, LeaderRecord, LockStore, StoreError, Version, Versioned,
+    WatchStream,
+};
+use tokio::time::Instant;
+
+use crate::measure::DEFAULT;
+use crate::stats::{Ms, Samples};
+
+/// Opens lock `name` for one candidate.
+pub type OpenFn = Box<
+    dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Arc<dyn LockStore>, StoreError>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A server-side request counter.
+pub type CountFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync>;
+
+/// One store as the scale run sees it.
+pub struct Target {
+    pub name: String,
+    pub open: OpenFn,
+    /// Requests the server has answered so far, and what they are.
+    pub count: Option<(CountFn, &'static str)>,
+    /// The server's TCP port, to count this process's connections to it.
+    pub port: Option<u16>,
+}
+
+/// How many hand-offs are timed at each size.
+const HANDOFFS: usize = 20;
+
+/// Runs every size on `target` and prints one table row per size.
+pub async fn run(target: &Target, sizes: &[usize], window: Duration) {
+    println!("\n### {}\n", target.name);
+    println!(
+        "| locks | all held after | memory per held lock | memory per followed lock | connections to the store | store requests/s per lock | renews/s | CPU per renew | hand-off p50 | hand-off p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for &n in sizes {
+        match one_size(target, n, window).await {
+            Ok(row) => println!("{row}"),
+            Err(e) => println!("| {n} | failed: {e} | | | | | | | | |"),
+        }
+    }
+}
+
+/// Counts the renews (updates) the candidates make.
+#[derive(Debug)]
+struct Counted(Arc<dyn LockStore>, Arc<AtomicU64>);
+
+#[async_trait]
+impl LockStore for Counted {
+    async fn get(&self) -> Result<Option<Versioned>, StoreError> {
+        self.0.get().await
+    }
+    async fn create(&self, r: &LeaderRecord) -> Result<Version, StoreError> {
+        self.0.create(r).await
+    }
+    async fn update(&self, r: &LeaderRecord, v: &Version) -> Result<Version, StoreError> {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        self.0.update(r, v).await
+    }
+    async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
+        self.0.watch().await
+    }
+    async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        self.0.token_floor().await
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+struct Side {
+    electors: Vec<LeaderElector>,
+    tasks: Vec<ElectionTask>,
+}
+
+async fn start(
+    target: &Target,
+    prefix: &str,
+    n: usize,
+    id: &str,
+    renews: &Arc<AtomicU64>,
+) -> Result<Side, String> {
+    let mut side = Side {
+        electors: Vec::with_capacity(n),
+        tasks: Vec::with_capacity(n),
+    };
+    for i in 0..n {
+        let store = (target.open)(format!("{prefix}-{i}"))
+            .await
+            .map_err(|e| format!("opening lock {i}: {e}"))?;
+        let elector = LeaderElector::builder(Counted(store, renews.clone()), id)
+            .lease_duration(DEFAULT.lease)
+            .renew_deadline(DEFAULT.renew)
+            .retry_period(DEFAULT.retry)
+            .build()
+            .expect("valid timing");
+        side.tasks
+            .push(elector.spawn(|l| async move { l.cancelled().await }));
+        side.electors.push(elector);
+    }
+    Ok(side)
+}
+
+async fn wait_all(electors: &[LeaderElector], limit: Duration, f: impl Fn(&LeaderElector) -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if electors.iter().all(&f) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String, String> {
+    let prefix = format!("scale{n}");
+    let port = target.port;
+    let renews = Arc::new(AtomicU64::new(0));
+    let (rss0, conns0) = (rss(), connections(port));
+
+    let t = Instant::now();
+    let leaders = start(target, &prefix, n, "leader", &renews).await?;
+    let limit = Duration::from_secs(60) + DEFAULT.lease;
+    if !wait_all(&leaders.electors, limit, |e| e.is_leader()).await {
+        let held = leaders.electors.iter().filter(|e| e.is_leader()).count();
+        return Err(format!("only {held} of {n} led after {limit:?}"));
+    }
+    let all_held = t.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss1 = rss();
+
+    let followers = start(target, &prefix, n, "follower", &renews).await?;
+    let knows = |e: &LeaderElector| e.leader().as_deref() == Some("leader");
+    if !wait_all(&followers.electors, limit, knows).await {
+        return Err("the followers did not all see the leader".into());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss2, conns2) = (rss(), connections(port));
+
+    // Steady state: every lock held and followed.
+    let ops0 = match &target.count {
+        Some((count, _)) => Some(count().await),
+        None => None,
+    };
+    let (cpu0, renews0, t0) = (cpu_time(), renews.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(window).await;
+    let (cpu1, renews1, elapsed) = (cpu_time(), renews.load(Ordering::Relaxed), t0.elapsed());
+    let ops1 = match &target.count {
+        Some((count, _)) => Some(count().await),
+        None => None,
+    };
+    let renew_count = renews1 - renews0;
+    let per_lock = ops0
+        .zip(ops1)
+        .map(|(a, b)| format!("{:.3}", (b - a) as f64 / elapsed.as_secs_f64() / n as f64))
+        .unwrap_or_else(|| "–".into());
+    let cpu_per_renew = if renew_count > 0 {
+        format!(
+            "{:.0} µs",
+            (cpu1 - cpu0).as_secs_f64() * 1e6 / renew_count as f64
+        )
+    } else {
+        "–".into()
+    };
+
+    // Hand-offs with everything else held.
+    let mut samples = Samples::default();
+    let mut leader_tasks: Vec<Option<ElectionTask>> = leaders.tasks.into_iter().map(Some).collect();
+    for k in 0..HANDOFFS.min(n) {
+        let i = k * n / HANDOFFS.min(n);
+        let follower = &followers.electors[i];
+        let mut state = follower.subscribe();
+        let task = leader_tasks[i].take().expect("a leader");
+        let t = Instant::now();
+        let shutdown = tokio::spawn(task.shutdown());
+        let took = tokio::time::timeout(DEFAULT.lease * 2, state.wait_for(|s| s.is_leader)).await;
+        let elapsed = t.elapsed();
+        let _ = shutdown.await;
+        if took.is_err() {
+            return Err(format!("lock {i}: the follower did not take over"));
+        }
+        samples.push(elapsed);
+    }
+
+    let connections = match (conns0, conns2) {
+        (Some(a), Some(b)) => format!("{}", b.saturating_sub(a)),
+        _ => "–".into(),
+    };
+    let row = format!(
+        "| {n} | {} | {} | {} | {connections} | {per_lock} | {:.1} | {cpu_per_renew} | {} | {} |",
+        Ms(all_held),
+        bytes((rss1.saturating_sub(rss0)) / n as u64),
+        bytes((rss2.saturating_sub(rss1)) / n as u64),
+        renew_count as f64 / elapsed.as_secs_f64(),
+        Ms(samples.p50()),
+        Ms(samples.p99()),
+    );
+
+    // Everything down before the next size.
+    let downs = leader_tasks
+        .into_iter()
+        .flatten()
+        .chain(followers.tasks)
+        .map(|t| tokio::spawn(t.shutdown()));
+    futures::future::join_all(downs).await;
+    Ok(row)
+}
+
+fn bytes(b: u64) -> String {
+    if b >= 10 * 1024 {
+        format!("{:.0} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    }
+}
+
+/// This process's resident memory, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// This process's CPU time (user + system).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command's closing parenthesis; utime and stime are
+    // the 14th and 15th fields of the line.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Established TCP connections from this machine to `port` whose local end
+/// belongs to this process.
+fn connections(port: Option<u16>) -> Option<usize> {
+    let port = port?;
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        if let Ok(link) = std::fs::read_link(fd.path()) {
+            let link = link.to_string_lossy().into_owned();
+            if let Some(inode) = link
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+            {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let mut count = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(remote), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let remote_port = remote
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if remote_port == Some(port) && *state == "01" && inodes.contains(*inode) {
+                count += 1;
+            }
+        }
+    }
+    Some(count)
+}
