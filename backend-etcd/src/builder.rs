@@ -448,8 +448,14 @@ mod tests {
             Err(StoreError::InvalidConfig { .. })
         ));
         let creds = EtcdStoreBuilder::new(vec!["http://u:pw-in-url@h:1".into()], "ok".into());
-        let client = EtcdClient::builder(["http://127.0.0.1:1"]).build().await.unwrap();
-        assert!(matches!(client.store("Bad Name"), Err(StoreError::InvalidName { .. })));
+        let client = EtcdClient::builder(["http://127.0.0.1:1"])
+            .build()
+            .await
+            .unwrap();
+        assert!(matches!(
+            client.store("Bad Name"),
+            Err(StoreError::InvalidName { .. })
+        ));
         let (a, b) = (client.store("a").unwrap(), client.store("b").unwrap());
         assert_eq!((a.key(), b.key()), ("/tenure/locks/a", "/tenure/locks/b"));
         match creds.build().await {

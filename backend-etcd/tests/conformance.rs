@@ -8,15 +8,18 @@ use std::time::Duration;
 use tenure_conformance::fixtures::etcd::EtcdServer;
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
 use tenure_core::{LockStore, StoreError, async_trait};
-use tenure_etcd::EtcdStore;
+use tenure_etcd::{EtcdClient, EtcdStore};
 
 /// Opens [`EtcdStore`]s on one etcd server, under a key prefix of their own
-/// (so factories can share a server given in the environment).
+/// (so factories can share a server given in the environment); with
+/// `shared`, every lock on the server (not behind a proxy) through one
+/// [`EtcdClient`].
 struct EtcdFactory {
     server: EtcdServer,
     prefix: String,
     /// Kept alive as long as the stores that talk through them.
     proxies: Mutex<Vec<FaultProxy>>,
+    shared: Option<tokio::sync::OnceCell<EtcdClient>>,
 }
 
 impl EtcdFactory {
@@ -35,10 +38,26 @@ impl EtcdFactory {
             server: EtcdServer::start(),
             prefix: format!("/tenure-conformance/{unique}/"),
             proxies: Mutex::new(Vec::new()),
+            shared: None,
         }
     }
 
     async fn store(&self, endpoints: Vec<String>, lock: &str) -> Result<EtcdStore, StoreError> {
+        if let Some(shared) = self
+            .shared
+            .as_ref()
+            .filter(|_| endpoints == self.server.endpoints())
+        {
+            let client = shared
+                .get_or_try_init(|| {
+                    EtcdClient::builder(endpoints)
+                        .prefix(&self.prefix)
+                        .request_timeout(REQUEST_TIMEOUT)
+                        .build()
+                })
+                .await?;
+            return client.store(lock);
+        }
         EtcdStore::builder(endpoints, lock)
             .prefix(&self.prefix)
             .request_timeout(REQUEST_TIMEOUT)
@@ -128,6 +147,26 @@ tenure_conformance::conformance_tests!(factory;
     fencing_token_rises_across_deletion,
     hung_store_fails_within_the_request_timeout
 );
+
+/// The whole suite again with every candidate of a scenario on one shared
+/// [`EtcdClient`] (the faulty ones excepted: each sits behind a proxy of
+/// its own).
+mod shared_client {
+    use super::EtcdFactory;
+
+    async fn factory() -> EtcdFactory {
+        EtcdFactory {
+            shared: Some(tokio::sync::OnceCell::new()),
+            ..EtcdFactory::start()
+        }
+    }
+
+    tenure_conformance::conformance_tests!(factory);
+    tenure_conformance::conformance_tests!(factory;
+        fencing_token_rises_across_deletion,
+        hung_store_fails_within_the_request_timeout
+    );
+}
 
 /// Each call's bound.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);

@@ -8,6 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
 use tenure_core::{StoreError, validate_lock_name};
 
+use crate::SharedWatch;
+
 /// The default renew deadline the request timeout is derived from, as
 /// [`ElectionConfig`](tenure_core::ElectionConfig)'s default.
 pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
@@ -32,6 +34,7 @@ pub struct LockBuilder<L> {
     renew_deadline: Duration,
     request_timeout: Option<Duration>,
     owners: Vec<OwnerReference>,
+    shared_watch: Option<SharedWatch>,
     lock: PhantomData<fn() -> L>,
 }
 
@@ -44,6 +47,7 @@ impl<L> fmt::Debug for LockBuilder<L> {
             .field("client", &self.client.as_ref().map(|_| "given"))
             .field("request_timeout", &self.effective_request_timeout())
             .field("owners", &self.owners.len())
+            .field("shared_watch", &self.shared_watch.is_some())
             .finish()
     }
 }
@@ -55,6 +59,7 @@ pub(crate) struct Parts {
     pub(crate) name: String,
     pub(crate) timeout: Duration,
     pub(crate) owners: Vec<OwnerReference>,
+    pub(crate) shared_watch: Option<SharedWatch>,
 }
 
 impl<L> LockBuilder<L> {
@@ -66,6 +71,7 @@ impl<L> LockBuilder<L> {
             renew_deadline: DEFAULT_RENEW_DEADLINE,
             request_timeout: None,
             owners: Vec::new(),
+            shared_watch: None,
             lock: PhantomData,
         }
     }
@@ -106,6 +112,16 @@ impl<L> LockBuilder<L> {
         self
     }
 
+    /// Watches the lock's object through `watches`, one watch of the
+    /// namespace shared by every lock built with it, instead of a watch
+    /// request of its own. kube's client speaks HTTP/1.1, so each watch
+    /// request holds a connection: with many locks in one process, share
+    /// the watch and the connections stay flat. See [`SharedWatch`].
+    pub fn shared_watch(mut self, watches: &SharedWatch) -> Self {
+        self.shared_watch = Some(watches.clone());
+        self
+    }
+
     /// The request timeout the built lock will use.
     pub fn effective_request_timeout(&self) -> Duration {
         self.request_timeout
@@ -138,6 +154,7 @@ impl<L> LockBuilder<L> {
             name: self.name,
             timeout,
             owners: self.owners,
+            shared_watch: self.shared_watch,
         })
     }
 }

@@ -40,6 +40,7 @@ macro_rules! object_lock {
                         parts.name,
                         parts.timeout,
                         parts.owners,
+                        parts.shared_watch.as_ref(),
                     ),
                 }
             }

@@ -127,6 +127,8 @@ pub(crate) struct ObjectLock<K: Codec> {
     pub(crate) timeout: Duration,
     owners: Vec<OwnerReference>,
     last_seen: Mutex<Option<K>>,
+    /// The namespace's shared watch, when the lock was built with one.
+    pub(crate) hub: Option<std::sync::Arc<crate::shared_watch::Hub<K>>>,
 }
 
 impl<K: Codec> ObjectLock<K> {
@@ -136,14 +138,18 @@ impl<K: Codec> ObjectLock<K> {
         name: String,
         timeout: Duration,
         owners: Vec<OwnerReference>,
+        shared_watch: Option<&crate::SharedWatch>,
     ) -> Self {
+        let api = Api::namespaced(client, &namespace);
+        let hub = shared_watch.map(|s| s.hub::<K>(&api, &namespace, timeout));
         ObjectLock {
-            api: Api::namespaced(client, &namespace),
+            api,
             namespace,
             name,
             timeout,
             owners,
             last_seen: Mutex::new(None),
+            hub,
         }
     }
 

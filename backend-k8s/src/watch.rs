@@ -183,21 +183,41 @@ pub(crate) async fn watch<K: Codec>(lock: &ObjectLock<K>) -> Result<WatchStream,
 pub(crate) async fn watch_listed<K: Codec>(
     lock: &ObjectLock<K>,
 ) -> Result<(Seen, WatchStream), StoreError> {
-    let mut state = State {
-        api: lock.api.clone(),
-        name: lock.name.clone(),
-        what: lock.describe(),
-        timeout: lock.timeout,
-        resource_version: None,
-        events: None,
-        resync: false,
-        backoff: Backoff::watch(),
-        delivered: true,
-    };
+    if let Some(hub) = &lock.hub {
+        // Listening first, then listing: every change after the list
+        // comes on the stream (some from before it may too; a stale
+        // event only costs the consumer a read or a failed swap).
+        let rx = hub.listen(&lock.name).await?;
+        let mut state = State::<K>::new(lock);
+        let seen = state.list().await?;
+        let owner = hub.clone();
+        let stream = futures::stream::unfold((rx, owner), |(mut rx, owner)| async move {
+            let event = rx.recv().await?;
+            Some((event, (rx, owner)))
+        });
+        return Ok((seen, Box::pin(stream)));
+    }
+    let mut state = State::new(lock);
     let seen = state.list().await?;
     let stream = futures::stream::unfold(state, |mut state| async move {
         let event = state.next().await;
         Some((event, state))
     });
     Ok((seen, Box::pin(stream)))
+}
+
+impl<K: Codec> State<K> {
+    fn new(lock: &ObjectLock<K>) -> Self {
+        State {
+            api: lock.api.clone(),
+            name: lock.name.clone(),
+            what: lock.describe(),
+            timeout: lock.timeout,
+            resource_version: None,
+            events: None,
+            resync: false,
+            backoff: Backoff::watch(),
+            delivered: true,
+        }
+    }
 }

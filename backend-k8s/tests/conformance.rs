@@ -36,3 +36,30 @@ mod multilock {
     tenure_conformance::conformance_tests!(factory);
     tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
 }
+
+/// The suites again with every candidate of a scenario on one client and
+/// one [`SharedWatch`](tenure_k8s::SharedWatch) (the faulty ones excepted:
+/// each has a client of its own behind a proxy).
+mod shared_watch {
+    mod lease {
+        use crate::common::{Kind, KubeFactory};
+
+        async fn factory() -> KubeFactory {
+            KubeFactory::start_shared(Kind::Lease).await
+        }
+
+        tenure_conformance::conformance_tests!(factory);
+        tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
+    }
+
+    mod multilock {
+        use crate::common::{Kind, KubeFactory};
+
+        async fn factory() -> KubeFactory {
+            KubeFactory::start_shared(Kind::Multi).await
+        }
+
+        tenure_conformance::conformance_tests!(factory);
+        tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
+    }
+}

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 use tenure_core::{LeaderRecord, LockStore, StoreError, Version, WatchEvent};
 use tenure_k8s::LEADER_ANNOTATION;
-use tenure_k8s::{ConfigMapLock, LeaseLock};
+use tenure_k8s::{ConfigMapLock, LeaseLock, SharedWatch};
 use tenure_kube_fixture::KubeApiServer;
 
 async fn env() -> Env {
@@ -293,6 +293,83 @@ async fn watch_resumes_after_a_dropped_stream_and_relists_after_410() {
     writer.update(&held("e"), &v).await.unwrap();
     let (skipped, record) = next_put(&mut stream).await;
     assert_eq!(record.holder_identity, "e", "skipped {skipped:?}");
+}
+
+#[tokio::test]
+async fn a_shared_watch_serves_many_locks_with_one_watch_request() {
+    const LOCKS: usize = 30;
+    let env = env().await;
+    let watches = SharedWatch::new();
+    let client = env.client();
+    let mut locks = Vec::new();
+    for i in 0..LOCKS {
+        let lock = LeaseLock::builder(&format!("many-{i}"))
+            .client(client.clone())
+            .namespace(NAMESPACE)
+            .request_timeout(Duration::from_millis(500))
+            .shared_watch(&watches)
+            .build()
+            .await
+            .unwrap();
+        locks.push(lock);
+    }
+    let mut streams = Vec::new();
+    for lock in &locks {
+        streams.push(lock.watch().await.unwrap().unwrap());
+    }
+    let mut versions = Vec::new();
+    for (i, lock) in locks.iter().enumerate() {
+        versions.push(lock.create(&held(&format!("holder-{i}"))).await.unwrap());
+    }
+    assert_eq!(
+        env.server().requests("watch"),
+        1,
+        "one watch request for {LOCKS} locks"
+    );
+    // Each stream sees its own lock's change, and only that.
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let (skipped, record) = next_put(stream).await;
+        assert_eq!(
+            record.holder_identity,
+            format!("holder-{i}"),
+            "skipped {skipped:?}"
+        );
+    }
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let quiet = tokio::time::timeout(Duration::from_millis(20), stream.next()).await;
+        assert!(
+            quiet.is_err(),
+            "lock {i} saw another lock's change: {quiet:?}"
+        );
+    }
+
+    // The server ends the watch: it resumes where it was, nothing lost.
+    env.server().close_watches();
+    for (i, lock) in locks.iter().enumerate() {
+        versions[i] = lock.update(&held("again"), &versions[i]).await.unwrap();
+    }
+    for stream in streams.iter_mut() {
+        assert_eq!(next_put(stream).await.1.holder_identity, "again");
+    }
+
+    // Changes while no watch is open, and the history compacted: every
+    // stream says Resync, then goes on with the changes after it.
+    env.server().close_watches();
+    env.server().set_history_limit(0);
+    versions[0] = locks[0].update(&held("gap"), &versions[0]).await.unwrap();
+    env.server().compact_history();
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next()).await;
+        assert_eq!(event.unwrap(), Some(WatchEvent::Resync), "lock {i}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await; // re-listed by now
+    for (i, lock) in locks.iter().enumerate() {
+        versions[i] = lock.update(&held("after"), &versions[i]).await.unwrap();
+    }
+    for stream in streams.iter_mut() {
+        let (skipped, record) = next_put(stream).await;
+        assert_eq!(record.holder_identity, "after", "skipped {skipped:?}");
+    }
 }
 
 #[tokio::test]

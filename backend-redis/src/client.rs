@@ -100,7 +100,10 @@ impl RedisClient {
     /// Errors: [`StoreError::InvalidName`] for a bad lock name.
     pub fn store(&self, name: &str) -> Result<RedisStore, StoreError> {
         tenure_core::validate_lock_name(name)?;
-        Ok(RedisStore::from_client(self.shared.clone(), name.to_owned()))
+        Ok(RedisStore::from_client(
+            self.shared.clone(),
+            name.to_owned(),
+        ))
     }
 
     /// How long one operation may take before it fails with

@@ -48,7 +48,9 @@ struct Live {
 }
 
 impl Hub {
-    fn listeners(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>> {
+    fn listeners(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>> {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -161,8 +163,7 @@ pub(crate) async fn subscribe(
                 .await
                 .map_err(|e| classify(e, &shared.redactor))
         };
-        if let Err(e) = backend::within(shared.request_timeout, "redis SUBSCRIBE", request).await
-        {
+        if let Err(e) = backend::within(shared.request_timeout, "redis SUBSCRIBE", request).await {
             // The connection cannot be trusted: the next watch opens a new
             // one (and its reader task notices that this one is gone).
             drop_live(shared, &mut live);
@@ -264,7 +265,8 @@ fn unsubscribe(shared: Arc<Shared>, generation: u64, channel: String) {
         if shared.hub.listeners().contains_key(&channel) || !conn.subscribed.remove(&channel) {
             return;
         }
-        let done = tokio::time::timeout(shared.request_timeout, conn.sink.unsubscribe(&channel)).await;
+        let done =
+            tokio::time::timeout(shared.request_timeout, conn.sink.unsubscribe(&channel)).await;
         if !matches!(done, Ok(Ok(()))) {
             drop_live(&shared, &mut live);
         }

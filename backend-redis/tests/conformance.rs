@@ -6,18 +6,34 @@ use std::sync::{Arc, Mutex};
 use tenure_conformance::fixtures::redis::RedisServer;
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
 use tenure_core::{LockStore, StoreError, async_trait};
-use tenure_redis::{RedisStore, lock_key};
+use tenure_redis::{RedisClient, RedisStore, lock_key};
 
-/// Opens a [`RedisStore`] (own connection) per call on one server. Each
-/// factory uses its own key prefix, so tests can share an external server.
+/// Opens a [`RedisStore`] (own connection) per call on one server, or with
+/// `shared`, every lock through that one client. Each factory uses its own
+/// key prefix, so tests can share an external server.
 pub struct RedisFactory {
     server: RedisServer,
     prefix: String,
     raw: redis::aio::MultiplexedConnection,
     proxies: Mutex<Vec<FaultProxy>>,
+    shared: Option<RedisClient>,
 }
 
 impl RedisFactory {
+    /// Every candidate on one [`RedisClient`]: one connection, one pub/sub
+    /// connection for all of them.
+    async fn start_shared() -> RedisFactory {
+        let mut factory = Self::start().await;
+        let client = RedisClient::builder(factory.server.url())
+            .prefix(factory.prefix.clone())
+            .request_timeout(REQUEST_TIMEOUT)
+            .build()
+            .await
+            .expect("connect to redis");
+        factory.shared = Some(client);
+        factory
+    }
+
     async fn start() -> RedisFactory {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let server = RedisServer::start();
@@ -36,10 +52,14 @@ impl RedisFactory {
             prefix,
             raw,
             proxies: Mutex::new(Vec::new()),
+            shared: None,
         }
     }
 
     async fn store(&self, url: String, lock: &str) -> Result<RedisStore, StoreError> {
+        if let Some(client) = self.shared.as_ref().filter(|_| url == self.server.url()) {
+            return client.store(lock);
+        }
         RedisStore::builder(url, lock)
             .prefix(self.prefix.clone())
             .request_timeout(REQUEST_TIMEOUT)
@@ -119,6 +139,23 @@ tenure_conformance::conformance_tests!(factory;
     fencing_token_rises_across_deletion,
     hung_store_fails_within_the_request_timeout
 );
+
+/// The whole suite again with every candidate of a scenario on one shared
+/// [`RedisClient`] (the faulty ones excepted: each sits behind a proxy of
+/// its own).
+mod shared_client {
+    use super::RedisFactory;
+
+    async fn factory() -> RedisFactory {
+        RedisFactory::start_shared().await
+    }
+
+    tenure_conformance::conformance_tests!(factory);
+    tenure_conformance::conformance_tests!(factory;
+        fencing_token_rises_across_deletion,
+        hung_store_fails_within_the_request_timeout
+    );
+}
 
 /// Each call's bound (shorter than the client's default 5 s, so the hung-store
 /// scenario is quick; long enough for a loaded CI machine).

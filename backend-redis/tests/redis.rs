@@ -9,7 +9,7 @@ use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions, Redis
 use tenure_core::{
     CancellationToken, LeaderElector, LeaderRecord, LockStore, StoreError, Version, WatchEvent,
 };
-use tenure_redis::{RedisStore, lock_key};
+use tenure_redis::{RedisClient, RedisStore, lock_key};
 
 async fn raw_conn(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -457,6 +457,108 @@ async fn watch_reports_puts_and_resyncs_after_a_dropped_connection() {
     let v3 = store.update(&record("c"), &v2).await.unwrap();
     match next(&mut events).await {
         WatchEvent::Put(v) => assert_eq!(v.version, v3),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The connections the server has open, of every kind (CLIENT LIST).
+async fn server_connections(raw: &mut redis::aio::MultiplexedConnection) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(raw)
+        .await
+        .unwrap();
+    list.lines().count()
+}
+
+#[tokio::test]
+async fn one_client_serves_many_locks_on_two_connections() {
+    tenure_conformance::init_logging();
+    const LOCKS: usize = 50;
+    let server = RedisServer::local(RedisServerOptions::default());
+    let mut raw = raw_conn(&server.url()).await;
+    let before = server_connections(&mut raw).await;
+    let client = RedisClient::builder(server.url())
+        .request_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    let stores: Vec<RedisStore> = (0..LOCKS)
+        .map(|i| client.store(&format!("many-{i}")).unwrap())
+        .collect();
+    let mut streams = Vec::new();
+    for store in &stores {
+        streams.push(store.watch().await.unwrap().unwrap());
+    }
+    let mut versions = Vec::new();
+    for (i, store) in stores.iter().enumerate() {
+        versions.push(store.create(&record(&format!("holder-{i}"))).await.unwrap());
+    }
+    assert_eq!(
+        server_connections(&mut raw).await,
+        before + 2,
+        "one command and one pub/sub connection for {LOCKS} watched locks"
+    );
+    async fn next(events: &mut tenure_core::WatchStream) -> WatchEvent {
+        tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("a watch event within 5 s")
+            .expect("the stream goes on")
+    }
+    // Each stream sees its own lock's change, and only that.
+    for (i, events) in streams.iter_mut().enumerate() {
+        match next(events).await {
+            WatchEvent::Put(v) => {
+                assert_eq!(v.record.holder_identity, format!("holder-{i}"));
+                assert_eq!(v.version, versions[i]);
+            }
+            other => panic!("lock {i}: {other:?}"),
+        }
+    }
+    for (i, events) in streams.iter_mut().enumerate() {
+        let quiet = tokio::time::timeout(Duration::from_millis(20), events.next()).await;
+        assert!(
+            quiet.is_err(),
+            "lock {i} saw another lock's change: {quiet:?}"
+        );
+    }
+
+    // The pub/sub connection drops: every stream resyncs, once, then
+    // reports its lock's next change.
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    for (i, events) in streams.iter_mut().enumerate() {
+        assert_eq!(next(events).await, WatchEvent::Resync, "lock {i}");
+    }
+    for (i, store) in stores.iter().enumerate() {
+        versions[i] = store.update(&record("again"), &versions[i]).await.unwrap();
+    }
+    for (i, events) in streams.iter_mut().enumerate() {
+        match next(events).await {
+            WatchEvent::Put(v) => assert_eq!(v.version, versions[i], "lock {i}"),
+            other => panic!("lock {i}: {other:?}"),
+        }
+    }
+    assert_eq!(server_connections(&mut raw).await, before + 2);
+
+    // A dropped stream stops its channel; the others go on.
+    let dropped = streams.remove(0);
+    drop(dropped);
+    stores[0]
+        .update(&record("late"), &versions[0])
+        .await
+        .unwrap();
+    versions[1] = stores[1]
+        .update(&record("late"), &versions[1])
+        .await
+        .unwrap();
+    match next(&mut streams[0]).await {
+        WatchEvent::Put(v) => assert_eq!(v.version, versions[1]),
         other => panic!("{other:?}"),
     }
 }

@@ -452,12 +452,23 @@ async fn renew_cost(b: &Bench, runs: &Runs) {
 }
 
 /// `--scale`: every wanted store at every size (see `scale.rs`).
-async fn scale_all(wanted: &dyn Fn(&str) -> bool, sizes: &[usize], separate: bool, window: Duration) {
+async fn scale_all(
+    wanted: &dyn Fn(&str) -> bool,
+    sizes: &[usize],
+    separate: bool,
+    window: Duration,
+) {
     use scale::Target;
-    println!("## Many locks in one process (lease 15 s, renew 10 s, retry 2 s; load window {window:?})\n");
+    println!(
+        "## Many locks in one process (lease 15 s, renew 10 s, retry 2 s; load window {window:?})\n"
+    );
     println!(
         "Each lock has two candidates in this process, a leader and a follower; clients: {}.",
-        if separate { "one per lock (--separate-clients)" } else { "one per store, shared by every lock" }
+        if separate {
+            "one per lock (--separate-clients)"
+        } else {
+            "one per store, shared by every lock"
+        }
     );
     if wanted("memory") {
         let f = Arc::new(stores::CountingMemory::new());

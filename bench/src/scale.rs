@@ -34,7 +34,8 @@ pub type CountFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = u64> + Send>> + S
 pub struct Target {
     pub name: String,
     pub open: OpenFn,
-    /// Requests the server has answered so far, and what they are.
+    /// Requests the server has answered so far, and what they are (printed
+    /// under the table).
     pub count: Option<(CountFn, &'static str)>,
     /// The server's TCP port, to count this process's connections to it.
     pub port: Option<u16>,
@@ -47,37 +48,57 @@ const HANDOFFS: usize = 20;
 pub async fn run(target: &Target, sizes: &[usize], window: Duration) {
     println!("\n### {}\n", target.name);
     println!(
-        "| locks | all held after | memory per held lock | memory per followed lock | connections to the store | store requests/s per lock | renews/s | CPU per renew | hand-off p50 | hand-off p99 |"
+        "| locks | all held after | memory per held lock | memory per followed lock | connections to the store | store calls/s per lock | server requests/s per lock | renews/s | CPU per renew | hand-off p50 | hand-off p99 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         match one_size(target, n, window).await {
             Ok(row) => println!("{row}"),
-            Err(e) => println!("| {n} | failed: {e} | | | | | | | | |"),
+            Err(e) => println!("| {n} | failed: {e} | | | | | | | | | |"),
         }
+    }
+    if let Some((_, what)) = &target.count {
+        println!("\nServer requests: {what}. Store calls: `LockStore` calls the candidates made.");
     }
 }
 
-/// Counts the renews (updates) the candidates make.
+/// Counts the candidates' calls to their stores, and their updates (renews).
+#[derive(Debug, Default)]
+struct Calls {
+    all: AtomicU64,
+    updates: AtomicU64,
+}
+
 #[derive(Debug)]
-struct Counted(Arc<dyn LockStore>, Arc<AtomicU64>);
+struct Counted(Arc<dyn LockStore>, Arc<Calls>);
+
+impl Counted {
+    fn call(&self) {
+        self.1.all.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 #[async_trait]
 impl LockStore for Counted {
     async fn get(&self) -> Result<Option<Versioned>, StoreError> {
+        self.call();
         self.0.get().await
     }
     async fn create(&self, r: &LeaderRecord) -> Result<Version, StoreError> {
+        self.call();
         self.0.create(r).await
     }
     async fn update(&self, r: &LeaderRecord, v: &Version) -> Result<Version, StoreError> {
-        self.1.fetch_add(1, Ordering::Relaxed);
+        self.call();
+        self.1.updates.fetch_add(1, Ordering::Relaxed);
         self.0.update(r, v).await
     }
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
+        self.call();
         self.0.watch().await
     }
     async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
+        self.call();
         self.0.token_floor().await
     }
     fn describe(&self) -> String {
@@ -95,7 +116,7 @@ async fn start(
     prefix: &str,
     n: usize,
     id: &str,
-    renews: &Arc<AtomicU64>,
+    calls: &Arc<Calls>,
 ) -> Result<Side, String> {
     let mut side = Side {
         electors: Vec::with_capacity(n),
@@ -105,7 +126,7 @@ async fn start(
         let store = (target.open)(format!("{prefix}-{i}"))
             .await
             .map_err(|e| format!("opening lock {i}: {e}"))?;
-        let elector = LeaderElector::builder(Counted(store, renews.clone()), id)
+        let elector = LeaderElector::builder(Counted(store, calls.clone()), id)
             .lease_duration(DEFAULT.lease)
             .renew_deadline(DEFAULT.renew)
             .retry_period(DEFAULT.retry)
@@ -118,7 +139,11 @@ async fn start(
     Ok(side)
 }
 
-async fn wait_all(electors: &[LeaderElector], limit: Duration, f: impl Fn(&LeaderElector) -> bool) -> bool {
+async fn wait_all(
+    electors: &[LeaderElector],
+    limit: Duration,
+    f: impl Fn(&LeaderElector) -> bool,
+) -> bool {
     let until = Instant::now() + limit;
     while Instant::now() < until {
         if electors.iter().all(&f) {
@@ -132,11 +157,11 @@ async fn wait_all(electors: &[LeaderElector], limit: Duration, f: impl Fn(&Leade
 async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String, String> {
     let prefix = format!("scale{n}");
     let port = target.port;
-    let renews = Arc::new(AtomicU64::new(0));
-    let (rss0, conns0) = (rss(), connections(port));
+    let calls = Arc::new(Calls::default());
+    let rss0 = rss();
 
     let t = Instant::now();
-    let leaders = start(target, &prefix, n, "leader", &renews).await?;
+    let leaders = start(target, &prefix, n, "leader", &calls).await?;
     let limit = Duration::from_secs(60) + DEFAULT.lease;
     if !wait_all(&leaders.electors, limit, |e| e.is_leader()).await {
         let held = leaders.electors.iter().filter(|e| e.is_leader()).count();
@@ -146,27 +171,34 @@ async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String,
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss1 = rss();
 
-    let followers = start(target, &prefix, n, "follower", &renews).await?;
+    let followers = start(target, &prefix, n, "follower", &calls).await?;
     let knows = |e: &LeaderElector| e.leader().as_deref() == Some("leader");
     if !wait_all(&followers.electors, limit, knows).await {
         return Err("the followers did not all see the leader".into());
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (rss2, conns2) = (rss(), connections(port));
+    let (rss2, conns) = (rss(), connections(port));
 
     // Steady state: every lock held and followed.
     let ops0 = match &target.count {
         Some((count, _)) => Some(count().await),
         None => None,
     };
-    let (cpu0, renews0, t0) = (cpu_time(), renews.load(Ordering::Relaxed), Instant::now());
+    let count = |c: &Calls| {
+        (
+            c.all.load(Ordering::Relaxed),
+            c.updates.load(Ordering::Relaxed),
+        )
+    };
+    let (cpu0, (calls0, renews0), t0) = (cpu_time(), count(&calls), Instant::now());
     tokio::time::sleep(window).await;
-    let (cpu1, renews1, elapsed) = (cpu_time(), renews.load(Ordering::Relaxed), t0.elapsed());
+    let (cpu1, (calls1, renews1), elapsed) = (cpu_time(), count(&calls), t0.elapsed());
     let ops1 = match &target.count {
         Some((count, _)) => Some(count().await),
         None => None,
     };
     let renew_count = renews1 - renews0;
+    let calls_per_lock = (calls1 - calls0) as f64 / elapsed.as_secs_f64() / n as f64;
     let per_lock = ops0
         .zip(ops1)
         .map(|(a, b)| format!("{:.3}", (b - a) as f64 / elapsed.as_secs_f64() / n as f64))
@@ -199,12 +231,9 @@ async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String,
         samples.push(elapsed);
     }
 
-    let connections = match (conns0, conns2) {
-        (Some(a), Some(b)) => format!("{}", b.saturating_sub(a)),
-        _ => "–".into(),
-    };
+    let connections = conns.map_or_else(|| "–".into(), |c| c.to_string());
     let row = format!(
-        "| {n} | {} | {} | {} | {connections} | {per_lock} | {:.1} | {cpu_per_renew} | {} | {} |",
+        "| {n} | {} | {} | {} | {connections} | {calls_per_lock:.3} | {per_lock} | {:.1} | {cpu_per_renew} | {} | {} |",
         Ms(all_held),
         bytes((rss1.saturating_sub(rss0)) / n as u64),
         bytes((rss2.saturating_sub(rss1)) / n as u64),

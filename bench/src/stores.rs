@@ -520,18 +520,23 @@ pub fn etcd_opener(f: Arc<EtcdFactory>, separate: bool) -> crate::scale::OpenFn 
     })
 }
 
-/// Opens Lease locks for the scale run: one `kube::Client` shared by every
-/// lock, as an application would, or one per lock (`separate`).
+/// Opens Lease locks for the scale run: one `kube::Client` and one
+/// `SharedWatch` shared by every lock, or a client and watch per lock
+/// (`separate`).
 pub fn kube_opener(f: Arc<KubeFactory>, separate: bool) -> crate::scale::OpenFn {
     let shared = f.client();
+    let watches = tenure_k8s::SharedWatch::new();
     Box::new(move |lock| {
         let client = if separate { f.client() } else { shared.clone() };
+        let watches = (!separate).then(|| watches.clone());
         Box::pin(async move {
-            let lock = tenure_k8s::LeaseLock::builder(&lock)
+            let mut builder = tenure_k8s::LeaseLock::builder(&lock)
                 .client(client)
-                .namespace("default")
-                .build()
-                .await?;
+                .namespace("default");
+            if let Some(watches) = &watches {
+                builder = builder.shared_watch(watches);
+            }
+            let lock = builder.build().await?;
             Ok(Arc::new(lock) as Arc<dyn LockStore>)
         })
     })

@@ -164,6 +164,7 @@ impl LockBuilder<MultiLock> {
             name,
             timeout,
             owners,
+            shared_watch,
         } = self.parts().await?;
         Ok(MultiLock {
             primary: ObjectLock::new(
@@ -172,8 +173,16 @@ impl LockBuilder<MultiLock> {
                 name.clone(),
                 timeout,
                 owners.clone(),
+                shared_watch.as_ref(),
             ),
-            secondary: ObjectLock::new(client, namespace, name, timeout, owners),
+            secondary: ObjectLock::new(
+                client,
+                namespace,
+                name,
+                timeout,
+                owners,
+                shared_watch.as_ref(),
+            ),
         })
     }
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tenure_conformance::{FaultProxy, FaultSwitch, StoreFactory};
 use tenure_core::{LockStore, StoreError};
 use tenure_k8s::LEADER_ANNOTATION;
-use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock, SharedWatch};
 use tenure_kube_fixture::KubeApiServer;
 
 /// The namespace the fixture's tests use.
@@ -282,6 +282,8 @@ pub enum Kind {
 pub struct KubeFactory {
     pub env: Arc<Env>,
     kind: Kind,
+    /// One client and one shared watch for every `open` (not `open_faulty`).
+    shared: Option<(Client, SharedWatch)>,
 }
 
 impl KubeFactory {
@@ -292,7 +294,18 @@ impl KubeFactory {
     /// A factory of `kind` locks on `env`: two factories on one env open
     /// two kinds of lock on the same objects (a mixed fleet).
     pub fn on(env: Arc<Env>, kind: Kind) -> KubeFactory {
-        KubeFactory { env, kind }
+        KubeFactory {
+            env,
+            kind,
+            shared: None,
+        }
+    }
+
+    /// Every `open` through one client and one [`SharedWatch`].
+    pub async fn start_shared(kind: Kind) -> KubeFactory {
+        let env = Arc::new(Env::start().await);
+        let shared = Some((env.client(), SharedWatch::new()));
+        KubeFactory { env, kind, shared }
     }
 
     /// The API paths of the objects that hold `lock`.
@@ -309,32 +322,32 @@ impl KubeFactory {
         client: Client,
         lock: &str,
     ) -> Result<Arc<dyn LockStore>, StoreError> {
+        self.open_watching(client, None, lock).await
+    }
+
+    async fn open_watching(
+        &self,
+        client: Client,
+        watch: Option<&SharedWatch>,
+        lock: &str,
+    ) -> Result<Arc<dyn LockStore>, StoreError> {
         let ns = self.env.namespace.clone();
+        macro_rules! build {
+            ($lock:ty) => {{
+                let mut builder = <$lock>::builder(lock)
+                    .client(client)
+                    .namespace(ns)
+                    .renew_deadline(RENEW_DEADLINE);
+                if let Some(watch) = watch {
+                    builder = builder.shared_watch(watch);
+                }
+                Arc::new(builder.build().await?)
+            }};
+        }
         Ok(match self.kind {
-            Kind::Lease => Arc::new(
-                LeaseLock::builder(lock)
-                    .client(client)
-                    .namespace(ns)
-                    .renew_deadline(RENEW_DEADLINE)
-                    .build()
-                    .await?,
-            ),
-            Kind::ConfigMap => Arc::new(
-                ConfigMapLock::builder(lock)
-                    .client(client)
-                    .namespace(ns)
-                    .renew_deadline(RENEW_DEADLINE)
-                    .build()
-                    .await?,
-            ),
-            Kind::Multi => Arc::new(
-                MultiLock::builder(lock)
-                    .client(client)
-                    .namespace(ns)
-                    .renew_deadline(RENEW_DEADLINE)
-                    .build()
-                    .await?,
-            ),
+            Kind::Lease => build!(LeaseLock),
+            Kind::ConfigMap => build!(ConfigMapLock),
+            Kind::Multi => build!(MultiLock),
         })
     }
 }
@@ -342,7 +355,10 @@ impl KubeFactory {
 #[async_trait]
 impl StoreFactory for KubeFactory {
     async fn open(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError> {
-        self.open_with(self.env.client(), lock).await
+        match &self.shared {
+            Some((client, watch)) => self.open_watching(client.clone(), Some(watch), lock).await,
+            None => self.open_with(self.env.client(), lock).await,
+        }
     }
 
     async fn open_faulty(

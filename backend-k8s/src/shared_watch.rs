@@ -1,0 +1,281 @@
+//! [`SharedWatch`]: one watch per namespace and kind, shared by many locks.
+//!
+//! Each lock's own watch is a long HTTP request, and kube's client speaks
+//! HTTP/1.1: every watching lock holds a connection of its own. A process
+//! with thousands of locks would hold thousands of connections to the API
+//! server. Locks built with the same [`SharedWatch`] instead share one
+//! watch of their namespace's Leases (or ConfigMaps), whose events a hub
+//! hands to each lock's stream by object name.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{ListParams, WatchParams};
+use kube::core::WatchEvent as KubeEvent;
+use tenure_core::backend::{self, Backoff};
+use tenure_core::{StoreError, WatchEvent};
+use tokio::sync::mpsc;
+
+use crate::error::map_error;
+use crate::object::{Codec, ObjectLock};
+
+/// How long the API server keeps one watch request open.
+const WATCH_SECONDS: u32 = 60;
+
+/// One watch per namespace and kind, shared by every lock built with it
+/// ([`LockBuilder::shared_watch`](crate::LockBuilder::shared_watch)), so
+/// that the connections to the API server do not grow with the number of
+/// locks. Clones share the watches. Use one per `kube::Client`: a
+/// namespace's watch runs on the client of the first lock that watches it.
+///
+/// ```no_run
+/// use tenure_k8s::{LeaseLock, SharedWatch};
+///
+/// # async fn f(client: tenure_k8s::kube::Client) -> Result<(), tenure_core::StoreError> {
+/// let watches = SharedWatch::new();
+/// let mut locks = Vec::new();
+/// for shard in 0..1000 {
+///     let lock = LeaseLock::builder(&format!("shard-{shard}"))
+///         .client(client.clone())
+///         .namespace("billing")
+///         .shared_watch(&watches)
+///         .build()
+///         .await?;
+///     locks.push(lock);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct SharedWatch {
+    hubs: Arc<Mutex<HashMap<(&'static str, String), Arc<dyn Any + Send + Sync>>>>,
+}
+
+impl fmt::Debug for SharedWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<String> = hubs.keys().map(|(k, ns)| format!("{k}/{ns}")).collect();
+        f.debug_struct("SharedWatch")
+            .field("watches", &keys)
+            .finish()
+    }
+}
+
+impl SharedWatch {
+    /// No watches yet: each starts with the first lock that watches its
+    /// namespace and kind.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The hub of `K` objects in `namespace`, made with `api` if new.
+    pub(crate) fn hub<K: Codec>(
+        &self,
+        api: &kube::Api<K>,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Arc<Hub<K>> {
+        let mut hubs = self.hubs.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = hubs
+            .entry((K::KIND, namespace.to_owned()))
+            .or_insert_with(|| {
+                Arc::new(Hub::<K> {
+                    api: api.clone(),
+                    what: format!("{} in namespace {namespace}", K::RESOURCE),
+                    timeout,
+                    listeners: Mutex::default(),
+                    ready: tokio::sync::watch::channel(0).0,
+                    started: Mutex::new(false),
+                })
+            });
+        entry
+            .clone()
+            .downcast::<Hub<K>>()
+            .expect("one kind per key")
+    }
+}
+
+type Listeners = HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>;
+
+/// The watch of one namespace's objects of kind `K`.
+pub(crate) struct Hub<K: Codec> {
+    api: kube::Api<K>,
+    what: String,
+    timeout: Duration,
+    listeners: Mutex<Listeners>,
+    /// The number of the watch request now open (0: none is).
+    ready: tokio::sync::watch::Sender<u64>,
+    started: Mutex<bool>,
+}
+
+impl<K: Codec> Hub<K> {
+    fn listeners(&self) -> std::sync::MutexGuard<'_, Listeners> {
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dispatch(&self, name: &str, event: WatchEvent) {
+        let mut listeners = self.listeners();
+        if let Some(senders) = listeners.get_mut(name) {
+            senders.retain(|s| s.send(event.clone()).is_ok());
+            if senders.is_empty() {
+                listeners.remove(name);
+            }
+        }
+    }
+
+    fn resync_all(&self) {
+        let mut listeners = self.listeners();
+        for senders in listeners.values_mut() {
+            senders.retain(|s| s.send(WatchEvent::Resync).is_ok());
+        }
+        listeners.retain(|_, senders| !senders.is_empty());
+    }
+
+    /// Registers a stream for `name` and waits until the shared watch is
+    /// open: every change made after this returns reaches the stream.
+    pub(crate) async fn listen(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<mpsc::UnboundedReceiver<WatchEvent>, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.listeners()
+            .entry(name.to_owned())
+            .or_default()
+            .push(tx);
+        {
+            let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+            if !*started {
+                *started = true;
+                tokio::spawn(serve(Arc::downgrade(self)));
+            }
+        }
+        let mut ready = self.ready.subscribe();
+        let open = tokio::time::timeout(self.timeout, ready.wait_for(|n| *n > 0)).await;
+        match open {
+            Ok(Ok(_)) => Ok(rx),
+            _ => Err(StoreError::unavailable(format!(
+                "watch {}: not open within {:?}",
+                self.what, self.timeout
+            ))),
+        }
+    }
+}
+
+/// The hub's task: lists to learn where to start, watches the namespace,
+/// resumes after the server ends a watch, and after a failure or a 410
+/// lists again and tells every stream to resync. Stops once the hub is
+/// gone (every lock and stream dropped).
+async fn serve<K: Codec>(hub: Weak<Hub<K>>) {
+    let mut backoff = Backoff::watch();
+    let mut resource_version: Option<String> = None;
+    let mut epoch = 0u64;
+    loop {
+        let Some(strong) = hub.upgrade() else { return };
+        let from = match &resource_version {
+            Some(rv) => rv.clone(),
+            None => {
+                let params = ListParams::default().limit(1);
+                let request = async {
+                    strong
+                        .api
+                        .list(&params)
+                        .await
+                        .map_err(|e| map_error(e, K::KIND, &strong.what))
+                };
+                match backend::within(strong.timeout, format!("list {}", strong.what), request)
+                    .await
+                {
+                    Ok(list) => list.metadata.resource_version.unwrap_or_default(),
+                    Err(e) => {
+                        tracing::debug!(watch = %strong.what, error = %e, "shared watch: list failed");
+                        drop(strong);
+                        backoff.wait().await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let params = WatchParams::default().timeout(WATCH_SECONDS);
+        let events =
+            match tokio::time::timeout(strong.timeout, strong.api.watch(&params, &from)).await {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    if matches!(&e, kube::Error::Api(status) if status.code == 410) {
+                        resource_version = None;
+                    }
+                    tracing::debug!(watch = %strong.what, error = %e, "shared watch: watch failed");
+                    drop(strong);
+                    backoff.wait().await;
+                    continue;
+                }
+                Err(_) => {
+                    drop(strong);
+                    backoff.wait().await;
+                    continue;
+                }
+            };
+        if resource_version.is_none() && epoch > 0 {
+            // Started again: changes in between may have been missed.
+            strong.resync_all();
+        }
+        resource_version = Some(from);
+        epoch += 1;
+        strong.ready.send_replace(epoch);
+        drop(strong);
+        let mut events = events.boxed();
+        let idle = Duration::from_secs(u64::from(WATCH_SECONDS));
+        loop {
+            let next = match tokio::time::timeout(idle * 2, events.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    resource_version = None; // a silent stream: start again
+                    break;
+                }
+            };
+            let Some(strong) = hub.upgrade() else { return };
+            match next {
+                None => break, // the server ended the watch: resume
+                Some(Ok(KubeEvent::Added(object))) | Some(Ok(KubeEvent::Modified(object))) => {
+                    backoff.reset();
+                    resource_version = object.meta().resource_version.clone();
+                    let name = object.meta().name.clone().unwrap_or_default();
+                    let event = match ObjectLock::versioned(&object) {
+                        Ok(versioned) => WatchEvent::Put(versioned),
+                        Err(_) => WatchEvent::Resync,
+                    };
+                    strong.dispatch(&name, event);
+                }
+                Some(Ok(KubeEvent::Deleted(object))) => {
+                    backoff.reset();
+                    resource_version = object.meta().resource_version.clone();
+                    let name = object.meta().name.clone().unwrap_or_default();
+                    strong.dispatch(&name, WatchEvent::Deleted);
+                }
+                Some(Ok(KubeEvent::Bookmark(bookmark))) => {
+                    resource_version = Some(bookmark.metadata.resource_version);
+                }
+                Some(Ok(KubeEvent::Error(status))) => {
+                    tracing::debug!(watch = %strong.what, code = status.code, "shared watch: error event, listing again");
+                    resource_version = None;
+                    break;
+                }
+                // One undecodable event: every stream re-reads.
+                Some(Err(kube::Error::SerdeError(_))) => strong.resync_all(),
+                Some(Err(e)) => {
+                    tracing::debug!(watch = %strong.what, error = %e, "shared watch: stream dropped");
+                    // Resume where we were; whatever the gap held comes on
+                    // the next watch, or a 410 makes us list again.
+                    break;
+                }
+            }
+        }
+        if resource_version.is_none()
+            && let Some(strong) = hub.upgrade()
+        {
+            strong.ready.send_replace(0);
+        }
+    }
+}
