@@ -111,7 +111,7 @@ fn main() {
     rt.block_on(async move {
         let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
         if scale_run {
-            return scale_all(&wanted, &sizes, separate, runs.load_window).await;
+            return scale_all(&wanted, &sizes, separate, quick, runs.load_window).await;
         }
         let mut benches = Vec::new();
         if wanted("memory") {
@@ -451,102 +451,154 @@ async fn renew_cost(b: &Bench, runs: &Runs) {
     }
 }
 
-/// `--scale`: every wanted store at every size (see `scale.rs`).
+/// `--scale`: every wanted store at every size (see `scale.rs`), each size
+/// in a child process of its own with its own server.
 async fn scale_all(
     wanted: &dyn Fn(&str) -> bool,
     sizes: &[usize],
     separate: bool,
+    quick: bool,
     window: Duration,
 ) {
-    use scale::Target;
+    // `--long-timing`: four times client-go's defaults, for stores that
+    // cannot take 10,000 renews every 2 s on this machine.
+    let long = std::env::args().any(|a| a == "--long-timing");
+    let timing = if long {
+        measure::Timing {
+            lease: Duration::from_secs(60),
+            renew: Duration::from_secs(40),
+            retry: Duration::from_secs(8),
+        }
+    } else {
+        measure::DEFAULT
+    };
+    if std::env::var_os(SCALE_CHILD).is_some() {
+        for store in ["memory", "redis", "etcd", "k8s"].into_iter().filter(|s| wanted(s)) {
+            for &n in sizes {
+                scale::row(&scale_target(store, separate).await, n, window, timing).await;
+            }
+        }
+        return;
+    }
     println!(
-        "## Many locks in one process (lease 15 s, renew 10 s, retry 2 s; load window {window:?})\n"
+        "## Many locks in one process (lease {:?}, renew {:?}, retry {:?}; load window {window:?})\n",
+        timing.lease, timing.renew, timing.retry
     );
     println!(
-        "Each lock has two candidates in this process, a leader and a follower; clients: {}.",
+        "Each lock has two candidates in this process, a leader and a follower; clients: {}. Each row is a process of its own, with a server of its own.",
         if separate {
             "one per lock (--separate-clients)"
         } else {
             "one per store, shared by every lock"
         }
     );
-    if wanted("memory") {
-        let f = Arc::new(stores::CountingMemory::new());
-        let (o, c) = (f.clone(), f.ops.clone());
-        let target = Target {
-            name: "memory (in-process MemoryStore)".into(),
-            open: Box::new(move |lock| {
-                let o = o.clone();
-                Box::pin(async move { o.open(&lock).await })
-            }),
-            count: Some((
-                Box::new(move || {
+    for (store, title, counted) in [
+        ("memory", "memory (in-process MemoryStore)", "LockStore calls"),
+        (
+            "redis",
+            "redis",
+            "not counted: Redis counts the commands inside each script too",
+        ),
+        ("etcd", "etcd", "unary gRPC requests, etcd /metrics"),
+        (
+            "k8s",
+            "kubernetes (LeaseLock, in-repo API server fixture, in this process)",
+            "HTTP requests, the fixture's counter",
+        ),
+    ] {
+        if !wanted(store) {
+            continue;
+        }
+        scale::header(title);
+        for &n in sizes {
+            let mut cmd = std::process::Command::new(std::env::current_exe().expect("own path"));
+            cmd.args(["--scale", "--stores", store, "--locks", &n.to_string()])
+                .env(SCALE_CHILD, "1")
+                .stderr(std::process::Stdio::inherit());
+            if separate {
+                cmd.arg("--separate-clients");
+            }
+            if quick {
+                cmd.arg("--quick");
+            }
+            if long {
+                cmd.arg("--long-timing");
+            }
+            let out = cmd.output().expect("run a scale child");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
+            if rows.is_empty() || !out.status.success() {
+                println!("| {n} | failed: {} | | | | | | | | | |", out.status);
+            }
+            for r in rows {
+                println!("{r}");
+            }
+        }
+        println!("\nServer requests: {counted}. Store calls: `LockStore` calls the candidates made.");
+    }
+}
+
+/// Set in a scale child's environment.
+const SCALE_CHILD: &str = "TENURE_BENCH_SCALE_CHILD";
+
+/// The store `name` on a new server, for one scale child.
+async fn scale_target(name: &str, separate: bool) -> scale::Target {
+    use scale::Target;
+    match name {
+        "memory" => {
+            let f = Arc::new(stores::CountingMemory::new());
+            let (o, c) = (f.clone(), f.ops.clone());
+            Target {
+                open: Box::new(move |lock| {
+                    let o = o.clone();
+                    Box::pin(async move { o.open(&lock).await })
+                }),
+                count: Some(Box::new(move || {
                     let c = c.clone();
                     Box::pin(async move { c.load(Ordering::Relaxed) })
-                }),
-                "LockStore calls",
-            )),
-            port: None,
-        };
-        scale::run(&target, sizes, window).await;
-    }
-    if wanted("redis") {
-        let server = tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
-        let redis = Arc::new(stores::RedisFactory { server });
-        let port = redis.server.addr().port();
-        let (o, c) = (redis.clone(), redis.clone());
-        let target = Target {
-            name: "redis".into(),
-            open: stores::redis_opener(o, separate),
-            count: Some((
-                Box::new(move || {
-                    let c = c.clone();
-                    Box::pin(async move { c.commands().await })
-                }),
-                "server commands, INFO commandstats",
-            )),
-            port: Some(port),
-        };
-        scale::run(&target, sizes, window).await;
-    }
-    if wanted("etcd") {
-        let server = tenure_conformance::fixtures::etcd::EtcdServer::start_local();
-        let etcd = Arc::new(stores::EtcdFactory { server });
-        let port = etcd.server.addr().port();
-        let (o, c) = (etcd.clone(), etcd.clone());
-        let target = Target {
-            name: "etcd".into(),
-            open: stores::etcd_opener(o, separate),
-            count: Some((
-                Box::new(move || {
+                })),
+                port: None,
+            }
+        }
+        "redis" => {
+            let server = tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
+            let redis = Arc::new(stores::RedisFactory { server });
+            let port = redis.server.addr().port();
+            Target {
+                open: stores::redis_opener(redis, separate),
+                count: None,
+                port: Some(port),
+            }
+        }
+        "etcd" => {
+            let server = tenure_conformance::fixtures::etcd::EtcdServer::start_local();
+            let etcd = Arc::new(stores::EtcdFactory { server });
+            let port = etcd.server.addr().port();
+            let c = etcd.clone();
+            Target {
+                open: stores::etcd_opener(etcd, separate),
+                count: Some(Box::new(move || {
                     let c = c.clone();
                     Box::pin(async move { c.requests().await })
-                }),
-                "unary gRPC requests, etcd /metrics",
-            )),
-            port: Some(port),
-        };
-        scale::run(&target, sizes, window).await;
-    }
-    if wanted("k8s") {
-        let server = tenure_kube_fixture::KubeApiServer::start()
-            .await
-            .expect("start the Kubernetes API fixture");
-        let kube = Arc::new(stores::KubeFactory { server });
-        let port = kube.server.addr().port();
-        let (o, c) = (kube.clone(), kube.clone());
-        let target = Target {
-            name: "kubernetes (LeaseLock, in-repo API server fixture)".into(),
-            open: stores::kube_opener(o, separate),
-            count: Some((
-                Box::new(move || {
+                })),
+                port: Some(port),
+            }
+        }
+        _ => {
+            let server = tenure_kube_fixture::KubeApiServer::start()
+                .await
+                .expect("start the Kubernetes API fixture");
+            let kube = Arc::new(stores::KubeFactory { server });
+            let port = kube.server.addr().port();
+            let c = kube.clone();
+            Target {
+                open: stores::kube_opener(kube, separate),
+                count: Some(Box::new(move || {
                     let n = c.requests();
                     Box::pin(async move { n })
-                }),
-                "HTTP requests, the fixture's counter",
-            )),
-            port: Some(port),
-        };
-        scale::run(&target, sizes, window).await;
+                })),
+                port: Some(port),
+            }
+        }
     }
 }

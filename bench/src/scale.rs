@@ -17,7 +17,7 @@ use tenure_core::{
 };
 use tokio::time::Instant;
 
-use crate::measure::DEFAULT;
+use crate::measure::Timing;
 use crate::stats::{Ms, Samples};
 
 /// Opens lock `name` for one candidate.
@@ -32,11 +32,9 @@ pub type CountFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = u64> + Send>> + S
 
 /// One store as the scale run sees it.
 pub struct Target {
-    pub name: String,
     pub open: OpenFn,
-    /// Requests the server has answered so far, and what they are (printed
-    /// under the table).
-    pub count: Option<(CountFn, &'static str)>,
+    /// Requests the server has answered so far.
+    pub count: Option<CountFn>,
     /// The server's TCP port, to count this process's connections to it.
     pub port: Option<u16>,
 }
@@ -44,21 +42,22 @@ pub struct Target {
 /// How many hand-offs are timed at each size.
 const HANDOFFS: usize = 20;
 
-/// Runs every size on `target` and prints one table row per size.
-pub async fn run(target: &Target, sizes: &[usize], window: Duration) {
-    println!("\n### {}\n", target.name);
+/// The table's head.
+pub fn header(name: &str) {
+    println!("\n### {name}\n");
     println!(
         "| locks | all held after | memory per held lock | memory per followed lock | connections to the store | store calls/s per lock | server requests/s per lock | renews/s | CPU per renew | hand-off p50 | hand-off p99 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for &n in sizes {
-        match one_size(target, n, window).await {
-            Ok(row) => println!("{row}"),
-            Err(e) => println!("| {n} | failed: {e} | | | | | | | | | |"),
-        }
-    }
-    if let Some((_, what)) = &target.count {
-        println!("\nServer requests: {what}. Store calls: `LockStore` calls the candidates made.");
+}
+
+/// Runs `n` locks on `target` and prints its table row. Run each size in
+/// a process of its own: memory freed by a larger run stays with the
+/// process and would hide a smaller run's.
+pub async fn row(target: &Target, n: usize, window: Duration, timing: Timing) {
+    match one_size(target, n, window, timing).await {
+        Ok(row) => println!("{row}"),
+        Err(e) => println!("| {n} | failed: {e} | | | | | | | | | |"),
     }
 }
 
@@ -117,6 +116,7 @@ async fn start(
     n: usize,
     id: &str,
     calls: &Arc<Calls>,
+    timing: Timing,
 ) -> Result<Side, String> {
     let mut side = Side {
         electors: Vec::with_capacity(n),
@@ -127,9 +127,9 @@ async fn start(
             .await
             .map_err(|e| format!("opening lock {i}: {e}"))?;
         let elector = LeaderElector::builder(Counted(store, calls.clone()), id)
-            .lease_duration(DEFAULT.lease)
-            .renew_deadline(DEFAULT.renew)
-            .retry_period(DEFAULT.retry)
+            .lease_duration(timing.lease)
+            .renew_deadline(timing.renew)
+            .retry_period(timing.retry)
             .build()
             .expect("valid timing");
         side.tasks
@@ -154,15 +154,20 @@ async fn wait_all(
     false
 }
 
-async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String, String> {
+async fn one_size(
+    target: &Target,
+    n: usize,
+    window: Duration,
+    timing: Timing,
+) -> Result<String, String> {
     let prefix = format!("scale{n}");
     let port = target.port;
     let calls = Arc::new(Calls::default());
     let rss0 = rss();
 
     let t = Instant::now();
-    let leaders = start(target, &prefix, n, "leader", &calls).await?;
-    let limit = Duration::from_secs(60) + DEFAULT.lease;
+    let leaders = start(target, &prefix, n, "leader", &calls, timing).await?;
+    let limit = Duration::from_secs(60) + timing.lease;
     if !wait_all(&leaders.electors, limit, |e| e.is_leader()).await {
         let held = leaders.electors.iter().filter(|e| e.is_leader()).count();
         return Err(format!("only {held} of {n} led after {limit:?}"));
@@ -171,7 +176,7 @@ async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String,
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss1 = rss();
 
-    let followers = start(target, &prefix, n, "follower", &calls).await?;
+    let followers = start(target, &prefix, n, "follower", &calls, timing).await?;
     let knows = |e: &LeaderElector| e.leader().as_deref() == Some("leader");
     if !wait_all(&followers.electors, limit, knows).await {
         return Err("the followers did not all see the leader".into());
@@ -181,7 +186,7 @@ async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String,
 
     // Steady state: every lock held and followed.
     let ops0 = match &target.count {
-        Some((count, _)) => Some(count().await),
+        Some(count) => Some(count().await),
         None => None,
     };
     let count = |c: &Calls| {
@@ -194,7 +199,7 @@ async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String,
     tokio::time::sleep(window).await;
     let (cpu1, (calls1, renews1), elapsed) = (cpu_time(), count(&calls), t0.elapsed());
     let ops1 = match &target.count {
-        Some((count, _)) => Some(count().await),
+        Some(count) => Some(count().await),
         None => None,
     };
     let renew_count = renews1 - renews0;
@@ -222,7 +227,7 @@ async fn one_size(target: &Target, n: usize, window: Duration) -> Result<String,
         let task = leader_tasks[i].take().expect("a leader");
         let t = Instant::now();
         let shutdown = tokio::spawn(task.shutdown());
-        let took = tokio::time::timeout(DEFAULT.lease * 2, state.wait_for(|s| s.is_leader)).await;
+        let took = tokio::time::timeout(timing.lease * 2, state.wait_for(|s| s.is_leader)).await;
         let elapsed = t.elapsed();
         let _ = shutdown.await;
         if took.is_err() {
