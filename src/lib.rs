@@ -131,7 +131,7 @@ pub use tenure_core::{
 pub use tenure_redis as redis;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use tenure_redis::RedisStore;
+pub use tenure_redis::{RedisClient, RedisStore};
 
 /// The etcd store (feature `etcd`).
 #[cfg(feature = "etcd")]
@@ -139,7 +139,7 @@ pub use tenure_redis::RedisStore;
 pub use tenure_etcd as etcd;
 #[cfg(feature = "etcd")]
 #[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
-pub use tenure_etcd::EtcdStore;
+pub use tenure_etcd::{EtcdClient, EtcdStore};
 
 /// The Kubernetes locks (feature `k8s`).
 #[cfg(feature = "k8s")]
@@ -147,4 +147,4 @@ pub use tenure_etcd::EtcdStore;
 pub use tenure_k8s as k8s;
 #[cfg(feature = "k8s")]
 #[cfg_attr(docsrs, doc(cfg(feature = "k8s")))]
-pub use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock};
+pub use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock, SharedWatch};

@@ -56,11 +56,16 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
+/// Watch events kept for a slow watcher before it is told to resync.
+const WATCH_BUFFER: usize = 16;
+
 impl MemoryStore {
     /// A new, empty lock named `name` (see [`validate_lock_name`]).
     pub fn new(name: &str) -> Result<Self, StoreError> {
         validate_lock_name(name)?;
-        let (events, _) = broadcast::channel(256);
+        // Slots are allocated up front (256 cost 40 KiB per lock); a
+        // watcher that falls further behind gets a Resync and re-reads.
+        let (events, _) = broadcast::channel(WATCH_BUFFER);
         Ok(MemoryStore {
             name: name.into(),
             shared: Arc::new(Shared {
