@@ -51,8 +51,11 @@ const WATCH_SECONDS: u32 = 60;
 /// ```
 #[derive(Clone, Default)]
 pub struct SharedWatch {
-    hubs: Arc<Mutex<HashMap<(&'static str, String), Arc<dyn Any + Send + Sync>>>>,
+    hubs: Arc<Mutex<Hubs>>,
 }
+
+/// The hubs by kind and namespace (each a `Hub<K>` of that kind).
+type Hubs = HashMap<(&'static str, String), Arc<dyn Any + Send + Sync>>;
 
 impl fmt::Debug for SharedWatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -25,6 +25,9 @@ use crate::error::classify;
 /// is noticed and replaced.
 const MIN_PING_EVERY: Duration = Duration::from_secs(1);
 
+/// The open streams' senders, by channel.
+type Listeners = HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>;
+
 /// The pub/sub side of a client.
 #[derive(Default)]
 pub(crate) struct Hub {
@@ -33,7 +36,7 @@ pub(crate) struct Hub {
     live: tokio::sync::Mutex<Option<Live>>,
     /// The open streams, by channel. A plain mutex: only held to look up
     /// or change the map, never across an await.
-    listeners: std::sync::Mutex<HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>>,
+    listeners: std::sync::Mutex<Listeners>,
     /// The generation of `live` (0: none), readable without its lock: a
     /// reader task whose connection was replaced stops.
     current: AtomicU64,

@@ -473,7 +473,10 @@ async fn scale_all(
         measure::DEFAULT
     };
     if std::env::var_os(SCALE_CHILD).is_some() {
-        for store in ["memory", "redis", "etcd", "k8s"].into_iter().filter(|s| wanted(s)) {
+        for store in ["memory", "redis", "etcd", "k8s"]
+            .into_iter()
+            .filter(|s| wanted(s))
+        {
             for &n in sizes {
                 scale::row(&scale_target(store, separate).await, n, window, timing).await;
             }
@@ -493,7 +496,11 @@ async fn scale_all(
         }
     );
     for (store, title, counted) in [
-        ("memory", "memory (in-process MemoryStore)", "LockStore calls"),
+        (
+            "memory",
+            "memory (in-process MemoryStore)",
+            "LockStore calls",
+        ),
         (
             "redis",
             "redis",
@@ -534,7 +541,9 @@ async fn scale_all(
                 println!("{r}");
             }
         }
-        println!("\nServer requests: {counted}. Store calls: `LockStore` calls the candidates made.");
+        println!(
+            "\nServer requests: {counted}. Store calls: `LockStore` calls the candidates made."
+        );
     }
 }
 
@@ -561,7 +570,8 @@ async fn scale_target(name: &str, separate: bool) -> scale::Target {
             }
         }
         "redis" => {
-            let server = tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
+            let server =
+                tenure_conformance::fixtures::redis::RedisServer::local(Default::default());
             let redis = Arc::new(stores::RedisFactory { server });
             let port = redis.server.addr().port();
             Target {
