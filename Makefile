@@ -13,3 +13,4 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	python3 scripts/msrv.py
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --exclude tenure-cli

@@ -211,7 +211,7 @@ pub(crate) fn record_to_annotation(record: &LeaderRecord) -> String {
     serde_json::to_string(&out).expect("a record always serialises")
 }
 
-/// Parses the ConfigMap annotation JSON (see [`record_to_annotation`]).
+/// Parses the ConfigMap annotation JSON (as client-go writes it).
 /// Anything that is not such a record — not JSON, other JSON, a missing or
 /// negative `leaseDurationSeconds`, a negative `leaderTransitions`, a bad
 /// time — is [`StoreError::Corrupt`].

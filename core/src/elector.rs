@@ -148,7 +148,8 @@ impl Inner {
 ///
 /// Cheap to clone; clones share the same candidate.
 ///
-/// ```/// use std::time::Duration;
+/// ```
+/// use std::time::Duration;
 /// use tenure_core::{LeaderElector, MemoryStore};
 /// use tenure_core::CancellationToken;
 ///

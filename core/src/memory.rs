@@ -14,7 +14,7 @@ use crate::store::{LockStore, StoreError, WatchEvent, WatchStream, validate_lock
 ///
 /// Clones share the lock. The record is kept in its JSON form, like the
 /// network stores keep it, so a foreign value can be planted with
-/// [`MemoryStore::put_raw`] and is reported as [`StoreError::Corrupt`].
+/// `MemoryStore::put_raw` (feature `test-hooks`) and is reported as [`StoreError::Corrupt`].
 ///
 /// ```
 /// use tenure_core::{LeaderRecord, LockStore, MemoryStore};

@@ -179,7 +179,7 @@ async fn wait_for_leader(fleet: &Fleet, limit: Duration) -> String {
 
 /// Two candidates opened through `a` and two through `b` share one lock,
 /// as during a rolling migration from `b` (the old kind) to `a`: the first
-/// leader is one of `b`'s. For [`ROUNDS`] terms, the leader leads for over
+/// leader is one of `b`'s. For `ROUNDS` terms, the leader leads for over
 /// a lease while the other three try to take the lock; then it crashes
 /// (even rounds) or releases (odd rounds), and the rest of its kind restart
 /// with it, so that the next leader is of the other kind and each hand-off
