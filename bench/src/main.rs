@@ -487,6 +487,9 @@ async fn scale_all(
         "## Many locks in one process (lease {:?}, renew {:?}, retry {:?}; load window {window:?})\n",
         timing.lease, timing.renew, timing.retry
     );
+    if let Some(max) = kube_max_in_flight() {
+        println!("The kube client is capped at {max} requests in flight.\n");
+    }
     println!(
         "Each lock has two candidates in this process, a leader and a follower; clients: {}. Each row is a process of its own, with a server of its own.",
         if separate {
@@ -531,6 +534,9 @@ async fn scale_all(
             if long {
                 cmd.arg("--long-timing");
             }
+            if let Some(max) = kube_max_in_flight() {
+                cmd.args(["--kube-max-in-flight", &max.to_string()]);
+            }
             let out = cmd.output().expect("run a scale child");
             let text = String::from_utf8_lossy(&out.stdout);
             let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
@@ -545,6 +551,14 @@ async fn scale_all(
             "\nServer requests: {counted}. Store calls: `LockStore` calls the candidates made."
         );
     }
+}
+
+/// `--kube-max-in-flight N`: the scale run's kube client capped at N
+/// requests in flight.
+fn kube_max_in_flight() -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--kube-max-in-flight")?;
+    args.get(i + 1)?.parse().ok()
 }
 
 /// Set in a scale child's environment.
@@ -602,7 +616,7 @@ async fn scale_target(name: &str, separate: bool) -> scale::Target {
             let port = kube.server.addr().port();
             let c = kube.clone();
             Target {
-                open: stores::kube_opener(kube, separate),
+                open: stores::kube_opener(kube, separate, kube_max_in_flight()),
                 count: Some(Box::new(move || {
                     let n = c.requests();
                     Box::pin(async move { n })
