@@ -59,7 +59,7 @@ mod wire;
 pub use builder::{DEFAULT_RENEW_DEADLINE, LockBuilder, MIN_REQUEST_TIMEOUT};
 pub use locks::{ConfigMapLock, LeaseLock};
 pub use multilock::MultiLock;
-pub use shared_watch::SharedWatch;
+pub use shared_watch::{DEFAULT_MAX_REQUESTS_IN_FLIGHT, SharedWatch};
 /// How the objects are written, as client-go and Istio write them: the
 /// annotation names, and readers that turn an object written by any of
 /// them into a [`LeaderRecord`](tenure_core::LeaderRecord) (for tools that

@@ -129,6 +129,8 @@ pub(crate) struct ObjectLock<K: Codec> {
     last_seen: Mutex<Option<K>>,
     /// The namespace's shared watch, when the lock was built with one.
     pub(crate) hub: Option<std::sync::Arc<crate::shared_watch::Hub<K>>>,
+    /// The shared watch's cap on requests in flight.
+    slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl<K: Codec> ObjectLock<K> {
@@ -142,6 +144,7 @@ impl<K: Codec> ObjectLock<K> {
     ) -> Self {
         let api = Api::namespaced(client, &namespace);
         let hub = shared_watch.map(|s| s.hub::<K>(&api, &namespace, timeout));
+        let slots = shared_watch.map(|s| s.request_slots());
         ObjectLock {
             api,
             namespace,
@@ -150,6 +153,7 @@ impl<K: Codec> ObjectLock<K> {
             owners,
             last_seen: Mutex::new(None),
             hub,
+            slots,
         }
     }
 
@@ -194,8 +198,21 @@ impl<K: Codec> ObjectLock<K> {
         request: impl std::future::Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, StoreError> {
         let what = format!("{what} {}", self.describe());
-        let request = async { request.await.map_err(|e| map_error(e, K::KIND, &self.name)) };
+        let request = async {
+            // Waiting for a slot counts against the request's timeout.
+            let _slot = self.slot().await;
+            request.await.map_err(|e| map_error(e, K::KIND, &self.name))
+        };
         tenure_core::backend::within(self.timeout, what, request).await
+    }
+
+    /// A slot for one request, when the lock's requests are capped.
+    pub(crate) async fn slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        match &self.slots {
+            // Never closed.
+            Some(slots) => slots.acquire().await.ok(),
+            None => None,
+        }
     }
 
     /// The object, or `None` when there is none.

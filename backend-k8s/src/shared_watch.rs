@@ -27,9 +27,17 @@ use crate::object::{Codec, ObjectLock};
 const WATCH_SECONDS: u32 = 60;
 
 /// One watch per namespace and kind, shared by every lock built with it
-/// ([`LockBuilder::shared_watch`](crate::LockBuilder::shared_watch)), so
-/// that the connections to the API server do not grow with the number of
-/// locks. Clones share the watches. Use one per `kube::Client`: a
+/// ([`LockBuilder::shared_watch`](crate::LockBuilder::shared_watch)), and
+/// a cap on those locks' requests in flight, so that the connections to the
+/// API server do not grow with the number of locks.
+///
+/// kube's client speaks HTTP/1.1: each request in flight holds a
+/// connection, which its pool then keeps. Without a cap, 1,000 locks renewing
+/// at once opened about 3,000 connections; with the default cap of
+/// [`DEFAULT_MAX_REQUESTS_IN_FLIGHT`], 17 (see BENCHMARKS.md). A request
+/// that waits for a slot still counts against its lock's request timeout.
+///
+/// Clones share the watches and the cap. Use one per `kube::Client`: a
 /// namespace's watch runs on the client of the first lock that watches it.
 ///
 /// ```no_run
@@ -49,9 +57,25 @@ const WATCH_SECONDS: u32 = 60;
 /// }
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SharedWatch {
     hubs: Arc<Mutex<Hubs>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
+}
+
+/// The requests in flight a [`SharedWatch`]'s locks may have at once,
+/// unless [`SharedWatch::max_requests_in_flight`] says otherwise.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 16;
+
+impl Default for SharedWatch {
+    fn default() -> Self {
+        SharedWatch {
+            hubs: Arc::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_REQUESTS_IN_FLIGHT)),
+            max_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+        }
+    }
 }
 
 /// The hubs by kind and namespace (each a `Hub<K>` of that kind).
@@ -74,6 +98,21 @@ impl SharedWatch {
         Self::default()
     }
 
+    /// At most `max` requests of its locks in flight at once (default
+    /// [`DEFAULT_MAX_REQUESTS_IN_FLIGHT`]; at least 1). Set it before
+    /// building locks with it: each clone made before keeps the cap it had.
+    pub fn max_requests_in_flight(mut self, max: usize) -> Self {
+        let max = max.max(1);
+        self.in_flight = Arc::new(tokio::sync::Semaphore::new(max));
+        self.max_in_flight = max;
+        self
+    }
+
+    /// The slots shared by the locks' requests.
+    pub(crate) fn request_slots(&self) -> Arc<tokio::sync::Semaphore> {
+        self.in_flight.clone()
+    }
+
     /// The hub of `K` objects in `namespace`, made with `api` if new.
     pub(crate) fn hub<K: Codec>(
         &self,
@@ -92,6 +131,7 @@ impl SharedWatch {
                     listeners: Mutex::default(),
                     ready: tokio::sync::watch::channel(0).0,
                     started: Mutex::new(false),
+                    slots: self.in_flight.clone(),
                 })
             });
         entry
@@ -112,6 +152,8 @@ pub(crate) struct Hub<K: Codec> {
     /// The number of the watch request now open (0: none is).
     ready: tokio::sync::watch::Sender<u64>,
     started: Mutex<bool>,
+    /// The locks' request slots: the hub's lists take one too.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl<K: Codec> Hub<K> {
@@ -182,6 +224,7 @@ async fn serve<K: Codec>(hub: Weak<Hub<K>>) {
             None => {
                 let params = ListParams::default().limit(1);
                 let request = async {
+                    let _slot = strong.slots.acquire().await;
                     strong
                         .api
                         .list(&params)

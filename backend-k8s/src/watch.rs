@@ -189,7 +189,13 @@ pub(crate) async fn watch_listed<K: Codec>(
         // event only costs the consumer a read or a failed swap).
         let rx = hub.listen(&lock.name).await?;
         let mut state = State::<K>::new(lock);
-        let seen = state.list().await?;
+        let seen = {
+            let slot = backend::within(lock.timeout, format!("list {}", lock.describe()), async {
+                Ok(lock.slot().await)
+            });
+            let _slot = slot.await?;
+            state.list().await?
+        };
         let owner = hub.clone();
         let stream = futures::stream::unfold((rx, owner), |(mut rx, owner)| async move {
             let event = rx.recv().await?;

@@ -372,6 +372,59 @@ async fn a_shared_watch_serves_many_locks_with_one_watch_request() {
     }
 }
 
+/// kube's client is HTTP/1.1: a request in flight holds a connection. A
+/// shared watch caps its locks' requests in flight, so many locks writing
+/// at once open no more connections than the cap (plus the watch's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_watch_caps_the_connections_of_many_locks_writing_at_once() {
+    const LOCKS: usize = 200;
+    const CAP: usize = 4;
+    let env = env().await;
+    let port = env.server().addr().port();
+    let watches = SharedWatch::new().max_requests_in_flight(CAP);
+    let client = env.client();
+    let mut locks = Vec::new();
+    for i in 0..LOCKS {
+        let lock = LeaseLock::builder(&format!("capped-{i}"))
+            .client(client.clone())
+            .namespace(NAMESPACE)
+            .request_timeout(Duration::from_secs(5))
+            .shared_watch(&watches)
+            .build()
+            .await
+            .unwrap();
+        locks.push(lock);
+    }
+    let mut streams = Vec::new();
+    for lock in &locks[..10] {
+        streams.push(lock.watch().await.unwrap().unwrap());
+    }
+    let record = held("burst");
+    let creates = locks.iter().map(|l| l.create(&record));
+    for (i, created) in futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        created.unwrap_or_else(|e| panic!("lock {i}: {e}"));
+    }
+    // hyper's pool takes a connection back a moment after its response
+    // (which frees the slot), so the next request may open one more: a few
+    // over the cap, never one per lock.
+    let open = tenure_conformance::sockets::connections_to(port);
+    assert!(
+        open <= 2 * CAP + 1,
+        "{open} connections for {LOCKS} locks writing at once (cap {CAP}, plus the watch)"
+    );
+    assert!(
+        open >= 2,
+        "the watch and at least one request connection: {open}"
+    );
+    for stream in streams.iter_mut() {
+        assert_eq!(next_put(stream).await.1.holder_identity, "burst");
+    }
+}
+
 #[tokio::test]
 async fn watch_reports_a_foreign_write_as_resync_and_deletes() {
     let env = env().await;

@@ -488,7 +488,7 @@ async fn scale_all(
         timing.lease, timing.renew, timing.retry
     );
     if let Some(max) = kube_max_in_flight() {
-        println!("The kube client is capped at {max} requests in flight.\n");
+        println!("The shared watch caps requests in flight at {max}.\n");
     }
     println!(
         "Each lock has two candidates in this process, a leader and a follower; clients: {}. Each row is a process of its own, with a server of its own.",
@@ -553,8 +553,8 @@ async fn scale_all(
     }
 }
 
-/// `--kube-max-in-flight N`: the scale run's kube client capped at N
-/// requests in flight.
+/// `--kube-max-in-flight N`: the scale run's `SharedWatch` caps its locks'
+/// requests in flight at N instead of the default.
 fn kube_max_in_flight() -> Option<usize> {
     let args: Vec<String> = std::env::args().collect();
     let i = args.iter().position(|a| a == "--kube-max-in-flight")?;

@@ -182,7 +182,7 @@ async fn one_size(
         return Err("the followers did not all see the leader".into());
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (rss2, conns) = (rss(), connections(port));
+    let (rss2, conns) = (rss(), port.map(tenure_conformance::sockets::connections_to));
 
     // Steady state: every lock held and followed.
     let ops0 = match &target.count {
@@ -289,39 +289,4 @@ fn cpu_time() -> Duration {
         .unwrap_or(0);
     // USER_HZ is 100 on Linux.
     Duration::from_millis(ticks * 10)
-}
-
-/// Established TCP connections from this machine to `port` whose local end
-/// belongs to this process.
-fn connections(port: Option<u16>) -> Option<usize> {
-    let port = port?;
-    let mut inodes = std::collections::HashSet::new();
-    for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
-        if let Ok(link) = std::fs::read_link(fd.path()) {
-            let link = link.to_string_lossy().into_owned();
-            if let Some(inode) = link
-                .strip_prefix("socket:[")
-                .and_then(|s| s.strip_suffix(']'))
-            {
-                inodes.insert(inode.to_owned());
-            }
-        }
-    }
-    let mut count = 0;
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let text = std::fs::read_to_string(table).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(remote), Some(state), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
-                continue;
-            };
-            let remote_port = remote
-                .rsplit_once(':')
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            if remote_port == Some(port) && *state == "01" && inodes.contains(*inode) {
-                count += 1;
-            }
-        }
-    }
-    Some(count)
 }

@@ -520,37 +520,20 @@ pub fn etcd_opener(f: Arc<EtcdFactory>, separate: bool) -> crate::scale::OpenFn 
     })
 }
 
-/// A `kube::Client` of the fixture that has at most `max` requests in
-/// flight (a tower concurrency limit) and keeps at most `max` idle
-/// connections: kube's client is HTTP/1.1, one connection per request in
-/// flight. A watch holds its slot only until its response head arrives.
-pub fn capped_kube_client(url: &str, max: usize) -> tenure_k8s::kube::Client {
-    use tenure_k8s::kube::client::{Body, ConfigExt};
-    let config = tenure_k8s::kube::Config::new(url.parse().expect("fixture URL"));
-    let hyper: hyper_util::client::legacy::Client<_, Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_max_idle_per_host(max)
-            .build_http();
-    let service = tower::ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .concurrency_limit(max)
-        .service(hyper);
-    tenure_k8s::kube::Client::new(service, config.default_namespace)
-}
-
 /// Opens Lease locks for the scale run: one `kube::Client` and one
-/// `SharedWatch` shared by every lock (the client capped at `max_in_flight`
-/// requests when given), or a client and watch per lock (`separate`).
+/// `SharedWatch` shared by every lock (its requests in flight capped at
+/// `max_in_flight`, else the default), or a client per lock and no shared
+/// watch (`separate`).
 pub fn kube_opener(
     f: Arc<KubeFactory>,
     separate: bool,
     max_in_flight: Option<usize>,
 ) -> crate::scale::OpenFn {
-    let shared = match max_in_flight {
-        Some(max) => capped_kube_client(&f.server.url(), max),
-        None => f.client(),
-    };
-    let watches = tenure_k8s::SharedWatch::new();
+    let shared = f.client();
+    let mut watches = tenure_k8s::SharedWatch::new();
+    if let Some(max) = max_in_flight {
+        watches = watches.max_requests_in_flight(max);
+    }
     Box::new(move |lock| {
         let client = if separate { f.client() } else { shared.clone() };
         let watches = (!separate).then(|| watches.clone());

@@ -22,6 +22,7 @@ mod memory;
 pub mod procfs;
 mod proxy;
 pub mod scenarios;
+pub mod sockets;
 
 pub use harness::{Fault, FaultSwitch, StoreFactory};
 pub use memory::{FaultyStore, MemoryFactory, switch_of};
