@@ -137,14 +137,7 @@ pub struct EtcdClient {
     prefix: String,
     request_timeout: Duration,
     tls: bool,
-    slots: Arc<tokio::sync::Semaphore>,
 }
-
-/// The calls in flight an [`EtcdClient`]'s stores may have at once.
-/// 10,000 locks starting together otherwise queue 10,000 calls on the
-/// server at once, and those past the request timeout fail and wait a retry
-/// period (see BENCHMARKS.md, many locks).
-pub const MAX_CALLS_IN_FLIGHT: usize = 64;
 
 impl fmt::Debug for EtcdClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -182,7 +175,6 @@ impl EtcdClient {
                 request_timeout: self.request_timeout,
                 tls: self.tls,
                 cluster: self.endpoints.len() > 1,
-                slots: self.slots.clone(),
             }),
         })
     }
@@ -320,7 +312,6 @@ impl EtcdClientBuilder {
             prefix: self.prefix,
             request_timeout: self.request_timeout,
             tls: self.tls.is_some(),
-            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT)),
         };
         tracing::debug!(client = ?client, "etcd client ready");
         Ok(client)
