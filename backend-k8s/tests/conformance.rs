@@ -50,19 +50,7 @@ mod shared_watch {
 
         // The scenarios where candidates share the watch and the request
         // slots (see the Redis and etcd suites for why not all).
-        tenure_conformance::conformance_tests!(factory;
-            exactly_one_of_three_leads,
-            crashed_leader_is_replaced_within_lease,
-            graceful_release_hands_off_quickly,
-            transitions_and_fencing_token_rise_by_one,
-            higher_key_preempts_the_holder,
-            follower_reports_each_new_leader_once,
-            watch_reports_each_change_in_order,
-            concurrent_updates_exactly_one_wins,
-            create_twice_conflicts,
-            update_with_stale_version_conflicts,
-            hung_store_fails_within_the_request_timeout
-        );
+        tenure_conformance::conformance_tests!(shared factory);
     }
 
     mod multilock {
@@ -74,18 +62,6 @@ mod shared_watch {
 
         // The scenarios where candidates share the watch and the request
         // slots (see the Redis and etcd suites for why not all).
-        tenure_conformance::conformance_tests!(factory;
-            exactly_one_of_three_leads,
-            crashed_leader_is_replaced_within_lease,
-            graceful_release_hands_off_quickly,
-            transitions_and_fencing_token_rise_by_one,
-            higher_key_preempts_the_holder,
-            follower_reports_each_new_leader_once,
-            watch_reports_each_change_in_order,
-            concurrent_updates_exactly_one_wins,
-            create_twice_conflicts,
-            update_with_stale_version_conflicts,
-            hung_store_fails_within_the_request_timeout
-        );
+        tenure_conformance::conformance_tests!(shared factory);
     }
 }

@@ -61,9 +61,26 @@ pub fn init_logging() {
 /// `conformance_tests!(factory)` runs every scenario that every store must
 /// pass; stores that keep a token floor add
 /// `conformance_tests!(factory; fencing_token_rises_across_deletion)`;
-/// `conformance_tests!(factory; scenario_a, scenario_b)` runs the ones named.
+/// `conformance_tests!(factory; scenario_a, scenario_b)` runs the ones named;
+/// `conformance_tests!(shared factory)` runs the ones where candidates share
+/// one client's connections (for a factory whose `open` shares a client).
 #[macro_export]
 macro_rules! conformance_tests {
+    (shared $factory:path) => {
+        $crate::conformance_tests!($factory;
+            exactly_one_of_three_leads,
+            crashed_leader_is_replaced_within_lease,
+            graceful_release_hands_off_quickly,
+            transitions_and_fencing_token_rise_by_one,
+            higher_key_preempts_the_holder,
+            follower_reports_each_new_leader_once,
+            watch_reports_each_change_in_order,
+            concurrent_updates_exactly_one_wins,
+            create_twice_conflicts,
+            update_with_stale_version_conflicts,
+            hung_store_fails_within_the_request_timeout
+        );
+    };
     ($factory:path) => {
         $crate::conformance_tests!($factory;
             get_missing_is_none,
