@@ -151,7 +151,9 @@ pub(crate) async fn subscribe(
     }
     let (tx, rx) = mpsc::unbounded_channel();
     // Listening before the server confirms: no message after the
-    // confirmation can pass unseen.
+    // confirmation can pass unseen. (One the reader took just before may
+    // reach us too: a stale event only costs the consumer a read or a
+    // failed swap.)
     shared
         .hub
         .listeners()
