@@ -237,8 +237,10 @@ pub(super) fn patch(
         if let Err(r) = check_type_and_namespace(target, &mut body) {
             return r;
         }
+        // A body without a name is the URL's object (as the real server
+        // takes it); a different name is refused.
         let body_name = str_of(&body, "name");
-        if body_name != name {
+        if !body_name.is_empty() && body_name != name {
             return status(
                 400,
                 "BadRequest",

@@ -4,7 +4,8 @@
 //! `tenure-kube-fixture [--port N]` prints `http://127.0.0.1:PORT` on its
 //! first line of output, then serves until its standard input closes (so
 //! it never outlives the process that started it) or it is killed.
-//! `GET /_fixture/requests` answers the request counts per verb.
+//! `GET /_fixture/requests` answers the request counts per verb; `DELETE`
+//! answers them and sets them back to zero.
 
 use tenure_kube_fixture::KubeApiServer;
 use tokio::io::AsyncReadExt;
