@@ -284,6 +284,103 @@ impl EtcdFactory {
         samples
     }
 
+    /// The floor of tenure's release hand-off on etcd, without tenure: on
+    /// two plain etcd-client connections, the leader's Txn writes the free
+    /// record; a waiter task, watching the key, swaps on the watched
+    /// revision with its own Txn as soon as the event comes. Timed from the
+    /// release until the waiter's Txn returns, after `settle` of idleness,
+    /// `runs` times. etcd's election does a Get where this does the Txn.
+    ///
+    /// With `as_tenure`, each Txn also compares the value as tenure's does
+    /// (it must start like a record: never overwrite what we cannot read).
+    pub async fn raw_handoff(&self, runs: usize, settle: Duration, as_tenure: bool) -> Samples {
+        use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp};
+        let key = format!("/bench/raw-handoff-{}", settle.as_millis());
+        let held = tenure_core::record::to_json(&LeaderRecord::held_by(
+            "bench-leader",
+            Duration::from_secs(15),
+        ));
+        let free = tenure_core::record::to_json(&LeaderRecord::default());
+        let connect = || etcd_client::Client::connect(self.server.endpoints(), None);
+        let mut leader = connect().await.unwrap();
+        let mut waiter = connect().await.unwrap();
+        let swap = move |key: String, rev: i64, value: String| {
+            let mut compares = vec![Compare::mod_revision(key.clone(), CompareOp::Equal, rev)];
+            if as_tenure {
+                compares.push(Compare::value(
+                    key.clone(),
+                    CompareOp::Greater,
+                    "{\"holderIdentity\":",
+                ));
+                compares.push(Compare::value(
+                    key.clone(),
+                    CompareOp::Less,
+                    "{\"holderIdentity\";",
+                ));
+            }
+            Txn::new()
+                .when(compares)
+                .and_then([TxnOp::put(key.clone(), value, None)])
+                .or_else([TxnOp::get(key, None)])
+        };
+        let mut rev = leader
+            .put(key.clone(), held.clone(), None)
+            .await
+            .unwrap()
+            .header()
+            .unwrap()
+            .revision();
+        let mut events = waiter
+            .watch_client()
+            .watch(
+                key.clone(),
+                Some(etcd_client::WatchOptions::new().with_start_revision(rev + 1)),
+            )
+            .await
+            .unwrap();
+        let (done_tx, mut done) = tokio::sync::mpsc::channel::<i64>(1);
+        let waiter_task = {
+            let (key, held) = (key.clone(), held.clone());
+            tokio::spawn(async move {
+                while let Ok(Some(resp)) = events.message().await {
+                    for event in resp.events() {
+                        let Some(kv) = event.kv() else { continue };
+                        if event.event_type() != EventType::Put || kv.value() == held.as_bytes() {
+                            continue; // our own swap
+                        }
+                        let txn = swap(key.clone(), kv.mod_revision(), held.clone());
+                        let resp = waiter.txn(txn).await.unwrap();
+                        assert!(resp.succeeded());
+                        if done_tx
+                            .send(resp.header().unwrap().revision())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        let mut samples = Samples::default();
+        for _ in 0..runs {
+            tokio::time::sleep(settle).await;
+            let t = Instant::now();
+            let resp = leader
+                .txn(swap(key.clone(), rev, free.clone()))
+                .await
+                .unwrap();
+            assert!(resp.succeeded());
+            rev = tokio::time::timeout(Duration::from_secs(5), done.recv())
+                .await
+                .expect("the waiter swapped within 5 s")
+                .expect("the waiter swapped");
+            samples.push(t.elapsed());
+        }
+        waiter_task.abort();
+        samples
+    }
+
     pub async fn raw_txn(&self, runs: usize) -> Samples {
         use etcd_client::{Compare, CompareOp, Txn, TxnOp};
         let mut client = etcd_client::Client::connect(self.server.endpoints(), None)

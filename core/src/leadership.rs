@@ -57,6 +57,10 @@ impl fmt::Debug for Leadership {
 }
 
 impl Leadership {
+    /// `stop` fires when the work must stop: a child of the elector's
+    /// shutdown token, so a shutdown reaches the work in the same call that
+    /// wakes the election task (the release then waits for one task hop
+    /// fewer), and the election task cancels it itself on a lost term.
     pub(crate) fn new(
         token: u64,
         version: Version,
@@ -64,6 +68,7 @@ impl Leadership {
         lock: String,
         valid_until: Instant,
         clock: Arc<dyn Clock>,
+        stop: CancellationToken,
     ) -> Self {
         Leadership {
             inner: Arc::new(LeadershipInner {
@@ -71,7 +76,7 @@ impl Leadership {
                 version,
                 identity,
                 lock,
-                stop: CancellationToken::new(),
+                stop,
                 valid_until: Mutex::new(valid_until),
                 clock,
             }),

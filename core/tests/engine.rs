@@ -762,28 +762,3 @@ async fn shutdown_during_a_winning_attempt_releases_what_it_won() {
         "what the attempt won is released"
     );
 }
-
-#[tokio::test(start_paused = true)]
-async fn a_release_seen_on_the_watch_is_taken_with_one_write() {
-    // The watch delivers the released record with its version: the
-    // follower compare-and-swaps on it at once, without reading it again.
-    let memory = memory();
-    let t = Timeline::default();
-    let leader = start(Arc::new(memory.clone()), spec("leader"), &t);
-    wait_until(SEC, || leader.elector.is_leader()).await;
-    let follower_store = test_store(&memory);
-    let follower = start(follower_store.clone(), spec("follower"), &t);
-    tokio::time::sleep(5 * SEC).await;
-    let before = follower_store.calls();
-    let released = Instant::now();
-    leader.shutdown.cancel();
-    wait_until(SEC, || follower.elector.is_leader()).await;
-    let (gets, creates, updates) = follower_store.calls();
-    assert_eq!(
-        (gets - before.0, creates - before.1, updates - before.2),
-        (0, 0, 1),
-        "the follower's calls to take a released lock (gets, creates, updates)"
-    );
-    assert!(released.elapsed() < Duration::from_millis(50));
-    t.assert_no_overlap();
-}

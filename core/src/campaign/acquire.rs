@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
@@ -156,7 +157,11 @@ where
             //
             // First, watch events delivered but not looked at yet may show
             // a record we never saw (created and deleted since our last look).
-            while let Some(Ok(event)) = self.events.as_mut().map(|rx| rx.try_recv()) {
+            while let Some(Some(event)) = self
+                .events
+                .as_mut()
+                .and_then(|events| events.next().now_or_never())
+            {
                 self.on_event(Some(event));
             }
             let now = self.inner.clock.now();

@@ -94,6 +94,7 @@ where
             won.version,
             valid_until,
             &mut self.work,
+            self.shutdown.child_token(),
         );
         let token = term.token();
         info!(fencing_token = token, "became leader");

@@ -18,7 +18,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +28,7 @@ use crate::elector::{ElectionError, Inner};
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};
-use crate::store::WatchEvent;
+use crate::store::{WatchEvent, WatchStream};
 
 /// A term just won.
 struct Won {
@@ -80,7 +79,9 @@ pub(crate) struct Campaign<W> {
     observed_at: Instant,
     /// The last holder reported to `on_new_leader`.
     reported: String,
-    events: Option<mpsc::Receiver<WatchEvent>>,
+    /// The store's change stream, polled by the election task itself (no
+    /// task in between: a release reaches the successor one hop sooner).
+    events: Option<Events>,
     /// The watch has delivered a change since it (re)connected.
     watch_live: bool,
     /// The last record this campaign wrote as leader: a record with our
@@ -99,8 +100,10 @@ pub(crate) struct Campaign<W> {
     rng: StdRng,
     /// True while leading: watch events are then only hints.
     leading: bool,
-    _watcher: Option<AbortOnDrop<()>>,
 }
+
+/// Watch events, re-opened after failures (see [`watch_store`]).
+type Events = futures::stream::BoxStream<'static, WatchEvent>;
 
 impl<W, Fut> Campaign<W>
 where
@@ -108,13 +111,6 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     pub(crate) fn new(inner: Arc<Inner>, shutdown: CancellationToken, work: W) -> Self {
-        let (events, watcher) = if inner.config.use_watch {
-            let (tx, rx) = mpsc::channel(64);
-            let task = tokio::spawn(watch_store(inner.clone(), tx));
-            (Some(rx), Some(AbortOnDrop(task)))
-        } else {
-            (None, None)
-        };
         let observed_at = inner.clock.now();
         let rng = match inner.config.jitter_seed {
             Some(seed) => StdRng::seed_from_u64(seed),
@@ -127,7 +123,7 @@ where
             observed: None,
             observed_at,
             reported: String::new(),
-            events,
+            events: None,
             watch_live: false,
             last_written: None,
             record_missing: false,
@@ -135,12 +131,26 @@ where
             highest_token_seen: None,
             rng,
             leading: false,
-            _watcher: watcher,
         }
     }
 
     pub(crate) async fn run(mut self) -> Result<(), ElectionError> {
         info!(lock = %self.inner.store.describe(), "campaigning for the lock");
+        if self.inner.config.use_watch {
+            // Opened before the first read, so no change after that read
+            // is missed (a hung store delays this by a retry period at most).
+            let clock = self.inner.clock.clone();
+            let limit = clock.now() + self.inner.config.retry_period;
+            let first = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(()),
+                r = self.inner.store.watch() => r,
+                _ = clock.sleep_until(limit) => {
+                    Err(crate::store::StoreError::unavailable("the watch did not open within retry_period"))
+                }
+            };
+            self.events = watch_store(self.inner.clone(), first);
+        }
         loop {
             let Some(won) = self.acquire().await? else {
                 return Ok(());
@@ -257,35 +267,63 @@ where
     }
 }
 
-/// The next watch event, or pending forever without a watch.
-async fn next_event(events: &mut Option<mpsc::Receiver<WatchEvent>>) -> Option<WatchEvent> {
+/// The next watch event, or pending forever without a watch. Cancel-safe:
+/// the stream keeps its place when a `select!` drops this future.
+async fn next_event(events: &mut Option<Events>) -> Option<WatchEvent> {
     match events {
-        Some(rx) => rx.recv().await,
+        Some(stream) => stream.next().await,
         None => std::future::pending().await,
     }
 }
 
-/// Follows the store's change stream, reconnecting after it ends or fails;
-/// ends (closing the channel) when the store cannot watch.
-async fn watch_store(inner: Arc<Inner>, tx: mpsc::Sender<WatchEvent>) {
-    loop {
-        match inner.store.watch().await {
-            Ok(None) => return,
-            Ok(Some(mut stream)) => {
-                while let Some(event) = stream.next().await {
-                    tracing::trace!("watch event from the store");
-                    // A full channel means the campaign is busy and will
-                    // re-read anyway: dropping a hint costs nothing.
-                    if tx.is_closed() {
-                        return;
-                    }
-                    let _ = tx.try_send(event);
-                }
-                let _ = tx.try_send(WatchEvent::Resync);
-            }
-            Err(e) => debug!(error = %e, "watch failed; retrying"),
-        }
-        let wait = inner.config.retry_period;
-        inner.clock.sleep_until(inner.clock.now() + wait).await;
+/// The store's change stream from its first opening (`first`), re-opened a
+/// retry period after each end or failure, with a `Resync` after each end;
+/// `None` when the store cannot watch (the stream of a store that cannot
+/// watch ends at once, closing the feed: polling alone from then on).
+fn watch_store(
+    inner: Arc<Inner>,
+    first: Result<Option<WatchStream>, crate::store::StoreError>,
+) -> Option<Events> {
+    enum Feed {
+        Open(WatchStream),
+        Wait,
+        Connect,
     }
+    let feed = match first {
+        Ok(None) => return None,
+        Ok(Some(stream)) => Feed::Open(stream),
+        Err(e) => {
+            debug!(error = %e, "watch failed; retrying");
+            Feed::Wait
+        }
+    };
+    let events = futures::stream::unfold((inner, feed), |(inner, mut feed)| async move {
+        loop {
+            feed = match feed {
+                Feed::Open(mut stream) => {
+                    return match stream.next().await {
+                        Some(event) => {
+                            tracing::trace!("watch event from the store");
+                            Some((event, (inner, Feed::Open(stream))))
+                        }
+                        None => Some((WatchEvent::Resync, (inner, Feed::Wait))),
+                    };
+                }
+                Feed::Wait => {
+                    let wait = inner.config.retry_period;
+                    inner.clock.sleep_until(inner.clock.now() + wait).await;
+                    Feed::Connect
+                }
+                Feed::Connect => match inner.store.watch().await {
+                    Ok(None) => return None,
+                    Ok(Some(stream)) => Feed::Open(stream),
+                    Err(e) => {
+                        debug!(error = %e, "watch failed; retrying");
+                        Feed::Wait
+                    }
+                },
+            };
+        }
+    });
+    Some(events.fuse().boxed())
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinError;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::AbortOnDrop;
 use crate::elector::Inner;
@@ -40,6 +41,7 @@ impl Term {
         version: Version,
         valid_until: Instant,
         work: impl FnOnce(Leadership) -> Fut,
+        stop: CancellationToken,
     ) -> Term
     where
         Fut: Future<Output = ()> + Send + 'static,
@@ -52,6 +54,7 @@ impl Term {
             inner.store.describe(),
             valid_until,
             inner.clock.clone(),
+            stop,
         );
         inner.set_term(Some(leadership.clone()));
         inner.publish_term(Some(token));
