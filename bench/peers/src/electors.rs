@@ -142,7 +142,6 @@ fn register(tasks: &Tasks, task: AbortHandle) {
     tasks.lock().unwrap().push(task);
 }
 
-
 async fn tenure(
     url: String,
     lease: String,
@@ -295,7 +294,9 @@ async fn kubert(
     use kubert::lease::{ClaimParams, LeaseManager};
     let api: kube_client_1::Api<k8s_openapi_025::api::coordination::v1::Lease> =
         kube_client_1::Api::namespaced(fixture::kube1(&url), NS);
-    let manager = LeaseManager::init(api, lease).await.expect("kubert lease manager");
+    let manager = LeaseManager::init(api, lease)
+        .await
+        .expect("kubert lease manager");
     let params = ClaimParams {
         lease_duration: LEASE,
         renew_grace_period: GRACE,

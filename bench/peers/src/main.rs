@@ -112,7 +112,9 @@ async fn run_all(peers: &[Peer], runs: &Runs) {
     }
 
     println!("\n## Load: API requests per second, client CPU\n");
-    println!("| elector | N | requests/s | by verb (per s) | writes/s | requests per write | client CPU ms/s |");
+    println!(
+        "| elector | N | requests/s | by verb (per s) | writes/s | requests per write | client CPU ms/s |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for &peer in peers {
         for &n in &runs.sizes {
@@ -145,7 +147,9 @@ async fn run_all(peers: &[Peer], runs: &Runs) {
     }
 
     println!("\n## Fault rounds: did two candidates ever lead at once?\n");
-    println!("| elector | race of 5 for a new lease: rounds with two leaders | longest overlap | leader crash, 4 followers race: rounds with two leaders | longest overlap | late joiner: rounds with two leaders | longest overlap | joiner ended up leading | skewed clock (+10 s): rounds with two leaders | longest overlap | skewed follower took over |");
+    println!(
+        "| elector | race of 5 for a new lease: rounds with two leaders | longest overlap | leader crash, 4 followers race: rounds with two leaders | longest overlap | late joiner: rounds with two leaders | longest overlap | joiner ended up leading | skewed clock (+10 s): rounds with two leaders | longest overlap | skewed follower took over |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &peer in peers {
         let race = race(peer, &fx.url, runs.race).await;
@@ -216,7 +220,10 @@ async fn leader_of(cands: &[Candidate], limit: Duration) -> Option<usize> {
                 let _ = rx.changed().await;
             })
         });
-        if tokio::time::timeout_at(deadline, futures::future::select_all(waits)).await.is_err() {
+        if tokio::time::timeout_at(deadline, futures::future::select_all(waits))
+            .await
+            .is_err()
+        {
             return None;
         }
     }
@@ -225,7 +232,11 @@ async fn leader_of(cands: &[Candidate], limit: Duration) -> Option<usize> {
 /// Two candidates; `runs` times the leader leaves (gracefully, or by a
 /// crash) after the follower has waited 1.5 s; time until the other leads.
 async fn hand_offs(peer: Peer, url: &str, crash: bool, runs: usize) -> Samples {
-    let lease = format!("{}-{}", peer.slug(), if crash { "crash" } else { "graceful" });
+    let lease = format!(
+        "{}-{}",
+        peer.slug(),
+        if crash { "crash" } else { "graceful" }
+    );
     electors::prepare(peer, url, &lease).await;
     let mut cands = Vec::new();
     for id in 0..2 {
@@ -404,7 +415,10 @@ async fn joiner(peer: Peer, url: &str, rounds: usize) -> Overlap {
         let lease = format!("{}-join-{round}", peer.slug());
         electors::prepare(peer, url, &lease).await;
         let leader = electors::start(peer, url, &lease, "first".into()).await;
-        if leader_of(std::slice::from_ref(&leader), LEASE * 4).await.is_none() {
+        if leader_of(std::slice::from_ref(&leader), LEASE * 4)
+            .await
+            .is_none()
+        {
             panic!("{}: no leader for the join round", peer.name());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -432,7 +446,10 @@ async fn skewed(peer: Peer, url: &str, rounds: usize) -> Overlap {
         let lease = format!("{}-skew-{round}", peer.slug());
         electors::prepare(peer, url, &lease).await;
         let leader = electors::start(peer, url, &lease, "honest".into()).await;
-        if leader_of(std::slice::from_ref(&leader), LEASE * 4).await.is_none() {
+        if leader_of(std::slice::from_ref(&leader), LEASE * 4)
+            .await
+            .is_none()
+        {
             panic!("{}: no leader for the skew round", peer.name());
         }
         let exe = std::env::current_exe().expect("own path");
@@ -440,7 +457,16 @@ async fn skewed(peer: Peer, url: &str, rounds: usize) -> Overlap {
             .arg("-f")
             .arg("+10s")
             .arg(exe)
-            .args(["--candidate", peer.slug(), "--url", url, "--lease", &lease, "--id", "skewed"])
+            .args([
+                "--candidate",
+                peer.slug(),
+                "--url",
+                url,
+                "--lease",
+                &lease,
+                "--id",
+                "skewed",
+            ])
             // Only the wall clock is off: timers and Instants run true.
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
             .stdin(std::process::Stdio::piped())
@@ -480,7 +506,14 @@ async fn child(peer: Peer, url: String, lease: String, id: String) {
     let mut rx = cand.leading.clone();
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
-        println!("{}", if *rx.borrow_and_update() { "lead" } else { "follow" });
+        println!(
+            "{}",
+            if *rx.borrow_and_update() {
+                "lead"
+            } else {
+                "follow"
+            }
+        );
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { break },
             line = stdin.next_line() => if !matches!(line, Ok(Some(_))) { break },
