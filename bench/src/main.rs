@@ -103,11 +103,19 @@ fn main() {
             only_renew,
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // `--current-thread`: every task on one thread, so no wake-up crosses
+    // threads (to see what the cross-thread wake-ups cost a hand-off).
+    let rt = if args.iter().any(|a| a == "--current-thread") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     rt.block_on(async move {
         let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
         if scale_run {
