@@ -18,7 +18,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use hyper::Response;
 use serde_json::{Map, Value, json};
 
-use super::objects::{check_type_and_namespace, metadata_mut, now_rfc3339};
+use super::objects::{
+    check_type_and_namespace, keep_server_fields, metadata_mut, name_mismatch, now_rfc3339,
+};
 use super::*;
 
 /// Who owns each leaf field of one object: path → managers.
@@ -241,14 +243,7 @@ pub(super) fn patch(
         // takes it); a different name is refused.
         let body_name = str_of(&body, "name");
         if !body_name.is_empty() && body_name != name {
-            return status(
-                400,
-                "BadRequest",
-                format!(
-                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
-                ),
-                None,
-            );
+            return name_mismatch(&body_name, &name);
         }
     }
     let precondition = body
@@ -302,12 +297,7 @@ pub(super) fn patch(
     let metadata = metadata_mut(map);
     metadata.insert("name".into(), json!(name));
     metadata.insert("namespace".into(), json!(target.namespace));
-    for field in ["uid", "creationTimestamp", "resourceVersion"] {
-        match stored.as_ref().and_then(|s| s["metadata"].get(field)) {
-            Some(v) => metadata.insert(field.into(), v.clone()),
-            None => metadata.remove(field),
-        };
-    }
+    keep_server_fields(metadata, stored.as_ref());
     if stored.as_ref() == Some(&object) {
         store.owners.insert(key, owners);
         return json_response(200, &object);

@@ -138,6 +138,24 @@ pub async fn start(peer: Peer, url: &str, lease: &str, id: String) -> Candidate 
 /// The library's own tasks, registered as they are spawned.
 type Tasks = Arc<Mutex<Vec<AbortHandle>>>;
 
+/// Mirrors a library's state channel into `tx` through `view`, until the
+/// channel closes or `stop` fires; then says "not leading".
+async fn follow<T>(
+    rx: &mut watch::Receiver<T>,
+    view: impl Fn(&T) -> bool,
+    tx: &watch::Sender<bool>,
+    stop: &mut oneshot::Receiver<()>,
+) {
+    loop {
+        tx.send_replace(view(&rx.borrow_and_update()));
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { break },
+            _ = &mut *stop => break,
+        }
+    }
+    tx.send_replace(false);
+}
+
 fn register(tasks: &Tasks, task: AbortHandle) {
     tasks.lock().unwrap().push(task);
 }
@@ -176,14 +194,7 @@ async fn tenure(
     register(&tasks, run.abort_handle());
     let mut state = elector.subscribe();
     let mut stop = stop;
-    loop {
-        tx.send_replace(state.borrow_and_update().is_leader);
-        tokio::select! {
-            changed = state.changed() => if changed.is_err() { break },
-            _ = &mut stop => break,
-        }
-    }
-    tx.send_replace(false);
+    follow(&mut state, |s| s.is_leader, &tx, &mut stop).await;
     shutdown.cancel();
     let _ = run.await;
 }
@@ -241,14 +252,7 @@ async fn klm(
         .expect("a kube-lease-manager");
     let (mut rx, task) = manager.watch().await;
     register(&tasks, task.abort_handle());
-    loop {
-        tx.send_replace(*rx.borrow_and_update());
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            _ = &mut stop => break,
-        }
-    }
-    tx.send_replace(false);
+    follow(&mut rx, |lead| *lead, &tx, &mut stop).await;
     drop(rx); // its documented graceful exit: the task releases and ends
     let _ = task.await;
 }
@@ -272,14 +276,7 @@ async fn kcoord(
     // Its task ends when this handle is dropped (a crash aborts us).
     let handle = LeaderElector::spawn(config, fixture::kube2(&url)).expect("kube-coordinate");
     let mut rx = handle.state();
-    loop {
-        tx.send_replace(rx.borrow_and_update().is_leader());
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { break },
-            _ = &mut stop => break,
-        }
-    }
-    tx.send_replace(false);
+    follow(&mut rx, |s| s.is_leader(), &tx, &mut stop).await;
     let _ = handle.shutdown().await; // no release: it stops renewing
 }
 
