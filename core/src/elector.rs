@@ -135,11 +135,20 @@ impl Inner {
         });
     }
 
-    /// Leading with `token`, or not leading (`None`).
+    /// Leading with `token` (and so the holder), or not leading (`None`):
+    /// one change of the state, so one wake-up for its subscribers.
     pub(crate) fn publish_term(&self, token: Option<u64>) {
-        self.state.send_modify(|s| {
+        self.state.send_if_modified(|s| {
+            let leader = match token {
+                Some(_) => Some(self.config.identity.clone()),
+                None => s.leader.take(),
+            };
+            let modified =
+                s.is_leader != token.is_some() || s.fencing_token != token || s.leader != leader;
             s.is_leader = token.is_some();
             s.fencing_token = token;
+            s.leader = leader;
+            modified
         });
     }
 }

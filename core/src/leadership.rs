@@ -177,7 +177,9 @@ pub struct ElectionState {
     /// that cannot name the holder reports [`UNKNOWN_HOLDER`](crate::UNKNOWN_HOLDER),
     /// and so does this field; `on_new_leader` is never called with it.
     pub leader: Option<String>,
-    /// True while this candidate leads.
+    /// True while this candidate leads: from the moment its term begins
+    /// (published together with `leader` naming it) until its validity ends
+    /// (before a release is written, not after).
     pub is_leader: bool,
     /// Our fencing token while we lead.
     pub fencing_token: Option<u64>,

@@ -140,3 +140,91 @@ async fn a_follower_runs_in_one_task_that_reads_the_watch_itself() {
     wait_until(SEC, || follower.elector.is_leader()).await;
     t.assert_no_overlap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn is_leader_turns_false_when_validity_ends_not_when_the_release_lands() {
+    // A release can take up to `renew_deadline`; nobody leads meanwhile,
+    // and the state must not say otherwise.
+    let memory = memory();
+    let store = test_store(&memory);
+    let t = Timeline::default();
+    let leader = start(store.clone(), spec("leader"), &t);
+    wait_until(SEC, || leader.elector.is_leader()).await;
+    let mut states = leader.elector.subscribe();
+    store.set(tenure_core::testing::Fault::Slow(2 * SEC));
+    leader.shutdown.cancel();
+    tokio::time::timeout(Duration::from_millis(10), states.wait_for(|s| !s.is_leader))
+        .await
+        .expect("is_leader still true 10 ms after the shutdown")
+        .unwrap();
+    let state = leader.elector.state();
+    assert_eq!(state.fencing_token, None);
+    assert_eq!(
+        record(&memory).await.holder_identity,
+        "leader",
+        "the release has not landed yet"
+    );
+    assert_eq!(
+        state.leader.as_deref(),
+        Some("leader"),
+        "the store still names us"
+    );
+    tokio::time::sleep(3 * SEC).await;
+    assert!(record(&memory).await.is_free(), "released after the delay");
+    assert_eq!(leader.elector.state().leader, None);
+}
+
+#[test]
+fn a_term_names_its_holder_and_its_token_in_one_change() {
+    // Subscribers on other threads must never see this candidate named
+    // holder while it does not lead yet: the term is published at once.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut torn = 0;
+    for round in 0..300 {
+        let store = MemoryStore::new("handoff").unwrap();
+        let elector = LeaderElector::builder(Arc::new(store), "a")
+            .build()
+            .unwrap();
+        let flag = || Arc::new(AtomicBool::new(false));
+        let (stop, seen, led) = (flag(), flag(), flag());
+        let spy = std::thread::spawn({
+            let (elector, stop, seen, led) =
+                (elector.clone(), stop.clone(), seen.clone(), led.clone());
+            move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let s = elector.state();
+                    if s.is_leader {
+                        return;
+                    }
+                    // Read after the state: still unset, so the state was
+                    // read before the term ended (a spy that missed the
+                    // whole term sees us named holder after it, rightly).
+                    if s.leader.as_deref() == Some("a") && !led.load(Ordering::SeqCst) {
+                        seen.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        });
+        rt.block_on(async {
+            let task = elector.spawn(|l| async move { l.cancelled().await });
+            let mut rx = elector.subscribe();
+            tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| s.is_leader))
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: no term"))
+                .unwrap();
+            led.store(true, Ordering::SeqCst);
+            task.shutdown().await.unwrap();
+        });
+        stop.store(true, Ordering::SeqCst);
+        spy.join().unwrap();
+        torn += seen.load(Ordering::SeqCst) as usize;
+    }
+    assert_eq!(
+        torn, 0,
+        "rounds in which a subscriber saw us named holder before we led"
+    );
+}

@@ -82,10 +82,14 @@ where
         } else {
             won.started + cfg.renew_deadline
         };
-        self.observe(Versioned {
-            record: won.record.clone(),
-            version: won.version.clone(),
-        });
+        // `Term::begin` publishes us as holder together with the term.
+        self.observe_as(
+            Versioned {
+                record: won.record.clone(),
+                version: won.version.clone(),
+            },
+            false,
+        );
         self.last_written = Some(won.record.clone());
         self.leading = true;
         let mut term = Term::begin(

@@ -175,6 +175,14 @@ where
     /// or a dead leader's lease would never run out. Its version is kept
     /// for the next compare-and-swap all the same.
     fn observe(&mut self, current: Versioned) {
+        self.observe_as(current, true);
+    }
+
+    /// [`observe`](Self::observe); with `publish` false the holder is left
+    /// for the caller to publish: a term beginning publishes its holder and
+    /// its token in one change, so subscribers are woken once and never see
+    /// themselves named holder before they lead.
+    fn observe_as(&mut self, current: Versioned, publish: bool) {
         self.highest_token_seen = self
             .highest_token_seen
             .max(Some(current.record.leader_transitions));
@@ -195,7 +203,9 @@ where
         // to report: followers report the next leader they can name.
         let known = current.record.known_holder().map(str::to_owned);
         self.observed = Some(current);
-        self.inner.publish_holder(&holder);
+        if publish {
+            self.inner.publish_holder(&holder);
+        }
         if let Some(holder) = known.filter(|h| *h != self.reported) {
             self.reported = holder.clone();
             info!(leader = %holder, "new leader observed");

@@ -111,10 +111,12 @@ impl Term {
         result
     }
 
-    /// Ends validity at once, for every clone of the handle the work kept:
-    /// before anything else happens to the lock.
+    /// Ends validity at once, for every clone of the handle the work kept,
+    /// and says so in the state: before anything else happens to the lock
+    /// (a release may take up to `renew_deadline`; nobody leads meanwhile).
     pub(super) fn end_validity(&self) {
         self.leadership.end();
+        self.inner.publish_term(None);
     }
 
     /// Withdraws the term from state, gauge and health check and calls
