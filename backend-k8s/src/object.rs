@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
@@ -126,7 +126,9 @@ pub(crate) struct ObjectLock<K: Codec> {
     pub(crate) name: String,
     pub(crate) timeout: Duration,
     owners: Vec<OwnerReference>,
-    last_seen: Mutex<Option<K>>,
+    /// The last object read, written or seen on the watch: an update
+    /// builds on it when it is at the expected version, without a read.
+    last_seen: Arc<Mutex<Option<K>>>,
     /// The namespace's shared watch, when the lock was built with one.
     pub(crate) hub: Option<std::sync::Arc<crate::shared_watch::Hub<K>>>,
     /// The shared watch's cap on requests in flight.
@@ -151,7 +153,7 @@ impl<K: Codec> ObjectLock<K> {
             name,
             timeout,
             owners,
-            last_seen: Mutex::new(None),
+            last_seen: Arc::new(Mutex::new(None)),
             hub,
             slots,
         }
@@ -163,6 +165,16 @@ impl<K: Codec> ObjectLock<K> {
 
     fn remember(&self, object: Option<K>) {
         *self.last_seen.lock().unwrap_or_else(|e| e.into_inner()) = object;
+    }
+
+    /// Keeps each object a watch delivers as the last seen: a swap on the
+    /// version the watch just showed (a released lock) then needs no read
+    /// first. `resourceVersion`s are opaque, so a late event is not told
+    /// from a new one: it replaces what was kept, and costs at most a read
+    /// before the next update.
+    pub(crate) fn remember_seen(&self) -> impl Fn(K) + Send + Sync + 'static {
+        let last_seen = self.last_seen.clone();
+        move |object| *last_seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(object)
     }
 
     /// The remembered object, if it is at `version`.

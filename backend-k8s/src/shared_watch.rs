@@ -141,14 +141,16 @@ impl SharedWatch {
     }
 }
 
-type Listeners = HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>;
+/// The open streams' senders, by object name: each event with the object
+/// it shows (kept by the lock for its next swap).
+type Listeners<K> = HashMap<String, Vec<mpsc::UnboundedSender<(WatchEvent, Option<K>)>>>;
 
 /// The watch of one namespace's objects of kind `K`.
 pub(crate) struct Hub<K: Codec> {
     api: kube::Api<K>,
     what: String,
     timeout: Duration,
-    listeners: Mutex<Listeners>,
+    listeners: Mutex<Listeners<K>>,
     /// The number of the watch request now open (0: none is).
     ready: tokio::sync::watch::Sender<u64>,
     started: Mutex<bool>,
@@ -157,11 +159,11 @@ pub(crate) struct Hub<K: Codec> {
 }
 
 impl<K: Codec> Hub<K> {
-    fn listeners(&self) -> std::sync::MutexGuard<'_, Listeners> {
+    fn listeners(&self) -> std::sync::MutexGuard<'_, Listeners<K>> {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn dispatch(&self, name: &str, event: WatchEvent) {
+    fn dispatch(&self, name: &str, event: (WatchEvent, Option<K>)) {
         let mut listeners = self.listeners();
         if let Some(senders) = listeners.get_mut(name) {
             senders.retain(|s| s.send(event.clone()).is_ok());
@@ -174,7 +176,7 @@ impl<K: Codec> Hub<K> {
     fn resync_all(&self) {
         let mut listeners = self.listeners();
         for senders in listeners.values_mut() {
-            senders.retain(|s| s.send(WatchEvent::Resync).is_ok());
+            senders.retain(|s| s.send((WatchEvent::Resync, None)).is_ok());
         }
         listeners.retain(|_, senders| !senders.is_empty());
     }
@@ -184,7 +186,7 @@ impl<K: Codec> Hub<K> {
     pub(crate) async fn listen(
         self: &Arc<Self>,
         name: &str,
-    ) -> Result<mpsc::UnboundedReceiver<WatchEvent>, StoreError> {
+    ) -> Result<mpsc::UnboundedReceiver<(WatchEvent, Option<K>)>, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.listeners()
             .entry(name.to_owned())
@@ -289,8 +291,8 @@ async fn serve<K: Codec>(hub: Weak<Hub<K>>) {
                     resource_version = object.meta().resource_version.clone();
                     let name = object.meta().name.clone().unwrap_or_default();
                     let event = match ObjectLock::versioned(&object) {
-                        Ok(versioned) => WatchEvent::Put(versioned),
-                        Err(_) => WatchEvent::Resync,
+                        Ok(versioned) => (WatchEvent::Put(versioned), Some(object)),
+                        Err(_) => (WatchEvent::Resync, None),
                     };
                     strong.dispatch(&name, event);
                 }
@@ -298,7 +300,7 @@ async fn serve<K: Codec>(hub: Weak<Hub<K>>) {
                     backoff.reset();
                     resource_version = object.meta().resource_version.clone();
                     let name = object.meta().name.clone().unwrap_or_default();
-                    strong.dispatch(&name, WatchEvent::Deleted);
+                    strong.dispatch(&name, (WatchEvent::Deleted, None));
                 }
                 Some(Ok(KubeEvent::Bookmark(bookmark))) => {
                     resource_version = Some(bookmark.metadata.resource_version);

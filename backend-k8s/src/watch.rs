@@ -99,8 +99,9 @@ impl<K: Codec> State<K> {
         Ok(())
     }
 
-    /// The next event for the consumer; loops through reconnects.
-    async fn next(&mut self) -> WatchEvent {
+    /// The next event for the consumer, with the object it shows; loops
+    /// through reconnects.
+    async fn next(&mut self) -> (WatchEvent, Option<K>) {
         loop {
             if self.events.is_none() {
                 if !std::mem::replace(&mut self.delivered, false) {
@@ -112,7 +113,7 @@ impl<K: Codec> State<K> {
                     continue;
                 }
                 if std::mem::take(&mut self.resync) {
-                    return WatchEvent::Resync;
+                    return (WatchEvent::Resync, None);
                 }
             }
             // The server ends each watch after WATCH_SECONDS; a stream
@@ -138,14 +139,14 @@ impl<K: Codec> State<K> {
                 Some(Ok(KubeEvent::Added(object))) | Some(Ok(KubeEvent::Modified(object))) => {
                     self.resource_version = object.meta().resource_version.clone();
                     return match ObjectLock::versioned(&object) {
-                        Ok(versioned) => WatchEvent::Put(versioned),
+                        Ok(versioned) => (WatchEvent::Put(versioned), Some(object)),
                         // Not a record: let the consumer read it and see.
-                        Err(_) => WatchEvent::Resync,
+                        Err(_) => (WatchEvent::Resync, None),
                     };
                 }
                 Some(Ok(KubeEvent::Deleted(object))) => {
                     self.resource_version = object.meta().resource_version.clone();
-                    return WatchEvent::Deleted;
+                    return (WatchEvent::Deleted, None);
                 }
                 Some(Ok(KubeEvent::Bookmark(bookmark))) => {
                     self.resource_version = Some(bookmark.metadata.resource_version);
@@ -161,7 +162,7 @@ impl<K: Codec> State<K> {
                     self.resync = true;
                 }
                 // One undecodable event: the stream goes on.
-                Some(Err(kube::Error::SerdeError(_))) => return WatchEvent::Resync,
+                Some(Err(kube::Error::SerdeError(_))) => return (WatchEvent::Resync, None),
                 Some(Err(e)) => {
                     tracing::debug!(lock = %self.what, error = %e, "watch: stream dropped, resuming");
                     self.events = None;
@@ -201,7 +202,7 @@ pub(crate) async fn watch_listed<K: Codec>(
             let event = rx.recv().await?;
             Some((event, (rx, owner)))
         });
-        return Ok((seen, Box::pin(stream)));
+        return Ok((seen, remembering(lock, stream)));
     }
     let mut state = State::new(lock);
     let seen = state.list().await?;
@@ -209,7 +210,22 @@ pub(crate) async fn watch_listed<K: Codec>(
         let event = state.next().await;
         Some((event, state))
     });
-    Ok((seen, Box::pin(stream)))
+    Ok((seen, remembering(lock, stream)))
+}
+
+/// The lock's change stream: each object it shows is kept by the lock, so
+/// a swap on the version just seen needs no read first (one round trip).
+fn remembering<K: Codec>(
+    lock: &ObjectLock<K>,
+    changes: impl futures::Stream<Item = (WatchEvent, Option<K>)> + Send + 'static,
+) -> WatchStream {
+    let remember = lock.remember_seen();
+    Box::pin(changes.map(move |(event, object)| {
+        if let Some(object) = object {
+            remember(object);
+        }
+        event
+    }))
 }
 
 impl<K: Codec> State<K> {

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use redis::RedisError;
 use redis::aio::ConnectionManager;
 use tenure_core::record;
-use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, WatchStream};
+use tenure_core::{
+    LeaderRecord, LockStore, StoreError, Version, Versioned, WatchEvent, WatchStream,
+};
 
 use crate::builder::RedisStoreBuilder;
 use crate::client::Shared;
@@ -172,6 +175,27 @@ impl RedisStore {
             .unwrap_or_else(|e| e.into_inner()) = Some((version.clone(), raw));
     }
 
+    /// Remembers a value a watch showed, unless what is remembered is newer
+    /// (a late event must not displace the bytes of our own last write).
+    fn remember_seen(&self, version: &Version, raw: &str) {
+        let mut last = self
+            .inner
+            .last_value
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let newer = |held: &Version| match (
+            held.as_str().parse::<u64>(),
+            version.as_str().parse::<u64>(),
+        ) {
+            (Ok(held), Ok(seen)) => held > seen,
+            _ => false,
+        };
+        if last.as_ref().is_some_and(|(held, _)| newer(held)) {
+            return;
+        }
+        *last = Some((version.clone(), raw.to_owned()));
+    }
+
     /// Decodes a stored value and remembers it.
     fn decode_and_remember(&self, raw: String) -> Result<Versioned, StoreError> {
         let versioned = envelope::decode(&raw)?;
@@ -322,9 +346,23 @@ impl LockStore for RedisStore {
     }
 
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
-        watch::subscribe(&self.inner.shared, &self.inner.channel)
-            .await
-            .map(Some)
+        let deliveries = watch::subscribe(&self.inner.shared, &self.inner.channel).await?;
+        // Each value seen is kept with its exact bytes: a swap on the
+        // version a watch just showed (a released lock) then needs no read
+        // first, one round trip instead of two.
+        let store = self.clone();
+        Ok(Some(Box::pin(deliveries.map(
+            move |delivery| match delivery {
+                watch::Delivery::Value(raw) => match envelope::decode(&raw) {
+                    Ok(versioned) => {
+                        store.remember_seen(&versioned.version, &raw);
+                        WatchEvent::Put(versioned)
+                    }
+                    Err(_) => WatchEvent::Resync,
+                },
+                watch::Delivery::Resync => WatchEvent::Resync,
+            },
+        ))))
     }
 
     fn describe(&self) -> String {

@@ -10,14 +10,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use redis::aio::{PubSubSink, PubSubStream};
+use tenure_core::StoreError;
 use tenure_core::backend::{self, Backoff};
-use tenure_core::{StoreError, WatchEvent, WatchStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::Shared;
-use crate::envelope;
 use crate::error::classify;
 
 /// An idle connection is checked with a `PING` every operation timeout,
@@ -25,8 +25,20 @@ use crate::error::classify;
 /// is noticed and replaced.
 const MIN_PING_EVERY: Duration = Duration::from_secs(1);
 
+/// What the hub hands a lock's stream: a published value as it came (the
+/// store decodes it, and keeps its exact bytes for its next swap), or word
+/// that changes may have been missed.
+#[derive(Clone, Debug)]
+pub(crate) enum Delivery {
+    /// A stored value as published by the compare-and-swap script.
+    Value(Arc<str>),
+    /// Changes may have been missed (a reconnect, or a payload that is not
+    /// text).
+    Resync,
+}
+
 /// The open streams' senders, by channel.
-type Listeners = HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>;
+type Listeners = HashMap<String, Vec<mpsc::UnboundedSender<Delivery>>>;
 
 /// The pub/sub side of a client.
 #[derive(Default)]
@@ -51,9 +63,7 @@ struct Live {
 }
 
 impl Hub {
-    fn listeners(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Vec<mpsc::UnboundedSender<WatchEvent>>>> {
+    fn listeners(&self) -> std::sync::MutexGuard<'_, Listeners> {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -68,7 +78,7 @@ impl Hub {
     }
 
     /// Hands `event` to every open stream of `channel`; true if one took it.
-    fn dispatch(&self, channel: &str, event: WatchEvent) -> bool {
+    fn dispatch(&self, channel: &str, event: Delivery) -> bool {
         let mut listeners = self.listeners();
         let Some(senders) = listeners.get_mut(channel) else {
             return false;
@@ -85,7 +95,7 @@ impl Hub {
     fn resync_all(&self) {
         let mut listeners = self.listeners();
         for senders in listeners.values_mut() {
-            senders.retain(|s| s.send(WatchEvent::Resync).is_ok());
+            senders.retain(|s| s.send(Delivery::Resync).is_ok());
         }
         listeners.retain(|_, senders| !senders.is_empty());
     }
@@ -138,12 +148,12 @@ async fn connect(shared: &Arc<Shared>, live: &mut Option<Live>) -> Result<Opened
 }
 
 /// Subscribes `channel` now (so no change after this call is missed), then
-/// streams `Put` for each published change, and `Resync` after every
-/// reconnect. The stream never ends on its own.
+/// streams each published value, and `Resync` after every reconnect. The
+/// stream never ends on its own.
 pub(crate) async fn subscribe(
     shared: &Arc<Shared>,
     channel: &str,
-) -> Result<WatchStream, StoreError> {
+) -> Result<BoxStream<'static, Delivery>, StoreError> {
     let mut live = shared.hub.live.lock().await;
     if live.is_none() {
         let opened = connect(shared, &mut live).await?;
@@ -231,7 +241,7 @@ async fn read(
                     worked = true;
                     next_ping = Instant::now() + ping;
                     let channel = message.get_channel_name().to_owned();
-                    if !shared.hub.dispatch(&channel, event_of(&message)) {
+                    if !shared.hub.dispatch(&channel, delivery_of(&message)) {
                         unsubscribe(shared, generation, channel);
                     }
                 }
@@ -309,12 +319,9 @@ async fn reconnect(shared: &Weak<Shared>, generation: u64, worked: bool) -> Opti
     }
 }
 
-fn event_of(message: &redis::Msg) -> WatchEvent {
+fn delivery_of(message: &redis::Msg) -> Delivery {
     match message.get_payload::<String>() {
-        Ok(raw) => match envelope::decode(&raw) {
-            Ok(versioned) => WatchEvent::Put(versioned),
-            Err(_) => WatchEvent::Resync,
-        },
-        Err(_) => WatchEvent::Resync,
+        Ok(raw) => Delivery::Value(raw.into()),
+        Err(_) => Delivery::Resync,
     }
 }
