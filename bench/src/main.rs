@@ -6,6 +6,7 @@
 
 mod measure;
 mod peers;
+mod phases;
 mod scale;
 mod stats;
 mod stores;
@@ -22,6 +23,7 @@ use measure::{DEFAULT, Exit, SHORT, Style};
 const FRESH: Duration = Duration::from_millis(20);
 /// A waiter that has waited 1 s: its watch is settled on the server.
 const SETTLED: Duration = Duration::from_secs(1);
+use phases::Phases;
 use stats::{Ms, Samples, signed_ms};
 use tenure_conformance::StoreFactory;
 
@@ -182,17 +184,34 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
     // The three electors run in interleaved blocks of 10, so a drift of the
     // machine's speed during the run falls on all three alike.
     const BLOCK: usize = 10;
+    // Where each elector's settled hand-off went, step by step.
+    let mut steps: Vec<(String, Phases, bool)> = Vec::new();
     for (waiter, settle) in [("settled (1 s)", SETTLED), ("fresh (20 ms)", FRESH)] {
         let f = etcd.factory.as_ref();
         let lock = format!("bench-fair-{}", settle.as_millis());
         let (mut t, mut e) = (Samples::default(), Samples::default());
         let (mut r, mut rt) = (Samples::default(), Samples::default());
+        let (mut tp, mut rp, mut rtp) = (Phases::default(), Phases::default(), Phases::default());
         for _ in 0..runs.div_ceil(BLOCK) {
-            let exit = Exit::Release(settle);
-            t.extend(measure::hand_offs(f, &lock, BLOCK, DEFAULT, Style::Tenure, exit, 2).await);
+            let (s, p) = measure::release_phases(f, &lock, BLOCK, settle).await;
+            t.extend(s);
+            tp.extend(p);
             e.extend(peers::etcd_election_handoff(&endpoints, BLOCK, settle).await);
-            r.extend(raw_etcd.raw_handoff(BLOCK, settle, false).await);
-            rt.extend(raw_etcd.raw_handoff(BLOCK, settle, true).await);
+            let (s, p) = raw_etcd.raw_handoff(BLOCK, settle, false).await;
+            r.extend(s);
+            rp.extend(p);
+            let (s, p) = raw_etcd.raw_handoff(BLOCK, settle, true).await;
+            rt.extend(s);
+            rtp.extend(p);
+        }
+        if settle == SETTLED {
+            steps.push(("etcd: tenure".into(), tp, true));
+            steps.push(("etcd: raw hand-off".into(), rp, false));
+            steps.push((
+                "etcd: raw hand-off with tenure's compares".into(),
+                rtp,
+                false,
+            ));
         }
         line("etcd", "tenure (watch)", waiter, &t);
         line("etcd", "etcd election (campaign / resign)", waiter, &e);
@@ -221,17 +240,11 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
     for b in benches.iter().filter(|b| b.name == "redis") {
         for (waiter, settle) in [("settled (1 s)", SETTLED), ("fresh (20 ms)", FRESH)] {
             let lock = format!("bench-fair-{}", settle.as_millis());
-            let t = measure::hand_offs(
-                b.factory.as_ref(),
-                &lock,
-                runs,
-                DEFAULT,
-                Style::Tenure,
-                Exit::Release(settle),
-                2,
-            )
-            .await;
+            let (t, p) = measure::release_phases(b.factory.as_ref(), &lock, runs, settle).await;
             line("redis", "tenure (watch)", waiter, &t);
+            if settle == SETTLED {
+                steps.push(("redis: tenure".into(), p, true));
+            }
         }
         if let Some((raw, label)) = &b.raw {
             let r = raw(1000).await;
@@ -239,7 +252,10 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
         }
         if let Some(redis) = &b.redis {
             for (waiter, settle) in [("settled (1 s)", SETTLED), ("fresh (20 ms)", FRESH)] {
-                let r = redis.raw_handoff(runs, settle).await;
+                let (r, p) = redis.raw_handoff(runs, settle).await;
+                if settle == SETTLED {
+                    steps.push(("redis: raw hand-off".into(), p, false));
+                }
                 line(
                     "redis",
                     "raw hand-off: EVALSHA release, message, EVALSHA swap (redis-rs, no tenure)",
@@ -248,6 +264,16 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
                 );
             }
         }
+    }
+    println!("\n## Where a settled hand-off's time goes (p50 of each step, ms)\n");
+    println!(
+        "Steps cut at the same points on both sides: tenure's by a store wrapper, the raw hand-offs' inline. p50s of steps do not add up to the p50 of their sum.\n"
+    );
+    println!(
+        "| hand-off | shutdown → release sent | release sent → successor has the event | event → swap sent | swap round trip | swap answered → seen leading | release sent → seen leading | n |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (who, p, tenure) in &steps {
+        println!("{}", phases::row(who, p, *tenure));
     }
 }
 

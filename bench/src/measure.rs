@@ -10,6 +10,7 @@ use tenure_core::{
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::phases::{Phases, StampedStore, Stamps};
 use crate::stats::Samples;
 
 /// Election timing.
@@ -59,9 +60,28 @@ impl Candidate {
         timing: Timing,
         style: Style,
     ) -> Candidate {
+        Self::start_stamped(f, lock, id, timing, style, None).await
+    }
+
+    /// A candidate whose store marks the hand-off's steps in `stamps`.
+    pub async fn start_stamped(
+        f: &dyn StoreFactory,
+        lock: &str,
+        id: String,
+        timing: Timing,
+        style: Style,
+        stamps: Option<&Arc<Stamps>>,
+    ) -> Candidate {
         let mut store = f.open(lock).await.expect("open the lock");
         if style == Style::ClientGo {
             store = Arc::new(ReadBeforeWrite(store));
+        }
+        if let Some(stamps) = stamps {
+            let stamps = stamps.clone();
+            store = Arc::new(StampedStore {
+                inner: store,
+                stamps,
+            });
         }
         let elector = LeaderElector::builder(store, id)
             .lease_duration(timing.lease)
@@ -133,9 +153,50 @@ pub async fn hand_offs(
     exit: Exit,
     candidates: usize,
 ) -> Samples {
+    hand_offs_with(f, lock, runs, timing, style, exit, candidates, None)
+        .await
+        .0
+}
+
+/// Release hand-offs between two candidates with watches, each cut into
+/// its steps ([`Phases`]).
+pub async fn release_phases(
+    f: &dyn StoreFactory,
+    lock: &str,
+    runs: usize,
+    settle: Duration,
+) -> (Samples, Phases) {
+    let stamps = Arc::new(Stamps::default());
+    let exit = Exit::Release(settle);
+    hand_offs_with(
+        f,
+        lock,
+        runs,
+        DEFAULT,
+        Style::Tenure,
+        exit,
+        2,
+        Some(&stamps),
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn hand_offs_with(
+    f: &dyn StoreFactory,
+    lock: &str,
+    runs: usize,
+    timing: Timing,
+    style: Style,
+    exit: Exit,
+    candidates: usize,
+    stamps: Option<&Arc<Stamps>>,
+) -> (Samples, Phases) {
+    let start = |id: String| Candidate::start_stamped(f, lock, id, timing, style, stamps);
+    let mut phases = Phases::default();
     let mut cands = Vec::new();
     for id in 0..candidates {
-        cands.push(Candidate::start(f, lock, format!("c{id}"), timing, style).await);
+        cands.push(start(format!("c{id}")).await);
     }
     let limit = timing.lease * 3;
     let mut samples = Samples::default();
@@ -147,21 +208,27 @@ pub async fn hand_offs(
         };
         tokio::time::sleep(settle).await;
         let old = cands.remove(leader);
+        if let Some(s) = stamps {
+            s.reset();
+        }
         let t = Instant::now();
         match exit {
             Exit::Release(_) => old.shutdown.cancel(),
             Exit::Crash => old.task.abort(),
         }
         leader = next_leader(&cands, limit).await.expect("a successor");
-        samples.push(t.elapsed());
+        let seen = Instant::now();
+        samples.push(seen - t);
+        if let Some(s) = stamps {
+            phases.push(t, s.marks(), seen);
+        }
         let _ = old.task.await;
-        let id = format!("c{}", run + candidates);
-        cands.push(Candidate::start(f, lock, id, timing, style).await);
+        cands.push(start(format!("c{}", run + candidates)).await);
     }
     for c in cands {
         c.stop().await;
     }
-    samples
+    (samples, phases)
 }
 
 fn rand_duration(max: Duration) -> Duration {

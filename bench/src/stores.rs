@@ -13,6 +13,7 @@ use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, Watch
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use crate::phases::{Phases, Stamps};
 use crate::stats::Samples;
 
 /// A factory whose stores count every call (the in-process "server side").
@@ -123,8 +124,9 @@ impl RedisFactory {
     /// with its own EVALSHA as soon as the message comes. Timed from the
     /// release until the waiter's swap returns, after `settle` of idleness
     /// (as the real hand-off is), `runs` times.
-    pub async fn raw_handoff(&self, runs: usize, settle: Duration) -> Samples {
+    pub async fn raw_handoff(&self, runs: usize, settle: Duration) -> (Samples, Phases) {
         use futures::StreamExt;
+        let stamps = Arc::new(Stamps::default());
         // A lock of its own per call: the record's JSON carries timestamps.
         let lock = format!("raw-handoff-{}", settle.as_millis());
         let store = tenure_redis::RedisStore::builder(self.server.url(), lock)
@@ -174,13 +176,17 @@ impl RedisFactory {
         let waiter_task = {
             let held = held.clone();
             let cas = cas.clone();
+            let stamps = stamps.clone();
             tokio::spawn(async move {
                 while let Some(message) = messages.next().await {
                     let announced: String = message.get_payload().unwrap();
                     if !announced.contains(r#""holderIdentity":"""#) {
                         continue; // our own swap's announcement
                     }
+                    stamps.mark(|m| &mut m.event, true);
+                    stamps.mark(|m| &mut m.swap_sent, true);
                     let v = cas(&mut waiter, announced, held.clone()).await;
+                    stamps.mark(|m| &mut m.swap_done, true);
                     if done_tx.send(v).await.is_err() {
                         return;
                     }
@@ -188,20 +194,24 @@ impl RedisFactory {
             })
         };
         let mut expected = format!(r#"{{"version":{version},"record":{held}}}"#);
-        let mut samples = Samples::default();
+        let (mut samples, mut phases) = (Samples::default(), Phases::default());
         for _ in 0..runs {
             tokio::time::sleep(settle).await;
+            stamps.reset();
             let t = Instant::now();
+            stamps.mark(|m| &mut m.release, false);
             cas(&mut leader, expected, free.clone()).await;
             let v = tokio::time::timeout(Duration::from_secs(5), done.recv())
                 .await
                 .expect("the waiter swapped within 5 s")
                 .expect("the waiter swapped");
-            samples.push(t.elapsed());
+            let seen = Instant::now();
+            samples.push(seen - t);
+            phases.push(t, stamps.marks(), seen);
             expected = format!(r#"{{"version":{v},"record":{held}}}"#);
         }
         waiter_task.abort();
-        samples
+        (samples, phases)
     }
 
     pub async fn raw_cas(&self, runs: usize) -> Samples {
@@ -293,8 +303,14 @@ impl EtcdFactory {
     ///
     /// With `as_tenure`, each Txn also compares the value as tenure's does
     /// (it must start like a record: never overwrite what we cannot read).
-    pub async fn raw_handoff(&self, runs: usize, settle: Duration, as_tenure: bool) -> Samples {
+    pub async fn raw_handoff(
+        &self,
+        runs: usize,
+        settle: Duration,
+        as_tenure: bool,
+    ) -> (Samples, Phases) {
         use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp};
+        let stamps = Arc::new(Stamps::default());
         let key = format!("/bench/raw-handoff-{}", settle.as_millis());
         let held = tenure_core::record::to_json(&LeaderRecord::held_by(
             "bench-leader",
@@ -341,6 +357,7 @@ impl EtcdFactory {
         let (done_tx, mut done) = tokio::sync::mpsc::channel::<i64>(1);
         let waiter_task = {
             let (key, held) = (key.clone(), held.clone());
+            let stamps = stamps.clone();
             tokio::spawn(async move {
                 while let Ok(Some(resp)) = events.message().await {
                     for event in resp.events() {
@@ -348,8 +365,11 @@ impl EtcdFactory {
                         if event.event_type() != EventType::Put || kv.value() == held.as_bytes() {
                             continue; // our own swap
                         }
+                        stamps.mark(|m| &mut m.event, true);
                         let txn = swap(key.clone(), kv.mod_revision(), held.clone());
+                        stamps.mark(|m| &mut m.swap_sent, true);
                         let resp = waiter.txn(txn).await.unwrap();
+                        stamps.mark(|m| &mut m.swap_done, true);
                         assert!(resp.succeeded());
                         if done_tx
                             .send(resp.header().unwrap().revision())
@@ -362,10 +382,12 @@ impl EtcdFactory {
                 }
             })
         };
-        let mut samples = Samples::default();
+        let (mut samples, mut phases) = (Samples::default(), Phases::default());
         for _ in 0..runs {
             tokio::time::sleep(settle).await;
+            stamps.reset();
             let t = Instant::now();
+            stamps.mark(|m| &mut m.release, false);
             let resp = leader
                 .txn(swap(key.clone(), rev, free.clone()))
                 .await
@@ -375,10 +397,12 @@ impl EtcdFactory {
                 .await
                 .expect("the waiter swapped within 5 s")
                 .expect("the waiter swapped");
-            samples.push(t.elapsed());
+            let seen = Instant::now();
+            samples.push(seen - t);
+            phases.push(t, stamps.marks(), seen);
         }
         waiter_task.abort();
-        samples
+        (samples, phases)
     }
 
     pub async fn raw_txn(&self, runs: usize) -> Samples {
