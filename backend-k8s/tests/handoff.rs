@@ -7,8 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Env, NAMESPACE};
-use futures::StreamExt;
-use tenure_core::{LeaderRecord, LockStore, WatchEvent};
+use tenure_core::{LeaderRecord, LockStore};
 use tenure_k8s::{LeaseLock, SharedWatch};
 use tenure_kube_fixture::KubeApiServer;
 
@@ -27,24 +26,7 @@ async fn swap_on_the_watched_release(watches: Option<SharedWatch>) {
     let env = Env::fixture(KubeApiServer::start().await.unwrap());
     let leader = lease(&env, "watched-swap", None).await;
     let follower = lease(&env, "watched-swap", watches.as_ref()).await;
-    let held = LeaderRecord::held_by("leader", Duration::from_secs(15));
-    let version = leader.create(&held).await.unwrap();
-    let mut events = follower.watch().await.unwrap().expect("leases watch");
-    leader
-        .update(&LeaderRecord::default(), &version)
-        .await
-        .unwrap();
-    let seen = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match events.next().await {
-                Some(WatchEvent::Put(v)) if v.record.is_free() => return v,
-                Some(_) => continue,
-                None => panic!("the watch ended"),
-            }
-        }
-    })
-    .await
-    .expect("the release reached the watch");
+    let seen = tenure_conformance::watched_release(&leader, &follower).await;
     let server = env.server();
     let gets = server.requests("get");
     let taken = LeaderRecord::held_by("follower", Duration::from_secs(15));

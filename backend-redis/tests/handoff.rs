@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use tenure_conformance::fixtures::redis::RedisServer;
-use tenure_core::{LeaderRecord, LockStore, WatchEvent};
+use tenure_core::{LeaderRecord, LockStore};
 use tenure_redis::RedisStore;
 
 /// How many times the server ran `command` (its `INFO commandstats`).
@@ -30,24 +29,7 @@ async fn a_swap_on_a_version_the_watch_showed_reads_nothing_first() {
     let open = |lock: &str| RedisStore::builder(server.url(), lock).build();
     let leader = open("watched-swap").await.unwrap();
     let follower = open("watched-swap").await.unwrap();
-    let held = LeaderRecord::held_by("leader", Duration::from_secs(15));
-    let version = leader.create(&held).await.unwrap();
-    let mut events = follower.watch().await.unwrap().expect("redis watches");
-    leader
-        .update(&LeaderRecord::default(), &version)
-        .await
-        .unwrap();
-    let seen = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match events.next().await {
-                Some(WatchEvent::Put(v)) if v.record.is_free() => return v,
-                Some(_) => continue,
-                None => panic!("the watch ended"),
-            }
-        }
-    })
-    .await
-    .expect("the release reached the watch");
+    let seen = tenure_conformance::watched_release(&leader, &follower).await;
     // The script's own GET counts too: compare with a swap on bytes the
     // store wrote itself, which never needs a read first.
     let gets = calls(&server.url(), "get").await;

@@ -44,6 +44,37 @@ pub async fn eventually(
     start.elapsed()
 }
 
+/// A lock held by "leader" through `leader`, then released, with the
+/// release delivered to `follower`'s watch: the released record, with the
+/// version the watch showed. The start of every test of a swap on a
+/// watched release (one round trip, no read first).
+pub async fn watched_release(
+    leader: &dyn tenure_core::LockStore,
+    follower: &dyn tenure_core::LockStore,
+) -> tenure_core::Versioned {
+    use futures::StreamExt;
+    use tenure_core::{LeaderRecord, WatchEvent};
+    let held = LeaderRecord::held_by("leader", std::time::Duration::from_secs(15));
+    let version = leader.create(&held).await.expect("create the lock");
+    let mut events = follower.watch().await.unwrap().expect("the store watches");
+    leader
+        .update(&LeaderRecord::default(), &version)
+        .await
+        .expect("release the lock");
+    let seen = async {
+        loop {
+            match events.next().await {
+                Some(WatchEvent::Put(v)) if v.record.is_free() => return v,
+                Some(_) => continue,
+                None => panic!("the watch ended"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), seen)
+        .await
+        .expect("the release reached the watch within 5 s")
+}
+
 /// Installs a `tracing` subscriber honouring `RUST_LOG` (once per process),
 /// so a failing scenario shows the elector's logs.
 pub fn init_logging() {

@@ -139,15 +139,13 @@ impl Inner {
     /// one change of the state, so one wake-up for its subscribers.
     pub(crate) fn publish_term(&self, token: Option<u64>) {
         self.state.send_if_modified(|s| {
-            let leader = match token {
-                Some(_) => Some(self.config.identity.clone()),
-                None => s.leader.take(),
-            };
-            let modified =
-                s.is_leader != token.is_some() || s.fencing_token != token || s.leader != leader;
+            let mut modified = s.is_leader != token.is_some() || s.fencing_token != token;
             s.is_leader = token.is_some();
             s.fencing_token = token;
-            s.leader = leader;
+            if token.is_some() && s.leader.as_deref() != Some(self.config.identity.as_str()) {
+                s.leader = Some(self.config.identity.clone());
+                modified = true;
+            }
             modified
         });
     }
