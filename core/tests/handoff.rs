@@ -174,6 +174,30 @@ async fn is_leader_turns_false_when_validity_ends_not_when_the_release_lands() {
     assert_eq!(leader.elector.state().leader, None);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_candidate_stepping_down_is_healthy_while_its_release_is_slow() {
+    // The health check fails a candidate that believes it leads but has not
+    // renewed for `lease_duration`. One whose validity has ended does not
+    // believe it leads, however long its release takes.
+    let memory = memory();
+    let store = test_store(&memory);
+    let t = Timeline::default();
+    let leader = start(store.clone(), spec("leader"), &t);
+    wait_until(SEC, || leader.elector.is_leader()).await;
+    // The release gives up at `renew_deadline` (10 s): 9 s into it, the
+    // last renew is 19 s old, past the 15 s lease.
+    store.set(tenure_core::testing::Fault::Slow(20 * SEC));
+    leader.shutdown.cancel();
+    tokio::time::sleep(9 * SEC).await;
+    assert!(!leader.elector.is_leader());
+    assert_eq!(
+        record(&memory).await.holder_identity,
+        "leader",
+        "the release has not landed yet"
+    );
+    assert_eq!(leader.elector.check(Duration::ZERO), Ok(()));
+}
+
 #[test]
 fn a_term_names_its_holder_and_its_token_in_one_change() {
     // Subscribers on other threads must never see this candidate named

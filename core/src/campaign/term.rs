@@ -4,9 +4,9 @@
 //! A [`Term`] owns the term's [`Leadership`] handle (fencing token and
 //! validity), the record and version to renew on, and the leader's work.
 //! Beginning one publishes the term to the elector's state, the leader
-//! gauge and the health check; closing it (or dropping it, when the `run`
-//! future is dropped mid-term) ends validity, withdraws all of them and
-//! calls `on_stopped_leading` once.
+//! gauge and the health check; ending its validity withdraws all of them
+//! at once, and closing it (or dropping it, when the `run` future is
+//! dropped mid-term) also calls `on_stopped_leading`, once.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -112,23 +112,23 @@ impl Term {
     }
 
     /// Ends validity at once, for every clone of the handle the work kept,
-    /// and says so in the state: before anything else happens to the lock
-    /// (a release may take up to `renew_deadline`; nobody leads meanwhile).
+    /// and withdraws the term from state, gauge and health check: before
+    /// anything else happens to the lock (a release may take up to
+    /// `renew_deadline`; nobody leads meanwhile, and nothing may say so).
     pub(super) fn end_validity(&self) {
-        self.leadership.end();
-        self.inner.publish_term(None);
-    }
-
-    /// Withdraws the term from state, gauge and health check and calls
-    /// `on_stopped_leading`, once.
-    pub(super) fn close(&mut self) {
-        if !std::mem::replace(&mut self.open, false) {
-            return;
-        }
         self.leadership.end();
         self.inner.set_term(None);
         self.inner.publish_term(None);
         metrics::leader_off(&self.inner.config.name);
+    }
+
+    /// Ends validity (if not yet) and calls `on_stopped_leading`, once:
+    /// after the release, as client-go does.
+    pub(super) fn close(&mut self) {
+        if !std::mem::replace(&mut self.open, false) {
+            return;
+        }
+        self.end_validity();
         if let Some(cb) = &self.inner.on_stopped {
             cb();
         }
