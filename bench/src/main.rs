@@ -190,13 +190,18 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
         let f = etcd.factory.as_ref();
         let lock = format!("bench-fair-{}", settle.as_millis());
         let (mut t, mut e) = (Samples::default(), Samples::default());
-        let (mut r, mut rt) = (Samples::default(), Samples::default());
+        let (mut r, mut rt, mut st) = (Samples::default(), Samples::default(), Samples::default());
         let (mut tp, mut rp, mut rtp) = (Phases::default(), Phases::default(), Phases::default());
+        let mut sp = Phases::default();
         for _ in 0..runs.div_ceil(BLOCK) {
             let (s, p) = measure::release_phases(f, &lock, BLOCK, settle).await;
             t.extend(s);
             tp.extend(p);
             e.extend(peers::etcd_election_handoff(&endpoints, BLOCK, settle).await);
+            let store_lock = format!("{lock}-store");
+            let (s, p) = measure::store_handoff(f, &store_lock, BLOCK, settle).await;
+            st.extend(s);
+            sp.extend(p);
             let (s, p) = raw_etcd.raw_handoff(BLOCK, settle, false).await;
             r.extend(s);
             rp.extend(p);
@@ -206,6 +211,7 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
         }
         if settle == SETTLED {
             steps.push(("etcd: tenure".into(), tp, true));
+            steps.push(("etcd: tenure's store alone (no engine)".into(), sp, false));
             steps.push(("etcd: raw hand-off".into(), rp, false));
             steps.push((
                 "etcd: raw hand-off with tenure's compares".into(),
@@ -215,6 +221,12 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
         }
         line("etcd", "tenure (watch)", waiter, &t);
         line("etcd", "etcd election (campaign / resign)", waiter, &e);
+        line(
+            "etcd",
+            "tenure's EtcdStore alone: update (release), watch event, update (swap); no engine",
+            waiter,
+            &st,
+        );
         line(
             "etcd",
             "raw hand-off: Txn release, watch event, Txn swap (etcd-client, no tenure)",
@@ -244,6 +256,18 @@ async fn fair_handoff(benches: &[Bench], runs: usize) {
             line("redis", "tenure (watch)", waiter, &t);
             if settle == SETTLED {
                 steps.push(("redis: tenure".into(), p, true));
+            }
+            let store_lock = format!("{lock}-store");
+            let (t, p) =
+                measure::store_handoff(b.factory.as_ref(), &store_lock, runs, settle).await;
+            line(
+                "redis",
+                "tenure's RedisStore alone: update (release), watch event, update (swap); no engine",
+                waiter,
+                &t,
+            );
+            if settle == SETTLED {
+                steps.push(("redis: tenure's store alone (no engine)".into(), p, false));
             }
         }
         if let Some((raw, label)) = &b.raw {

@@ -315,3 +315,67 @@ impl LockStore for ReadBeforeWrite {
         self.0.describe()
     }
 }
+
+/// The release hand-off through tenure's stores alone, without its engine:
+/// two stores on the lock, each with its own client; the leader writes the
+/// free record, a waiter task swaps on the version its watch shows as soon
+/// as the event comes. Timed like [`release_phases`] from the release
+/// write, so set beside it the difference is the engine's.
+pub async fn store_handoff(
+    f: &dyn StoreFactory,
+    lock: &str,
+    runs: usize,
+    settle: Duration,
+) -> (Samples, Phases) {
+    use futures::StreamExt;
+    use tenure_core::WatchEvent;
+    let stamps = Arc::new(Stamps::default());
+    let leader = f.open(lock).await.expect("open the lock");
+    let waiter = f.open(lock).await.expect("open the lock");
+    let held = LeaderRecord::held_by("bench-waiter", DEFAULT.lease);
+    let free = LeaderRecord::default();
+    let mut version = match leader.get().await.expect("read the lock") {
+        None => leader.create(&held).await.expect("create the lock"),
+        Some(v) => leader
+            .update(&held, &v.version)
+            .await
+            .expect("take the lock"),
+    };
+    let mut events = waiter.watch().await.expect("watch").expect("a watch");
+    let (done_tx, mut done) = tokio::sync::mpsc::channel::<Version>(1);
+    let waiter_task = {
+        let stamps = stamps.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                let WatchEvent::Put(v) = event else { continue };
+                if !v.record.is_free() {
+                    continue; // our own swap
+                }
+                stamps.mark(|m| &mut m.event, true);
+                stamps.mark(|m| &mut m.swap_sent, true);
+                let written = waiter.update(&held, &v.version).await.expect("swap");
+                stamps.mark(|m| &mut m.swap_done, true);
+                if done_tx.send(written).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let (mut samples, mut phases) = (Samples::default(), Phases::default());
+    for _ in 0..runs {
+        tokio::time::sleep(settle).await;
+        stamps.reset();
+        let t = Instant::now();
+        stamps.mark(|m| &mut m.release, false);
+        leader.update(&free, &version).await.expect("release");
+        version = tokio::time::timeout(Duration::from_secs(5), done.recv())
+            .await
+            .expect("the waiter swapped within 5 s")
+            .expect("the waiter swapped");
+        let seen = Instant::now();
+        samples.push(seen - t);
+        phases.push(t, stamps.marks(), seen);
+    }
+    waiter_task.abort();
+    (samples, phases)
+}
