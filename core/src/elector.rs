@@ -302,7 +302,9 @@ impl LeaderElector {
     }
 
     /// client-go's health check: fails when we believe we lead but have not
-    /// renewed for `lease_duration + max_tolerable_expired`.
+    /// renewed for `lease_duration + max_tolerable_expired`. A candidate
+    /// whose term's validity has ended (stepping down, its release still
+    /// being written) does not believe it leads, and is healthy.
     pub fn check(&self, max_tolerable_expired: Duration) -> Result<(), HealthError> {
         let term = self.inner.term.lock().unwrap_or_else(|e| e.into_inner());
         let Some(term) = term.as_ref() else {
