@@ -137,7 +137,17 @@ pub struct EtcdClient {
     prefix: String,
     request_timeout: Duration,
     tls: bool,
+    /// The calls in flight its stores may have at once, shared by them.
+    slots: Arc<tokio::sync::Semaphore>,
+    max_calls_in_flight: usize,
 }
+
+/// The calls in flight an [`EtcdClient`]'s stores may have at once unless
+/// [`EtcdClientBuilder::max_calls_in_flight`] says otherwise. 10,000 locks
+/// starting together otherwise put 10,000 calls on the server at once, and
+/// those queued past the request timeout fail and wait a retry period
+/// before their next attempt (see BENCHMARKS.md, many locks).
+pub const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 64;
 
 impl fmt::Debug for EtcdClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -147,6 +157,7 @@ impl fmt::Debug for EtcdClient {
             .field("prefix", &self.prefix)
             .field("tls", &self.tls)
             .field("request_timeout", &self.request_timeout)
+            .field("max_calls_in_flight", &self.max_calls_in_flight)
             .finish()
     }
 }
@@ -175,6 +186,7 @@ impl EtcdClient {
                 request_timeout: self.request_timeout,
                 tls: self.tls,
                 cluster: self.endpoints.len() > 1,
+                slots: self.slots.clone(),
             }),
         })
     }
@@ -195,6 +207,7 @@ pub struct EtcdClientBuilder {
     password: Option<Password>,
     tls: Option<EtcdTls>,
     request_timeout: Duration,
+    max_calls_in_flight: usize,
 }
 
 impl EtcdClientBuilder {
@@ -206,6 +219,7 @@ impl EtcdClientBuilder {
             password: None,
             tls: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
         }
     }
 
@@ -247,6 +261,26 @@ impl EtcdClientBuilder {
         self
     }
 
+    /// At most `max` calls of the client's stores in flight at once
+    /// (default [`DEFAULT_MAX_CALLS_IN_FLIGHT`]); the others wait their
+    /// turn, in order, and the wait counts against their request timeout.
+    /// Watches do not count. 0 is refused by
+    /// [`build`](Self::build).
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tenure_core::StoreError> {
+    /// use tenure_etcd::EtcdClient;
+    /// let client = EtcdClient::builder(["http://127.0.0.1:2379"])
+    ///     .max_calls_in_flight(16)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn max_calls_in_flight(mut self, max: usize) -> Self {
+        self.max_calls_in_flight = max;
+        self
+    }
+
     /// Validates the settings and creates the client.
     ///
     /// Without a user this makes no round trip: the connection is made on
@@ -270,6 +304,11 @@ impl EtcdClientBuilder {
         if self.request_timeout.is_zero() {
             return Err(StoreError::invalid_config(
                 "request_timeout must be greater than 0",
+            ));
+        }
+        if self.max_calls_in_flight == 0 {
+            return Err(StoreError::invalid_config(
+                "max_calls_in_flight must be at least 1",
             ));
         }
         let mut options = ConnectOptions::new()
@@ -312,6 +351,8 @@ impl EtcdClientBuilder {
             prefix: self.prefix,
             request_timeout: self.request_timeout,
             tls: self.tls.is_some(),
+            slots: Arc::new(tokio::sync::Semaphore::new(self.max_calls_in_flight)),
+            max_calls_in_flight: self.max_calls_in_flight,
         };
         tracing::debug!(client = ?client, "etcd client ready");
         Ok(client)
