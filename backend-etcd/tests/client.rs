@@ -5,18 +5,19 @@ use std::time::{Duration, Instant};
 
 use tenure_conformance::fixtures::etcd::EtcdServer;
 use tenure_conformance::{Fault, FaultProxy};
-use tenure_core::{LockStore, StoreError};
-use tenure_etcd::EtcdClient;
+use tenure_core::{LeaderRecord, LockStore, StoreError, Version};
+use tenure_etcd::{EtcdClient, EtcdStore};
 
 /// The delay the proxy adds to each direction of every chunk.
 const LATENCY: Duration = Duration::from_millis(100);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_has_at_most_its_cap_of_calls_in_flight() {
-    // Eight locks read at once through a proxy that delays each direction by
-    // 100 ms: every read takes at least 200 ms. With a cap of 2 they go in
-    // four turns, so the last answers no sooner than 4 × 200 ms after the
-    // start. (Without the cap all eight are on the wire together.)
+    // Eight locks renewed at once through a proxy that delays each
+    // direction by 100 ms: every renewal takes at least 200 ms. With a cap
+    // of 2 they go in four turns, so the last answers no sooner than
+    // 4 × 200 ms after the start. (Without the cap all eight are on the
+    // wire together.)
     const LOCKS: u32 = 8;
     const CAP: usize = 2;
     let etcd = EtcdServer::start();
@@ -27,23 +28,33 @@ async fn a_client_has_at_most_its_cap_of_calls_in_flight() {
         .build()
         .await
         .unwrap();
-    let stores: Vec<_> = (0..LOCKS)
-        .map(|i| client.store(&format!("capped-{i}")).unwrap())
-        .collect();
-    // The connection is made (and warm) before the delay starts.
-    stores[0].get().await.unwrap();
+    let record = LeaderRecord::held_by("leader", Duration::from_secs(15));
+    let mut held = Vec::new();
+    for i in 0..LOCKS {
+        let store = client.store(&format!("capped-{i}")).unwrap();
+        let version = write(&store, &record).await;
+        held.push((store, version));
+    }
     proxy.set(Fault::Latency(LATENCY));
     let start = Instant::now();
-    let reads = stores.iter().map(|s| s.get());
-    for read in futures::future::join_all(reads).await {
-        read.unwrap();
+    let renewals = held.iter().map(|(s, v)| s.update(&record, v));
+    for renewal in futures::future::join_all(renewals).await {
+        renewal.unwrap();
     }
     let took = start.elapsed();
     let turns = LOCKS / CAP as u32;
     assert!(
         took >= turns * 2 * LATENCY,
-        "{LOCKS} reads with a cap of {CAP} took {took:?}: more than {CAP} were in flight at once"
+        "{LOCKS} renewals with a cap of {CAP} took {took:?}: more than {CAP} were in flight at once"
     );
+}
+
+/// Writes `record` over whatever the lock holds; its version.
+async fn write(store: &EtcdStore, record: &LeaderRecord) -> Version {
+    match store.get().await.unwrap() {
+        None => store.create(record).await.unwrap(),
+        Some(v) => store.update(record, &v.version).await.unwrap(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
