@@ -184,8 +184,11 @@ async fn a_candidate_stepping_down_is_healthy_while_its_release_is_slow() {
     let t = Timeline::default();
     let leader = start(store.clone(), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
-    // The release gives up at `renew_deadline` (10 s): 9 s into it, the
-    // last renew is 19 s old, past the 15 s lease.
+    // The release gives up at `renew_deadline` (10 s). The check dates the
+    // last renew at the term's validity minus `renew_deadline`; ending
+    // validity at the shutdown moves that to 10 s before it. So 9 s into
+    // the release, a term still counted would be 19 s without a renew,
+    // past the 15 s lease (the old code failed here with `since: 19s`).
     store.set(tenure_core::testing::Fault::Slow(20 * SEC));
     leader.shutdown.cancel();
     tokio::time::sleep(9 * SEC).await;

@@ -30,6 +30,8 @@ pub(super) struct Term {
     version: Version,
     work: AbortOnDrop<()>,
     work_returned: bool,
+    /// Validity ended and withdrawn from state, gauge and health check.
+    ended: bool,
     open: bool,
 }
 
@@ -67,6 +69,7 @@ impl Term {
             version,
             work,
             work_returned: false,
+            ended: false,
             open: true,
         }
     }
@@ -115,7 +118,12 @@ impl Term {
     /// and withdraws the term from state, gauge and health check: before
     /// anything else happens to the lock (a release may take up to
     /// `renew_deadline`; nobody leads meanwhile, and nothing may say so).
-    pub(super) fn end_validity(&self) {
+    /// Once only: the gauge is keyed by the lock's name, so a second
+    /// "off" after the release could reset another elector's "on".
+    pub(super) fn end_validity(&mut self) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
         self.leadership.end();
         self.inner.set_term(None);
         self.inner.publish_term(None);
