@@ -137,17 +137,11 @@ pub struct EtcdClient {
     prefix: String,
     request_timeout: Duration,
     tls: bool,
-    /// The calls in flight its stores may have at once, shared by them.
-    slots: Arc<tokio::sync::Semaphore>,
-    max_calls_in_flight: usize,
+    /// The calls in flight its stores may have at once, shared by them
+    /// (none: no cap).
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    max_calls_in_flight: Option<usize>,
 }
-
-/// The calls in flight an [`EtcdClient`]'s stores may have at once unless
-/// [`EtcdClientBuilder::max_calls_in_flight`] says otherwise. 10,000 locks
-/// starting together otherwise put 10,000 calls on the server at once, and
-/// those queued past the request timeout fail and wait a retry period
-/// before their next attempt (see BENCHMARKS.md, many locks).
-pub const DEFAULT_MAX_CALLS_IN_FLIGHT: usize = 64;
 
 impl fmt::Debug for EtcdClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -207,7 +201,7 @@ pub struct EtcdClientBuilder {
     password: Option<Password>,
     tls: Option<EtcdTls>,
     request_timeout: Duration,
-    max_calls_in_flight: usize,
+    max_calls_in_flight: Option<usize>,
 }
 
 impl EtcdClientBuilder {
@@ -219,7 +213,7 @@ impl EtcdClientBuilder {
             password: None,
             tls: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_calls_in_flight: DEFAULT_MAX_CALLS_IN_FLIGHT,
+            max_calls_in_flight: None,
         }
     }
 
@@ -261,11 +255,20 @@ impl EtcdClientBuilder {
         self
     }
 
-    /// At most `max` calls of the client's stores in flight at once
-    /// (default [`DEFAULT_MAX_CALLS_IN_FLIGHT`]); the others wait their
-    /// turn, in order, and the wait counts against their request timeout.
-    /// Watches do not count. 0 is refused by
-    /// [`build`](Self::build).
+    /// At most `max` calls of the client's stores in flight at once (no
+    /// cap unless set); the others wait their turn, in order, and the wait
+    /// counts against their request timeout. Watches do not count. 0 is
+    /// refused by [`build`](Self::build).
+    ///
+    /// For thousands of locks on one client that start together: without
+    /// a cap they put thousands of calls on the server at once, and those
+    /// queued past the request timeout fail and wait a retry period before
+    /// their next attempt (10,000 locks: all held after 73 s without a cap,
+    /// 5–7 s with 64; see BENCHMARKS.md, many locks). The cap couples the
+    /// locks: a member that accepts calls and never answers holds a slot
+    /// per call for the whole request timeout, and enough of them stall
+    /// every lock of the client; and it bounds how many writes the server
+    /// can batch. So it is off by default.
     ///
     /// ```no_run
     /// # async fn f() -> Result<(), tenure_core::StoreError> {
@@ -277,7 +280,7 @@ impl EtcdClientBuilder {
     /// # Ok(()) }
     /// ```
     pub fn max_calls_in_flight(mut self, max: usize) -> Self {
-        self.max_calls_in_flight = max;
+        self.max_calls_in_flight = Some(max);
         self
     }
 
@@ -306,7 +309,7 @@ impl EtcdClientBuilder {
                 "request_timeout must be greater than 0",
             ));
         }
-        if self.max_calls_in_flight == 0 {
+        if self.max_calls_in_flight == Some(0) {
             return Err(StoreError::invalid_config(
                 "max_calls_in_flight must be at least 1",
             ));
@@ -351,7 +354,9 @@ impl EtcdClientBuilder {
             prefix: self.prefix,
             request_timeout: self.request_timeout,
             tls: self.tls.is_some(),
-            slots: Arc::new(tokio::sync::Semaphore::new(self.max_calls_in_flight)),
+            slots: self
+                .max_calls_in_flight
+                .map(|max| Arc::new(tokio::sync::Semaphore::new(max))),
             max_calls_in_flight: self.max_calls_in_flight,
         };
         tracing::debug!(client = ?client, "etcd client ready");

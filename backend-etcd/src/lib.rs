@@ -50,7 +50,7 @@ mod store;
 mod watch;
 
 pub use builder::{
-    DEFAULT_MAX_CALLS_IN_FLIGHT, DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, EtcdClient,
-    EtcdClientBuilder, EtcdStoreBuilder, EtcdTls,
+    DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, EtcdClient, EtcdClientBuilder, EtcdStoreBuilder,
+    EtcdTls,
 };
 pub use store::EtcdStore;

@@ -32,8 +32,8 @@ pub(crate) struct Inner {
     pub(crate) tls: bool,
     /// More than one endpoint: retry calls that could not connect.
     pub(crate) cluster: bool,
-    /// The client's cap on calls in flight, shared by its stores.
-    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+    /// The client's cap on calls in flight, shared by its stores, if set.
+    pub(crate) slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -108,7 +108,10 @@ impl EtcdStore {
         let deadline = tokio::time::Instant::now() + self.inner.request_timeout;
         let attempts = async {
             // Waiting for a slot counts against the timeout.
-            let _slot = self.inner.slots.acquire().await;
+            let _slot = match &self.inner.slots {
+                Some(slots) => slots.acquire().await.ok(),
+                None => None,
+            };
             loop {
                 match call().await {
                     Err(e) if self.inner.cluster && is_connect_error(&e) => {

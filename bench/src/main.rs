@@ -563,6 +563,10 @@ async fn scale_all(
     if let Some(max) = kube_max_in_flight() {
         println!("The shared watch caps requests in flight at {max}.\n");
     }
+    match etcd_max_in_flight() {
+        0 => println!("The etcd client has no cap on calls in flight.\n"),
+        max => println!("The etcd client caps calls in flight at {max} (`max_calls_in_flight`).\n"),
+    }
     println!(
         "Each lock has two candidates in this process, a leader and a follower; clients: {}. Each row is a process of its own, with a server of its own.",
         if separate {
@@ -610,6 +614,7 @@ async fn scale_all(
             if let Some(max) = kube_max_in_flight() {
                 cmd.args(["--kube-max-in-flight", &max.to_string()]);
             }
+            cmd.args(["--etcd-max-in-flight", &etcd_max_in_flight().to_string()]);
             let out = cmd.output().expect("run a scale child");
             let text = String::from_utf8_lossy(&out.stdout);
             let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
@@ -632,6 +637,16 @@ fn kube_max_in_flight() -> Option<usize> {
     let args: Vec<String> = std::env::args().collect();
     let i = args.iter().position(|a| a == "--kube-max-in-flight")?;
     args.get(i + 1)?.parse().ok()
+}
+
+/// `--etcd-max-in-flight N`: the scale run's shared `EtcdClient` has at
+/// most N calls in flight (default 64; 0: no cap, the client's default).
+fn etcd_max_in_flight() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--etcd-max-in-flight")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(64)
 }
 
 /// Set in a scale child's environment.
@@ -673,7 +688,7 @@ async fn scale_target(name: &str, separate: bool) -> scale::Target {
             let port = etcd.server.addr().port();
             let c = etcd.clone();
             Target {
-                open: stores::etcd_opener(etcd, separate),
+                open: stores::etcd_opener(etcd, separate, etcd_max_in_flight()),
                 count: Some(Box::new(move || {
                     let c = c.clone();
                     Box::pin(async move { c.requests().await })

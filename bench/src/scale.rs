@@ -245,6 +245,11 @@ async fn one_size(
     for k in 0..HANDOFFS.min(n) {
         let i = k * n / HANDOFFS.min(n);
         let follower = &followers.electors[i];
+        if follower.is_leader() {
+            // Its leader lost the term already: no hand-off to time.
+            eprintln!("lock {i}: the follower already leads; hand-off not timed");
+            continue;
+        }
         let mut state = follower.subscribe();
         let task = leader_tasks[i].take().expect("a leader");
         let t = Instant::now();

@@ -624,8 +624,13 @@ pub fn redis_opener(f: Arc<RedisFactory>, separate: bool) -> crate::scale::OpenF
     })
 }
 
-/// Opens etcd locks for the scale run (see [`redis_opener`]).
-pub fn etcd_opener(f: Arc<EtcdFactory>, separate: bool) -> crate::scale::OpenFn {
+/// Opens etcd locks for the scale run (see [`redis_opener`]); the shared
+/// client has at most `max_in_flight` calls in flight (0: no cap).
+pub fn etcd_opener(
+    f: Arc<EtcdFactory>,
+    separate: bool,
+    max_in_flight: usize,
+) -> crate::scale::OpenFn {
     let shared = Arc::new(tokio::sync::OnceCell::new());
     Box::new(move |lock| {
         let (f, shared) = (f.clone(), shared.clone());
@@ -634,7 +639,14 @@ pub fn etcd_opener(f: Arc<EtcdFactory>, separate: bool) -> crate::scale::OpenFn 
                 return f.open_lock(&lock).await;
             }
             let client = shared
-                .get_or_try_init(|| tenure_etcd::EtcdClient::builder(f.server.endpoints()).build())
+                .get_or_try_init(|| {
+                    let builder = tenure_etcd::EtcdClient::builder(f.server.endpoints());
+                    match max_in_flight {
+                        0 => builder,
+                        max => builder.max_calls_in_flight(max),
+                    }
+                    .build()
+                })
                 .await?;
             Ok(Arc::new(client.store(&lock)?) as Arc<dyn LockStore>)
         })
