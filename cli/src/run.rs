@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// Istio-style priority key written with the record.
     #[arg(long, default_value = "")]
     holder_key: String,
+    /// How often the term's validity is copied to the supervisor's
+    /// deadline. For tests only: a long period makes the supervisor stop
+    /// the command at a deadline the term outlives.
+    #[arg(long, default_value = "2ms", value_parser = parse_duration, hide = true)]
+    deadline_sync: Duration,
     /// The command to run while leader.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -76,6 +81,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         argv: args.command.clone(),
         lock: store.describe(),
         grace: timing.grace,
+        sync: args.deadline_sync,
     };
     let mut signals = Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
     say(format!("{identity} campaigning for {}", store.describe()));
@@ -121,6 +127,10 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
                 return Ok(code);
             }
             Some(Outcome::Failed(message)) => return Err(Failure::runtime(message)),
+            Some(Outcome::SteppedDown) => {
+                say("released; campaigning again");
+                continue;
+            }
             None => {}
         }
         let stop_kind = *stop.lock().unwrap();
@@ -153,6 +163,9 @@ struct Timing {
 
 impl Timing {
     fn from_args(args: &RunArgs) -> Result<Timing, Failure> {
+        if args.deadline_sync.is_zero() {
+            return Err(Failure::input("--deadline-sync must be greater than 0"));
+        }
         if args.lease_duration <= args.renew_deadline {
             return Err(Failure::input(format!(
                 "invalid timing: lease-duration ({:?}) must be greater than renew-deadline ({:?})",

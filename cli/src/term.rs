@@ -15,19 +15,18 @@ use tokio::process::{Child, Command};
 use crate::output::say;
 use crate::supervisor::{SUBCOMMAND, monotonic_ns};
 
-/// How often the term's validity is copied to the supervisor's deadline.
-/// A late copy only makes the deadline earlier than the term's, never later:
-/// safe, but a renew that lands within one period of the old deadline then
-/// stops the command while the term goes on, and `tenure run` gives up (the
-/// open finding in RELIABILITY.md). A short period keeps that window small.
-const SYNC: Duration = Duration::from_millis(2);
-
 /// What the command needs besides its arguments.
 #[derive(Clone, Debug)]
 pub struct CommandSpec {
     pub argv: Vec<String>,
     pub lock: String,
     pub grace: Duration,
+    /// How often the term's validity is copied to the supervisor's
+    /// deadline (2 ms unless a test says otherwise). A late copy only makes
+    /// the deadline earlier than the term's, never later: safe, but a renew
+    /// that lands within one period of the old deadline then stops the
+    /// command while the term goes on.
+    pub sync: Duration,
 }
 
 /// How a term's command ended, when that ends the whole `tenure run`.
@@ -37,6 +36,10 @@ pub enum Outcome {
     Exited(u8),
     /// Something failed: the message says what.
     Failed(String),
+    /// The command was stopped at a deadline the term then outlived (a
+    /// renew landed just before it): end the term (release) and campaign
+    /// again, so a new command runs only in a new term, with a new token.
+    SteppedDown,
 }
 
 /// Where the outcome of a term is left for `run` to find.
@@ -68,7 +71,7 @@ pub async fn lead(
     let mut sent = leadership.valid_until();
     let mut group: Option<libc::pid_t> = None;
     let mut stop_sent = false;
-    let mut tick = tokio::time::interval(SYNC);
+    let mut tick = tokio::time::interval(spec.sync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -111,15 +114,18 @@ pub async fn lead(
                             // We were stopped or starved past the deadline:
                             // the engine ends the term at the same moment, by
                             // the same clock, once it runs again. Wait for it,
-                            // then campaign again; only a term that goes on
-                            // after its deadline (which cannot happen unless
-                            // the clocks disagree) ends the run.
+                            // then campaign again. A term that goes on (a
+                            // renew landed after the supervisor's last copy
+                            // of the deadline) is ended here: step down and
+                            // campaign again, for a new term and a new token.
                             let left = leadership
                                 .valid_until()
                                 .saturating_duration_since(tokio::time::Instant::now());
                             let ended = tokio::time::timeout(left + Duration::from_secs(1), leadership.cancelled()).await;
                             if ended.is_err() {
-                                fail(&outcome, &shutdown, "the command was stopped at the term's deadline, but the term went on".into());
+                                say("the command was stopped at a deadline the term outlived: stepping down to campaign again");
+                                outcome.lock().unwrap().get_or_insert(Outcome::SteppedDown);
+                                shutdown.cancel();
                             }
                         }
                         return;

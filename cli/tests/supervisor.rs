@@ -211,6 +211,53 @@ fn ctrl_z_steps_down_and_suspends_then_campaigns_again() {
 }
 
 #[test]
+fn a_command_stopped_at_a_deadline_the_term_outlived_steps_down_and_campaigns_again() {
+    // The supervisor stops the command at the deadline it was last told.
+    // With copies of the term's validity 60 s apart it is never told of a
+    // renew, so it stops the command at the first term's first deadline
+    // while the term goes on. The term must then end (released) and a new
+    // one begin with a new command and a higher token: never the run giving
+    // up, never a command restarted inside the same term.
+    let fx = fixture("stale-deadline");
+    let mut a = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["run", "--lock", &fx.url, "--identity", "a"])
+        .args(TIMING)
+        .args(["--deadline-sync", "60s"])
+        .args(["--", "sh", "-c", HEARTBEAT])
+        .env("LOG", &fx.log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tenure run");
+    let first = wait_for_line(&fx.log, Duration::from_secs(10), |l| l.kind == "start");
+    // Stopped 1.3 s after the win (renew deadline 2 s − grace 0.7 s); the
+    // run then waits up to the term's validity and 1 s for the term to end.
+    let limit = Instant::now() + Duration::from_secs(15);
+    let second = loop {
+        let started = lines(&fx.log)
+            .into_iter()
+            .find(|l| l.kind == "start" && l.pid != first.pid);
+        if let Some(line) = started {
+            break line;
+        }
+        if let Some(status) = a.try_wait().unwrap() {
+            panic!("tenure run gave up ({status}) instead of campaigning again");
+        }
+        assert!(Instant::now() < limit, "no new command within 15 s");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(
+        second.token > first.token,
+        "the new command runs in a new term: token {:?} after {:?}",
+        second.token,
+        first.token
+    );
+    assert!(is_gone(first.pid));
+    assert!(last_beat(&fx.log, "a", first.pid) < second.at);
+    stop_and_reap(a);
+}
+
+#[test]
 fn sighup_steps_down_and_exits() {
     let fx = fixture("sighup");
     let mut a = tenure_run(&fx, "a", HEARTBEAT, Stdio::null());
