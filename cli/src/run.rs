@@ -97,13 +97,13 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             }
         };
         let stop = Arc::new(Mutex::new(Stop::Exit));
-        let result = {
+        let (result, signalled) = {
             let campaign = elector.run(shutdown.clone(), work);
             tokio::pin!(campaign);
             let mut stopping = false;
             loop {
                 tokio::select! {
-                    result = &mut campaign => break result,
+                    result = &mut campaign => break (result, stopping),
                     stop_kind = signals.next(), if !stopping => {
                         stopping = true;
                         *stop.lock().unwrap() = stop_kind;
@@ -127,11 +127,12 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
                 return Ok(code);
             }
             Some(Outcome::Failed(message)) => return Err(Failure::runtime(message)),
-            Some(Outcome::SteppedDown) => {
+            // A signal that came meanwhile is obeyed below.
+            Some(Outcome::SteppedDown) if !signalled => {
                 say("released; campaigning again");
                 continue;
             }
-            None => {}
+            Some(Outcome::SteppedDown) | None => {}
         }
         let stop_kind = *stop.lock().unwrap();
         match stop_kind {
