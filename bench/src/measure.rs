@@ -10,7 +10,7 @@ use tenure_core::{
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::phases::{Phases, StampedStore, Stamps};
+use crate::phases::{Phases, StampedStore, Stamps, Timed};
 use crate::stats::Samples;
 
 /// Election timing.
@@ -361,21 +361,12 @@ pub async fn store_handoff(
             }
         })
     };
-    let (mut samples, mut phases) = (Samples::default(), Phases::default());
+    let mut timed = Timed::default();
     for _ in 0..runs {
-        tokio::time::sleep(settle).await;
-        stamps.reset();
-        let t = Instant::now();
-        stamps.mark(|m| &mut m.release, false);
+        let t = stamps.start_after(settle).await;
         leader.update(&free, &version).await.expect("release");
-        version = tokio::time::timeout(Duration::from_secs(5), done.recv())
-            .await
-            .expect("the waiter swapped within 5 s")
-            .expect("the waiter swapped");
-        let seen = Instant::now();
-        samples.push(seen - t);
-        phases.push(t, stamps.marks(), seen);
+        version = timed.finish(t, &stamps, &mut done).await;
     }
     waiter_task.abort();
-    (samples, phases)
+    (timed.samples, timed.phases)
 }

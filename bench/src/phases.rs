@@ -40,6 +40,16 @@ impl Stamps {
         *self.0.lock().unwrap()
     }
 
+    /// Starts one timed hand-off after `settle` of idleness: forgets the
+    /// last hand-off's marks and marks the release as sent now; its start.
+    pub async fn start_after(&self, settle: std::time::Duration) -> Instant {
+        tokio::time::sleep(settle).await;
+        self.reset();
+        let start = Instant::now();
+        self.mark(|m| &mut m.release, false);
+        start
+    }
+
     /// Sets one mark now, if not set yet; with `after_release`, only once
     /// the release was sent (earlier writes and events are not this
     /// hand-off's).
@@ -94,6 +104,34 @@ impl Phases {
         self.swap.extend(other.swap);
         self.to_seen.extend(other.to_seen);
         self.from_release.extend(other.from_release);
+    }
+}
+
+/// The timed hand-offs of one measure: each one's time and its steps.
+#[derive(Debug, Default)]
+pub struct Timed {
+    pub samples: Samples,
+    pub phases: Phases,
+}
+
+impl Timed {
+    /// Waits (at most 5 s) for the waiter's swap, which it reports on
+    /// `done`, and records the hand-off begun at `start`; what the waiter
+    /// reported (the version the leader releases next).
+    pub async fn finish<V>(
+        &mut self,
+        start: Instant,
+        stamps: &Stamps,
+        done: &mut tokio::sync::mpsc::Receiver<V>,
+    ) -> V {
+        let swapped = tokio::time::timeout(std::time::Duration::from_secs(5), done.recv())
+            .await
+            .expect("the waiter swapped within 5 s")
+            .expect("the waiter swapped");
+        let seen = Instant::now();
+        self.samples.push(seen - start);
+        self.phases.push(start, stamps.marks(), seen);
+        swapped
     }
 }
 

@@ -13,7 +13,7 @@ use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, Watch
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::phases::{Phases, Stamps};
+use crate::phases::{Phases, Stamps, Timed};
 use crate::stats::Samples;
 
 /// A factory whose stores count every call (the in-process "server side").
@@ -194,24 +194,15 @@ impl RedisFactory {
             })
         };
         let mut expected = format!(r#"{{"version":{version},"record":{held}}}"#);
-        let (mut samples, mut phases) = (Samples::default(), Phases::default());
+        let mut timed = Timed::default();
         for _ in 0..runs {
-            tokio::time::sleep(settle).await;
-            stamps.reset();
-            let t = Instant::now();
-            stamps.mark(|m| &mut m.release, false);
+            let t = stamps.start_after(settle).await;
             cas(&mut leader, expected, free.clone()).await;
-            let v = tokio::time::timeout(Duration::from_secs(5), done.recv())
-                .await
-                .expect("the waiter swapped within 5 s")
-                .expect("the waiter swapped");
-            let seen = Instant::now();
-            samples.push(seen - t);
-            phases.push(t, stamps.marks(), seen);
+            let v = timed.finish(t, &stamps, &mut done).await;
             expected = format!(r#"{{"version":{v},"record":{held}}}"#);
         }
         waiter_task.abort();
-        (samples, phases)
+        (timed.samples, timed.phases)
     }
 
     pub async fn raw_cas(&self, runs: usize) -> Samples {
@@ -382,27 +373,18 @@ impl EtcdFactory {
                 }
             })
         };
-        let (mut samples, mut phases) = (Samples::default(), Phases::default());
+        let mut timed = Timed::default();
         for _ in 0..runs {
-            tokio::time::sleep(settle).await;
-            stamps.reset();
-            let t = Instant::now();
-            stamps.mark(|m| &mut m.release, false);
+            let t = stamps.start_after(settle).await;
             let resp = leader
                 .txn(swap(key.clone(), rev, free.clone()))
                 .await
                 .unwrap();
             assert!(resp.succeeded());
-            rev = tokio::time::timeout(Duration::from_secs(5), done.recv())
-                .await
-                .expect("the waiter swapped within 5 s")
-                .expect("the waiter swapped");
-            let seen = Instant::now();
-            samples.push(seen - t);
-            phases.push(t, stamps.marks(), seen);
+            rev = timed.finish(t, &stamps, &mut done).await;
         }
         waiter_task.abort();
-        (samples, phases)
+        (timed.samples, timed.phases)
     }
 
     pub async fn raw_txn(&self, runs: usize) -> Samples {
