@@ -8,9 +8,10 @@ demo:
 test:
 	bash scripts/test.sh
 
-# Formatting and lints, as CI checks them.
+# Formatting, lints, every crate's feature sets built alone (cargo-hack,
+# installed by scripts/install-deps.sh) and each published crate's docs.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	python3 scripts/msrv.py
-	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --all-features --exclude tenure-cli
+	bash scripts/features.sh

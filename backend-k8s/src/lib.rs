@@ -40,11 +40,13 @@
 //!
 //! ## Kubernetes version
 //!
-//! The default feature `latest` turns on k8s-openapi's `latest` version
-//! feature (Kubernetes 1.37). The Lease and ConfigMap fields used here are
-//! the same in every supported version; a binary that selects its own
-//! k8s-openapi version feature depends on this crate with
-//! `default-features = false`.
+//! No Kubernetes version is on by default: as with every kube library, the
+//! application picks one in its own `k8s-openapi` dependency, e.g.
+//! `k8s-openapi = { version = "0.29", features = ["v1_35"] }` (k8s-openapi
+//! refuses to build without one). The optional feature `latest` turns on
+//! k8s-openapi's `latest` (Kubernetes 1.37) for applications that would
+//! rather not name k8s-openapi. The Lease and ConfigMap fields used here
+//! are the same in every supported version.
 #![warn(missing_docs)]
 
 mod builder;
