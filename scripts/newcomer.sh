@@ -21,10 +21,12 @@ expect() { # FILE PATTERN WHAT
 
 echo "newcomer.sh: make demo" >&2
 make demo 2>&1 | tee "$out"
-expect "$out" '^1\. election: [a-z]+ won in' "the election"
-expect "$out" '^   fail-over: [a-z]+ leads after' "the crash fail-over"
-expect "$out" '^   hand-off: [a-z]+ leads .* after [a-z]+ was told to stop' "the graceful hand-off"
-expect "$out" '^done in ' "the demo's end"
+# Each line reads `tenure [TIME] MESSAGE`.
+expect "$out" '\] 1\. election: [a-z]+ won in' "the election"
+expect "$out" '\] 2\. crash: [a-z]+ dies without releasing' "the crash"
+expect "$out" '\]    fail-over: [a-z]+ leads after' "the crash fail-over"
+expect "$out" '\]    hand-off: [a-z]+ leads .* after [a-z]+ was told to stop' "the graceful hand-off"
+expect "$out" '\] done in ' "the demo's end"
 
 echo "newcomer.sh: cargo run --example memory" >&2
 cargo run -q --example memory 2>&1 | tee "$out"

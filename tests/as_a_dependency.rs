@@ -72,12 +72,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {{
     let elector = LeaderElector::builder(store, "replica-1").build()?; // 15 s / 10 s / 2 s
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
-    elector.run(shutdown, move |leadership| async move {{
-        // Leading: do the singleton work until told to stop.
-        println!("leading, fencing token {{}}", leadership.fencing_token());
-        assert!(leadership.is_valid());
-        stop.cancel();
-        leadership.cancelled().await;
+    elector.run(shutdown, move |leadership| {{
+        let stop = stop.clone();
+        async move {{
+            // Leading: do the singleton work until told to stop.
+            println!("leading, fencing token {{}}", leadership.fencing_token());
+            assert!(leadership.is_valid());
+            stop.cancel();
+            leadership.cancelled().await;
+        }}
     }}).await?;
     println!("released");
     Ok(())
