@@ -84,6 +84,14 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         sync: args.deadline_sync,
     };
     let mut signals = Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        // If a supervisor dies, the processes its command started (which
+        // it, a subreaper, would have stopped) become our children, so
+        // they can be found and stopped before the lock is released.
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
     say(format!("{identity} campaigning for {}", store.describe()));
     loop {
         let shutdown = CancellationToken::new();

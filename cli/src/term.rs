@@ -83,7 +83,18 @@ pub async fn lead(
                     if let Some(pgid) = group {
                         signal_group(pgid, libc::SIGKILL);
                     }
-                    fail(&outcome, &shutdown, format!("the supervisor died ({status:?}); its command was killed"));
+                    // Processes that left the group (setsid, a double
+                    // fork) were the supervisor's to stop; reparented to
+                    // us (a subreaper too), they are ours now. The term is
+                    // kept (the engine renews while this work runs) until
+                    // every one is gone: only then may a successor start.
+                    let left = kill_descendants(Duration::from_secs(5)).await;
+                    let message = if left == 0 {
+                        format!("the supervisor died ({status:?}); its command and every process it started were killed")
+                    } else {
+                        format!("the supervisor died ({status:?}); {left} of its command's processes would not die")
+                    };
+                    fail(&outcome, &shutdown, message);
                     return;
                 };
                 let mut words = line.split_whitespace();
@@ -152,6 +163,31 @@ pub async fn lead(
 }
 
 /// Ends the run with `message` (printed once, as its last line).
+/// SIGKILLs and reaps every child of this process (after the supervisor
+/// died: the processes its command left behind, reparented to us) until
+/// none is left, for at most `limit`. Returns how many were left then
+/// (processes stuck in the kernel).
+async fn kill_descendants(limit: Duration) -> usize {
+    let me = std::process::id();
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        let children = crate::procfs::children_of(me);
+        if children.is_empty() || tokio::time::Instant::now() >= until {
+            return children.len();
+        }
+        for pid in children {
+            // SAFETY: kill(2) and a non-blocking waitpid(2) on our own
+            // children; a pid tokio also waits for is simply not ours to
+            // reap twice (waitpid then fails harmlessly).
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn fail(outcome: &OutcomeSlot, shutdown: &CancellationToken, message: String) {
     outcome
         .lock()

@@ -329,6 +329,43 @@ fn the_supervisors_death_kills_the_command() {
     assert!(err.contains("supervisor died"), "{err}");
 }
 
+#[test]
+fn the_supervisors_death_leaves_no_escaped_process_running_into_the_successors_term() {
+    // Issue 26 item 3: when the supervisor died, tenure killed the
+    // command's group and released at once; a process that had left the
+    // group (setsid) was reparented to init and kept running while the
+    // successor took the lock within milliseconds.
+    let fx = fixture("supervisor-death-escaped");
+    let script = r#"echo "start $TENURE_IDENTITY $$ $(date +%s%N) $TENURE_FENCING_TOKEN" >> "$LOG"
+setsid sh -c 'while :; do echo "beat $TENURE_IDENTITY $$ $(date +%s%N)" >> "$LOG"; sleep 0.01; done' &
+wait"#;
+    let mut a = tenure_run(&fx, "a", script, Stdio::null());
+    wait_for_line(&fx.log, Duration::from_secs(10), |l| {
+        l.kind == "start" && l.id == "a"
+    });
+    let escaped = wait_for_line(&fx.log, Duration::from_secs(5), |l| {
+        l.kind == "beat" && l.id == "a"
+    })
+    .pid;
+    let b = tenure_run(&fx, "b", HEARTBEAT, Stdio::null());
+    std::thread::sleep(Duration::from_secs(1));
+    signal(supervisor_of(a.id()), libc::SIGKILL);
+    let second = wait_for_line(&fx.log, 3 * LEASE, |l| l.kind == "start" && l.id == "b");
+    std::thread::sleep(Duration::from_millis(500));
+    let last = last_beat(&fx.log, "a", escaped);
+    let alive = !is_gone(escaped);
+    // Whatever happened, leave nothing behind.
+    signal(escaped, libc::SIGKILL);
+    let _ = a.wait();
+    stop_and_reap(b);
+    assert!(!alive, "the escaped loop (pid {escaped}) outlived the dead supervisor");
+    assert!(
+        last < second.at,
+        "the escaped loop beat {:.1} ms into b's term",
+        (last - second.at) as f64 / 1e6
+    );
+}
+
 /// The one case no local process can close: tenure, its supervisor and the
 /// command all frozen (a paused VM, a frozen cgroup), then resumed together
 /// after the successor took over. Prints how long the old command ran on

@@ -50,6 +50,18 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// operator, a garbage collector, an expiry or a data loss would.
     async fn delete(&self, lock: &str);
 
+    /// Erases the lock's record in place, from outside tenure, leaving its
+    /// object: on Kubernetes a Lease's spec cleared (a common "force
+    /// failover" patch) or a ConfigMap's leader annotation stripped
+    /// (`kubectl replace`, `helm --force`). The default writes a blank
+    /// record (no holder, no lease) with [`put_raw`](Self::put_raw), as a
+    /// tool blanking the value of a key-value store would.
+    async fn erase(&self, lock: &str) {
+        let mut blank = tenure_core::LeaderRecord::default();
+        blank.lease_duration = Duration::ZERO;
+        self.put_raw(lock, &tenure_core::record::to_json(&blank)).await;
+    }
+
     /// Writes to the lock's object from outside tenure without changing the
     /// record: another tool's annotation or label on Kubernetes, the same
     /// bytes written again elsewhere. Where the store versions the object,

@@ -132,6 +132,7 @@ macro_rules! conformance_tests {
             follower_reports_each_new_leader_once,
             unreachable_leader_steps_down_and_is_replaced,
             deleted_record_is_not_a_free_lock,
+            erased_record_is_not_a_free_lock,
             foreign_write_is_not_a_renewal
         );
     };

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use crate::campaign::Campaign;
 use crate::clock::{Clock, TokioClock};
+use crate::planted::{self, Bug};
 use crate::config::{ConfigError, ElectionConfig, KeyComparison};
 use crate::leadership::{ElectionState, Leadership};
 use crate::store::{LockStore, StoreError};
@@ -287,13 +288,34 @@ impl LeaderElector {
     }
 
     /// The state now.
+    ///
+    /// `is_leader` and `fencing_token` are checked against the term's
+    /// validity by the clock when read, so they turn off when validity
+    /// ends even if the election task has not run since (a starved
+    /// runtime); a subscriber is woken when the task gets to it.
     pub fn state(&self) -> ElectionState {
-        self.inner.state.borrow().clone()
+        let mut state = self.inner.state.borrow().clone();
+        if state.is_leader && !self.term_is_valid() {
+            state.is_leader = false;
+            state.fencing_token = None;
+        }
+        state
     }
 
-    /// True while this candidate leads.
+    /// True while this candidate leads: its term has begun and its validity
+    /// has not ended by the clock now (whether or not the election task
+    /// has run since).
     pub fn is_leader(&self) -> bool {
-        self.inner.state.borrow().is_leader
+        self.inner.state.borrow().is_leader && self.term_is_valid()
+    }
+
+    /// The current term's validity, by the clock now.
+    fn term_is_valid(&self) -> bool {
+        if planted::is(Bug::StateLagsValidity) {
+            return true;
+        }
+        let term = self.inner.term.lock().unwrap_or_else(|e| e.into_inner());
+        term.as_ref().is_some_and(Leadership::is_valid)
     }
 
     /// The holder this candidate last observed.

@@ -52,6 +52,11 @@ mod planted {
         ValidityFromReply,
         DeletedRecordIsFree,
         ChangeByVersion,
+        TakeoverIgnoresFloor,
+        ErasedRecordIsFree,
+        AdoptOtherIncarnation,
+        StateLagsValidity,
+        LockDelayIgnoresGaps,
     }
 
     #[inline(always)]

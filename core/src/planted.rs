@@ -16,6 +16,19 @@ pub enum Bug {
     DeletedRecordIsFree,
     /// A new version counts as a change even when the record is the same.
     ChangeByVersion,
+    /// A takeover's token comes from the record and the tokens seen only,
+    /// never from the store's floor.
+    TakeoverIgnoresFloor,
+    /// A record erased in place (no holder, no lease) is a free lock.
+    ErasedRecordIsFree,
+    /// A leader's renew adopts any record with its identity and token,
+    /// also one another incarnation wrote.
+    AdoptOtherIncarnation,
+    /// `is_leader` and the state follow the election task, not validity.
+    StateLagsValidity,
+    /// `lock_delay` counts from the first time no record was found, across
+    /// any gap in the candidate's view.
+    LockDelayIgnoresGaps,
 }
 
 thread_local! {

@@ -70,6 +70,31 @@ impl LeaderRecord {
         self.holder_identity.is_empty()
     }
 
+    /// True when the lock was released by its holder: free, with a lease
+    /// (tenure and client-go write 1 s). Only such a record may be taken at
+    /// once.
+    pub fn is_released(&self) -> bool {
+        self.is_free() && !self.is_erased()
+    }
+
+    /// True when the record was erased in place: no holder and no lease,
+    /// as Kubernetes reads a Lease whose spec was cleared or a ConfigMap
+    /// whose leader annotation was stripped. No holder writes that (a
+    /// release keeps a lease), so the engine treats it as a missing record:
+    /// a lease is waited from finding it, as after a deletion.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tenure_core::LeaderRecord;
+    /// let mut r = LeaderRecord::default(); // a release: lease 1 s
+    /// assert!(r.is_released() && !r.is_erased());
+    /// r.lease_duration = Duration::ZERO;
+    /// assert!(r.is_erased() && !r.is_released());
+    /// ```
+    pub fn is_erased(&self) -> bool {
+        self.is_free() && self.lease_duration.is_zero()
+    }
+
     /// The holder, when the record names one: `None` for a free lock and
     /// for [`UNKNOWN_HOLDER`] (a lock that is held, by whom is not known).
     ///

@@ -277,6 +277,52 @@ async fn a_stale_low_token_in_the_store_never_lowers_the_next_term_token() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_takeover_by_a_candidate_that_never_saw_the_higher_tokens_goes_above_the_floor() {
+    // Issue 26 item 2: a stale low token sits in the store (a create whose
+    // raise to the floor never ran, a store restored from an old snapshot)
+    // and a candidate that never saw the higher tokens (new, restarted)
+    // takes it over. Its token must come from the store's floor too, not
+    // only from the record and what it saw: before the fix it was 1.
+    let store = memory();
+    // Earlier terms reached token 7; the record is gone now.
+    store.create(&held("earlier", 1, 7)).await.unwrap();
+    store.delete();
+    // A late create with a stale token, never renewed.
+    store.create(&held("late", 15, 0)).await.unwrap();
+    let t = Timeline::default();
+    let a = start(Arc::new(store.clone()), spec("a"), &t);
+    wait_until(15 * SEC + POLL + SEC, || a.elector.is_leader()).await;
+    let token = a.elector.state().fencing_token.unwrap();
+    assert!(
+        token > 7,
+        "took over with token {token}, at or below the 7 already issued"
+    );
+    assert_eq!(record(&store).await.leader_transitions, token);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_of_another_incarnation_with_our_identity_and_token_is_not_adopted() {
+    // Issue 26 item 6: on a store without a floor (Kubernetes), two live
+    // incarnations with one identity can both hold token 0. A leader whose
+    // renew conflicts must not adopt the other's record (same identity,
+    // same token, its own acquire time) and renew over it: both would lead.
+    let store = memory();
+    let t = Timeline::default();
+    let a = start(Arc::new(store.clone()), spec("a"), &t);
+    wait_until(SEC, || a.elector.is_leader()).await;
+    let token = a.elector.state().fencing_token.unwrap();
+    let current = store.get().await.unwrap().unwrap();
+    let mut other = held("a", 15, token);
+    let then = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    other.acquire_time = Some(then);
+    other.renew_time = Some(then);
+    store.update(&other, &current.version).await.unwrap();
+    // Its next renew conflicts and finds the other incarnation's record.
+    wait_until(3 * SEC, || !a.elector.is_leader()).await;
+    assert_eq!(record(&store).await, other, "the other incarnation's record was overwritten");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_holder_the_store_cannot_name_is_never_reported_as_a_leader() {
     // A Kubernetes MultiLock whose ConfigMap names the new holder while its
     // Lease still names the old one reads as `UNKNOWN_HOLDER` (seen in CI:
@@ -324,4 +370,87 @@ async fn a_renew_that_answers_once_validity_ended_does_not_revive_the_term() {
         "the term went on past the end of its validity: {:?}",
         t.events()
     );
+}
+
+/// A clock that can be jumped ahead without yielding, as a starved runtime
+/// sees time: the election task does not run between two reads.
+#[derive(Debug, Default)]
+struct JumpClock(std::sync::Mutex<Duration>);
+
+impl tenure_core::Clock for JumpClock {
+    fn now(&self) -> Instant {
+        Instant::now() + *self.0.lock().unwrap()
+    }
+
+    fn sleep_until(
+        &self,
+        deadline: Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let real = deadline.checked_sub(*self.0.lock().unwrap()).unwrap_or(deadline);
+        Box::pin(tokio::time::sleep_until(real))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn is_leader_and_the_state_turn_off_when_validity_ends_even_if_the_task_is_starved() {
+    // Issue 26 item 5: `is_leader` and the state were cleared only when the
+    // election task ran; a starved task (the CLI's runtime stalled ~1.5 s
+    // in chaos runs) left them true past `valid_until`, while
+    // `Leadership::is_valid` (which reads the clock) was right.
+    let store = memory();
+    let clock = Arc::new(JumpClock::default());
+    let elector = tenure_core::LeaderElector::builder(store.clone(), "a")
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let task = elector.spawn(|leadership| async move { leadership.cancelled().await });
+    wait_until(SEC, || elector.is_leader()).await;
+    assert!(elector.state().fencing_token.is_some());
+    // Past the validity (renew deadline 10 s) with no chance for the task to run.
+    *clock.0.lock().unwrap() += 11 * SEC;
+    assert!(!elector.is_leader(), "is_leader still true past the term's validity");
+    let state = elector.state();
+    assert!(!state.is_leader && state.fencing_token.is_none(), "{state:?}");
+    drop(task);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lock_delay_starts_again_after_a_gap_in_the_candidates_view() {
+    // Issue 26 item 1: X finds no record at t0 and goes blind (its store
+    // fails it). Meanwhile A creates the record and leads, and the record
+    // is deleted while A is still valid (A renewed until the deletion, so
+    // it may act for up to renew_deadline after it). X looks again at
+    // t0 + 20 s: no record, and its lock_delay counted from t0 has passed.
+    // Before the fix it created at once, inside A's validity.
+    let memory = memory();
+    let x_store = tenure_core::testing::FaultyStore::without_watch(memory.clone());
+    let x = tenure_core::LeaderElector::builder(x_store.clone(), "x")
+        .lock_delay(15 * SEC)
+        .build()
+        .unwrap();
+    let shutdown = tenure_core::CancellationToken::new();
+    let run = {
+        let x = x.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move { x.run(shutdown, |l| async move { l.cancelled().await }).await })
+    };
+    tokio::time::sleep(SEC).await;
+    x_store.set(tenure_core::testing::Fault::Fail);
+    // A's term: created at t0 + 5 s, renewed until the record is deleted
+    // at t0 + 18 s, so valid until t0 + 28 s (renew deadline 10 s).
+    tokio::time::sleep(4 * SEC).await;
+    memory.create(&held("a", 15, 1)).await.unwrap();
+    tokio::time::sleep(13 * SEC).await;
+    memory.delete();
+    let deleted = Instant::now();
+    tokio::time::sleep(2 * SEC).await;
+    x_store.set(tenure_core::testing::Fault::Pass);
+    wait_until(15 * SEC + 2 * POLL, || x.is_leader()).await;
+    let after = deleted.elapsed();
+    assert!(
+        after >= 10 * SEC,
+        "x led {after:?} after the deletion, inside a's validity (renew deadline 10 s)"
+    );
+    shutdown.cancel();
+    run.await.unwrap().unwrap();
 }

@@ -190,3 +190,19 @@ fn planted_change_by_version_is_caught() {
         2000,
     );
 }
+
+#[test]
+fn planted_lock_delay_that_ignores_gaps_is_caught() {
+    // lock_delay counted from the first look across a gap in the view
+    // (issue 26 item 1): the overlaps the simulation once excused as the
+    // "documented gap". With the exemption gone, they must show.
+    plant(Some(Bug::LockDelayIgnoresGaps));
+    assert_caught(
+        "lock_delay across a gap in the view",
+        Options {
+            kind: StoreKind::Redis,
+            skew_beyond_bound: false,
+        },
+        20_000,
+    );
+}

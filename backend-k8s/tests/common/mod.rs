@@ -249,6 +249,29 @@ impl Env {
         panic!("touch {path}: 20 conflicts in a row");
     }
 
+    /// The record at `path` erased in place by another tool, the object
+    /// kept: a Lease's spec cleared, a ConfigMap's leader annotation
+    /// stripped. A replace at the version read, retried on 409.
+    pub async fn erase_object(&self, path: &str) {
+        for _ in 0..20 {
+            let Some(mut object) = self.get_object(path).await else {
+                return;
+            };
+            if path.contains("/leases/") {
+                object["spec"] = json!({});
+            } else if let Some(a) = object["metadata"]["annotations"].as_object_mut() {
+                a.remove(LEADER_ANNOTATION);
+            }
+            match self.raw(http::Method::PUT, path, Some(object)).await {
+                (200, _) => return,
+                (404, _) => return,
+                (409, _) => continue,
+                (code, body) => panic!("erase {path}: {code} {body}"),
+            }
+        }
+        panic!("erase {path}: 20 conflicts in a row");
+    }
+
     /// A Lease `name` with this spec and annotations, written over whatever is there.
     pub async fn put_lease(&self, name: &str, spec: Value, annotations: Value) {
         let object = json!({
@@ -417,6 +440,14 @@ impl StoreFactory for KubeFactory {
     async fn delete(&self, lock: &str) {
         for path in self.paths(lock) {
             self.env.delete_object(&path).await;
+        }
+    }
+
+    /// The record erased in place on the lock's object; on both of a
+    /// MultiLock's.
+    async fn erase(&self, lock: &str) {
+        for path in self.paths(lock) {
+            self.env.erase_object(&path).await;
         }
     }
 

@@ -18,7 +18,25 @@ use crate::{Fault, StoreFactory};
 /// change: it creates a new one only a lease after that, so it never leads
 /// while the old leader's term is still valid.
 pub async fn deleted_record_is_not_a_free_lock(f: &dyn StoreFactory) {
-    let lock = "deleted";
+    vanished_record_is_not_a_free_lock(f, "deleted", Vanish::Delete).await;
+}
+
+/// As [`deleted_record_is_not_a_free_lock`], with the record erased in
+/// place instead ([`StoreFactory::erase`]: a Lease's spec cleared, a
+/// ConfigMap's annotation stripped, a blank record): the object is still
+/// there but no holder released it, so it is a missing record, not a free
+/// one.
+pub async fn erased_record_is_not_a_free_lock(f: &dyn StoreFactory) {
+    vanished_record_is_not_a_free_lock(f, "erased", Vanish::Erase).await;
+}
+
+#[derive(Clone, Copy)]
+enum Vanish {
+    Delete,
+    Erase,
+}
+
+async fn vanished_record_is_not_a_free_lock(f: &dyn StoreFactory, lock: &str, how: Vanish) {
     let t = Timeline::default();
     let (store, switch) = f.open_faulty(lock).await.unwrap();
     let old = spawn(store, "old", &t, PLAIN);
@@ -33,7 +51,10 @@ pub async fn deleted_record_is_not_a_free_lock(f: &dyn StoreFactory) {
     assert_eq!(follower.elector.leader().as_deref(), Some("old"));
     switch.set(Fault::BlackHole);
     let cut = Instant::now();
-    f.delete(lock).await;
+    match how {
+        Vanish::Delete => f.delete(lock).await,
+        Vanish::Erase => f.erase(lock).await,
+    }
     // It finds the record missing at once (a delete event, a poll) or, on a
     // store that announces no deletes (Redis), when the lease it saw runs
     // out; then it waits a whole lease from finding it missing.
@@ -48,7 +69,7 @@ pub async fn deleted_record_is_not_a_free_lock(f: &dyn StoreFactory) {
     // before the cut.
     assert!(
         took + RETRY + Duration::from_millis(50) >= LEASE,
-        "created the record {took:?} after the deletion, inside the old leader's lease"
+        "created the record {took:?} after it vanished, inside the old leader's lease"
     );
     assert!(!old.is_leader());
     t.assert_no_overlap();

@@ -57,7 +57,12 @@ where
                         error!(error = %e, "giving up: the store refuses this lock");
                         return Err(e);
                     }
-                    Err(e) => warn!(error = %e, "failed to acquire the lock; will retry"),
+                    Err(e) => {
+                        // A record may have come and gone while we could
+                        // not look: `lock_delay` starts again.
+                        self.last_found_missing = None;
+                        warn!(error = %e, "failed to acquire the lock; will retry");
+                    }
                 }
                 next_poll = self.inner.clock.now() + self.jittered(self.inner.config.retry_period);
             }
@@ -84,7 +89,7 @@ where
                 // A follower acts when the lock looks free, when its key
                 // pre-empts the holder's, or when the stream lost track.
                 event = next_event(&mut self.events) => {
-                    let released = matches!(&event, Some(WatchEvent::Put(v)) if v.record.is_free());
+                    let released = matches!(&event, Some(WatchEvent::Put(v)) if v.record.is_released());
                     let hint = self.on_event(event);
                     seen_free = released && hint == Hint::Free;
                     act = match hint {
@@ -141,10 +146,20 @@ where
         let watched = self
             .observed
             .clone()
-            .filter(|v| seen_free && !self.record_missing && v.record.is_free());
+            .filter(|v| seen_free && !self.record_missing && v.record.is_released());
         let current = match watched {
             Some(current) => Some(current),
             None => self.inner.store.get().await?,
+        };
+        // A record erased in place (the object stays: a stripped
+        // annotation, a cleared Lease spec) is a missing record, not a free
+        // one: only a release written by its holder frees a lock. It is
+        // rewritten on the object's version instead of created.
+        let (current, erased) = match current {
+            Some(v) if v.record.is_erased() && !planted::is(Bug::ErasedRecordIsFree) => {
+                (None, Some(v.version))
+            }
+            other => (other, None),
         };
         let Some(current) = current else {
             // A record that disappeared (deleted, expired, lost with the
@@ -182,8 +197,24 @@ where
             if self.observed.is_none() {
                 // Never saw a record: wait `lock_delay` from the moment we
                 // first found none (a record we never saw may have been
-                // deleted just before; zero by default, as client-go).
-                let since = *self.first_found_missing.get_or_insert(now);
+                // deleted just before; zero by default, as client-go). The
+                // delay counts only over an unbroken view: looks at most a
+                // poll apart, no failed attempt, no watch that lost track
+                // in between. A gap (we were paused, cut off, starved) may
+                // have hidden a record whose holder is still valid, so the
+                // delay starts again after it.
+                let gap = self.max_look_gap();
+                let unbroken = self
+                    .last_found_missing
+                    .is_some_and(|last| now.saturating_duration_since(last) <= gap);
+                if self.first_found_missing.is_none() {
+                    self.first_found_missing = Some(now);
+                } else if !unbroken && !planted::is(Bug::LockDelayIgnoresGaps) {
+                    debug!("our view of the lock had a gap: lock_delay starts again");
+                    self.first_found_missing = Some(now);
+                }
+                self.last_found_missing = Some(now);
+                let since = self.first_found_missing.unwrap_or(now);
                 if now < since + self.inner.config.lock_delay {
                     debug!("no lock record; waiting out lock_delay before creating one");
                     return Ok(None);
@@ -199,7 +230,10 @@ where
                 .flatten()
                 .map(next_token)
                 .try_fold(0, |acc, t| t.map(|t| acc.max(t)))?;
-            let result = self.inner.store.create(&record).await;
+            let result = match &erased {
+                Some(version) => self.inner.store.update(&record, version).await,
+                None => self.inner.store.create(&record).await,
+            };
             let (result, record) = match result {
                 Ok(version) => self.raise_to_floor(record, version).await?,
                 Err(e) => (Err(e), record),
@@ -230,7 +264,23 @@ where
         // record created late with a stale token must not lower it.
         let seen = self.highest_token_seen.unwrap_or(0);
         record.leader_transitions = next_token(held.leader_transitions.max(seen))?;
-        let result = self.inner.store.update(&record, &current.version).await;
+        // And above the store's floor: the record may hold a stale low token
+        // (a create whose raise never ran, a store restored from an old
+        // snapshot) that we, new here, never saw above. The floor is read
+        // beside the swap, not before it, so a takeover still costs one
+        // round trip: the floor covers every token issued before the record
+        // we swap on (it only rises), and a floor above our token raises it
+        // by a second swap before the term starts.
+        let store = &self.inner.store;
+        let (result, floor) = if planted::is(Bug::TakeoverIgnoresFloor) {
+            (store.update(&record, &current.version).await, Ok(None))
+        } else {
+            futures::join!(store.update(&record, &current.version), store.token_floor())
+        };
+        let (result, record) = match result {
+            Ok(version) => self.raise_above(record, version, floor?).await?,
+            Err(e) => (Err(e), record),
+        };
         self.settle(result, record, started)
     }
 
@@ -244,7 +294,19 @@ where
         mut record: LeaderRecord,
         version: Version,
     ) -> Result<(Result<Version, StoreError>, LeaderRecord), StoreError> {
-        let floor = match self.inner.store.token_floor().await? {
+        let floor = self.inner.store.token_floor().await?;
+        self.raise_above(record, version, floor).await
+    }
+
+    /// Raises the token of the record we just wrote at `version` above
+    /// `floor` when it is not, with a compare-and-swap on that version.
+    async fn raise_above(
+        &mut self,
+        mut record: LeaderRecord,
+        version: Version,
+        floor: Option<u64>,
+    ) -> Result<(Result<Version, StoreError>, LeaderRecord), StoreError> {
+        let floor = match floor {
             Some(floor) if floor > record.leader_transitions => floor,
             _ => return Ok((Ok(version), record)),
         };
@@ -273,6 +335,14 @@ where
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The longest time between two looks of an unbroken view: a jittered
+    /// poll (`retry × (1 + JITTER_FACTOR)`) plus a retry period for the
+    /// attempt itself.
+    fn max_look_gap(&self) -> std::time::Duration {
+        let retry = self.inner.config.retry_period;
+        retry + retry.mul_f64(crate::config::JITTER_FACTOR) + retry
     }
 
     fn new_record(&self) -> LeaderRecord {

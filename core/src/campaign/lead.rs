@@ -289,13 +289,22 @@ where
         };
         // Our last write may have landed although its reply was lost: if the
         // record is still ours, renew on its version, keeping our term.
-        let Some(current) = current else {
-            warn!("the lock record was deleted while we led");
+        let Some(current) = current.filter(|c| !c.record.is_erased()) else {
+            warn!("the lock record was deleted (or erased in place) while we led");
             return Ok(None);
         };
         self.observe(current.clone());
+        // Ours only if this term wrote it: our identity, our token and our
+        // term's acquire time (kept by every renew, so a renew whose reply
+        // was lost still matches). Another incarnation with our identity
+        // (a duplicate identity, forbidden but possible) that created the
+        // record with our token, on a store without a floor, has its own
+        // acquire time: adopting its record would make two leaders.
+        let adopted_as_incarnation = planted::is(Bug::AdoptOtherIncarnation)
+            && current.record.leader_transitions == record.leader_transitions;
         if current.record.holder_identity != self.inner.config.identity
             || current.record.leader_transitions != record.leader_transitions
+            || (current.record.acquire_time != record.acquire_time && !adopted_as_incarnation)
         {
             info!(holder = %current.record.holder_identity, "another holder took the lock");
             return Ok(None);

@@ -93,9 +93,13 @@ pub(crate) struct Campaign<W> {
     record_missing: bool,
     /// The largest fencing token this campaign has seen in any record.
     highest_token_seen: Option<u64>,
-    /// When we first found no record, having never seen one (`lock_delay`
-    /// counts from here).
+    /// When we first found no record, having never seen one, in the
+    /// current stretch of unbroken looks (`lock_delay` counts from here).
     first_found_missing: Option<Instant>,
+    /// When we last found no record, having never seen one; `None` after
+    /// anything that broke our view (a failed attempt, a watch that lost
+    /// track), so the next look starts `lock_delay` again.
+    last_found_missing: Option<Instant>,
     /// The jitter's source: seeded when the config says so.
     rng: StdRng,
     /// True while leading: watch events are then only hints.
@@ -128,6 +132,7 @@ where
             last_written: None,
             record_missing: false,
             first_found_missing: None,
+            last_found_missing: None,
             highest_token_seen: None,
             rng,
             leading: false,
@@ -225,6 +230,12 @@ where
     fn on_event(&mut self, event: Option<WatchEvent>) -> Hint {
         tracing::trace!(?event, "watch event");
         match event {
+            // An erased record is a missing one: a reason to read, as a
+            // deletion is, never a record to remember.
+            Some(WatchEvent::Put(v)) if v.record.is_erased() => {
+                self.watch_live = true;
+                Hint::Free
+            }
             Some(WatchEvent::Put(v)) => {
                 self.watch_live = true;
                 let hint = if v.record.is_free() {
@@ -258,6 +269,8 @@ where
             }
             Some(WatchEvent::Resync) => {
                 self.watch_live = false;
+                // Records may have come and gone unseen.
+                self.last_found_missing = None;
                 Hint::Unknown
             }
             None => {
