@@ -226,6 +226,8 @@ async fn step_down_on(mode: Mode) {
     tokio::time::sleep(Duration::from_millis(500)).await; // last renew at t0 + 0
     store.set(mode);
     wait_until(11 * SEC, || !a.elector.is_leader()).await;
+    // is_leader turns off by the clock; the work is told when the task runs.
+    wait_until(SEC, || t.terms()[0].end.is_some()).await;
     // No renew succeeded after the acquisition: the term ends exactly
     // renew_deadline after the winning request started.
     let term = t.terms()[0].clone();
@@ -266,6 +268,7 @@ async fn validity_counts_from_the_request_start() {
     wait_until(5 * SEC, || a.elector.is_leader()).await;
     store.set(Mode::Hang);
     wait_until(11 * SEC, || !a.elector.is_leader()).await;
+    wait_until(SEC, || t.terms()[0].end.is_some()).await;
     let term = t.terms()[0].clone();
     assert_eq!(term.end.unwrap() - term.start, 6 * SEC);
 }

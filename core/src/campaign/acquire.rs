@@ -291,7 +291,7 @@ where
     /// starts, so fencing tokens never go down.
     async fn raise_to_floor(
         &mut self,
-        mut record: LeaderRecord,
+        record: LeaderRecord,
         version: Version,
     ) -> Result<(Result<Version, StoreError>, LeaderRecord), StoreError> {
         let floor = self.inner.store.token_floor().await?;
