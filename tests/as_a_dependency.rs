@@ -93,15 +93,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {{
 /// holder wrote (holder empty, the term counted).
 async fn assert_led_and_released(stdout: &str, store: &dyn LockStore) {
     assert!(
-        stdout.lines().any(|l| l.starts_with("leading, fencing token ")),
+        stdout
+            .lines()
+            .any(|l| l.starts_with("leading, fencing token ")),
         "{stdout}"
     );
     assert!(stdout.lines().any(|l| l == "released"), "{stdout}");
-    let stored = store.get().await.unwrap().expect("the outside crate wrote no record");
+    let stored = store
+        .get()
+        .await
+        .unwrap()
+        .expect("the outside crate wrote no record");
     assert_eq!(stored.record.holder_identity, "", "{:?}", stored.record);
     // A release keeps the term's count: the token it led with.
-    let token = format!("leading, fencing token {}", stored.record.leader_transitions);
-    assert!(stdout.lines().any(|l| l == token), "{stdout} vs {:?}", stored.record);
+    let token = format!(
+        "leading, fencing token {}",
+        stored.record.leader_transitions
+    );
+    assert!(
+        stdout.lines().any(|l| l == token),
+        "{stdout} vs {:?}",
+        stored.record
+    );
 }
 
 #[test]

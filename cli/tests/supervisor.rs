@@ -358,7 +358,10 @@ wait"#;
     signal(escaped, libc::SIGKILL);
     let _ = a.wait();
     stop_and_reap(b);
-    assert!(!alive, "the escaped loop (pid {escaped}) outlived the dead supervisor");
+    assert!(
+        !alive,
+        "the escaped loop (pid {escaped}) outlived the dead supervisor"
+    );
     assert!(
         last < second.at,
         "the escaped loop beat {:.1} ms into b's term",

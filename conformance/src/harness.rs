@@ -59,7 +59,8 @@ pub trait StoreFactory: Send + Sync + 'static {
     async fn erase(&self, lock: &str) {
         let mut blank = tenure_core::LeaderRecord::default();
         blank.lease_duration = Duration::ZERO;
-        self.put_raw(lock, &tenure_core::record::to_json(&blank)).await;
+        self.put_raw(lock, &tenure_core::record::to_json(&blank))
+            .await;
     }
 
     /// Writes to the lock's object from outside tenure without changing the

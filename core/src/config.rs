@@ -74,13 +74,13 @@ pub struct ElectionConfig {
     /// On shutdown, the longest wait for the work before abandoning the
     /// lock to expire (`None`: no limit).
     pub drain_timeout: Option<Duration>,
-    /// How long a candidate that has never seen a record waits, from the
-    /// moment it first found none, before it creates one (Chubby's
-    /// lock-delay; zero by default, as client-go). A candidate that saw a
-    /// record always waits a lease from finding it missing; this closes the
-    /// same gap for a candidate that never saw the record (it started after
-    /// the record was deleted or lost, or missed it). Set it to the fleet's
-    /// `lease_duration` to close it.
+    /// How long a candidate holds a record it *created* (none was there)
+    /// before its term starts (Chubby's lock-delay; zero by default, as
+    /// client-go). A record that went before our create may have had a
+    /// holder we never saw (we started after it was lost, were blind, or it
+    /// came and went between two looks) who may act until its renew
+    /// deadline runs out; held for the fleet's `lease_duration`, every such
+    /// term is over before ours starts.
     pub lock_delay: Duration,
     /// Seeds the acquire loop's jitter, so that a simulation or a test
     /// replays exactly (`None`, the default: from the OS's entropy).

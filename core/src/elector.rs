@@ -12,9 +12,9 @@ use tracing::Instrument;
 
 use crate::campaign::Campaign;
 use crate::clock::{Clock, TokioClock};
-use crate::planted::{self, Bug};
 use crate::config::{ConfigError, ElectionConfig, KeyComparison};
 use crate::leadership::{ElectionState, Leadership};
+use crate::planted::{self, Bug};
 use crate::store::{LockStore, StoreError};
 
 /// Why [`LeaderElector::run`] ended with an error.
@@ -426,13 +426,16 @@ impl LeaderElectorBuilder {
         self
     }
 
-    /// How long a candidate that has never seen a record waits, from the
-    /// moment it first found none, before it creates one (Chubby's
-    /// lock-delay). Zero by default, as in client-go: a candidate that never
-    /// saw the record (it started after the record was deleted or lost)
-    /// may then lead while a holder it never saw is still inside its renew
-    /// deadline. Set it to the fleet's `lease_duration` to close that gap
-    /// too, at the cost of a first election one lease slower.
+    /// How long a candidate holds a record it *created* before its term
+    /// starts, renewing it (Chubby's lock-delay). Zero by default, as in
+    /// client-go: a candidate that creates the record (first use, or after
+    /// it was deleted or lost) then leads at once, and may overlap a holder
+    /// it never saw (it started after the record was lost, was blind, or
+    /// the record came and went between two of its looks) for up to that
+    /// holder's renew deadline. Set it to the fleet's `lease_duration` to
+    /// close that gap whatever the candidate missed, at the cost of one
+    /// lease more whenever the record has to be created. Takeovers of an
+    /// existing record are not delayed.
     ///
     /// ```
     /// # use std::{sync::Arc, time::Duration};

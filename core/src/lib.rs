@@ -56,7 +56,7 @@ mod planted {
         ErasedRecordIsFree,
         AdoptOtherIncarnation,
         StateLagsValidity,
-        LockDelayIgnoresGaps,
+        LockDelayBeforeCreate,
     }
 
     #[inline(always)]

@@ -26,9 +26,11 @@ pub enum Bug {
     AdoptOtherIncarnation,
     /// `is_leader` and the state follow the election task, not validity.
     StateLagsValidity,
-    /// `lock_delay` counts from the first time no record was found, across
-    /// any gap in the candidate's view.
-    LockDelayIgnoresGaps,
+    /// `lock_delay` is waited before a candidate that never saw a record
+    /// creates one (from the first time it found none), and a created
+    /// record's term starts at once: a record created and lost between two
+    /// of its looks, or while it was blind, goes unseen.
+    LockDelayBeforeCreate,
 }
 
 thread_local! {

@@ -319,7 +319,11 @@ async fn a_record_of_another_incarnation_with_our_identity_and_token_is_not_adop
     store.update(&other, &current.version).await.unwrap();
     // Its next renew conflicts and finds the other incarnation's record.
     wait_until(3 * SEC, || !a.elector.is_leader()).await;
-    assert_eq!(record(&store).await, other, "the other incarnation's record was overwritten");
+    assert_eq!(
+        record(&store).await,
+        other,
+        "the other incarnation's record was overwritten"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -386,7 +390,9 @@ impl tenure_core::Clock for JumpClock {
         &self,
         deadline: Instant,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        let real = deadline.checked_sub(*self.0.lock().unwrap()).unwrap_or(deadline);
+        let real = deadline
+            .checked_sub(*self.0.lock().unwrap())
+            .unwrap_or(deadline);
         Box::pin(tokio::time::sleep_until(real))
     }
 }
@@ -408,20 +414,28 @@ async fn is_leader_and_the_state_turn_off_when_validity_ends_even_if_the_task_is
     assert!(elector.state().fencing_token.is_some());
     // Past the validity (renew deadline 10 s) with no chance for the task to run.
     *clock.0.lock().unwrap() += 11 * SEC;
-    assert!(!elector.is_leader(), "is_leader still true past the term's validity");
+    assert!(
+        !elector.is_leader(),
+        "is_leader still true past the term's validity"
+    );
     let state = elector.state();
-    assert!(!state.is_leader && state.fencing_token.is_none(), "{state:?}");
+    assert!(
+        !state.is_leader && state.fencing_token.is_none(),
+        "{state:?}"
+    );
     drop(task);
 }
 
 #[tokio::test(start_paused = true)]
-async fn lock_delay_starts_again_after_a_gap_in_the_candidates_view() {
-    // Issue 26 item 1: X finds no record at t0 and goes blind (its store
-    // fails it). Meanwhile A creates the record and leads, and the record
-    // is deleted while A is still valid (A renewed until the deletion, so
-    // it may act for up to renew_deadline after it). X looks again at
-    // t0 + 20 s: no record, and its lock_delay counted from t0 has passed.
-    // Before the fix it created at once, inside A's validity.
+async fn lock_delay_holds_any_created_record_whatever_the_candidate_missed() {
+    // Issue 26 item 1: X looks at t0 and finds no record, then goes blind
+    // (its store fails it). A creates the record at t0 + 1 s and leads; the
+    // record is deleted at t0 + 18 s while A is still valid (A renewed
+    // until then, so it may act up to renew_deadline after). X looks again
+    // at t0 + 19 s: no record. Before the fix, lock_delay was waited before
+    // the create, counted from t0: X created and led at once, inside A's
+    // validity. Now a created record is held for lock_delay before the
+    // term starts, whatever the view missed.
     let memory = memory();
     let x_store = tenure_core::testing::FaultyStore::without_watch(memory.clone());
     let x = tenure_core::LeaderElector::builder(x_store.clone(), "x")
@@ -432,18 +446,22 @@ async fn lock_delay_starts_again_after_a_gap_in_the_candidates_view() {
     let run = {
         let x = x.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { x.run(shutdown, |l| async move { l.cancelled().await }).await })
+        tokio::spawn(async move {
+            x.run(shutdown, |l| async move { l.cancelled().await })
+                .await
+        })
     };
-    tokio::time::sleep(SEC).await;
+    tokio::time::sleep(SEC / 2).await;
     x_store.set(tenure_core::testing::Fault::Fail);
-    // A's term: created at t0 + 5 s, renewed until the record is deleted
-    // at t0 + 18 s, so valid until t0 + 28 s (renew deadline 10 s).
-    tokio::time::sleep(4 * SEC).await;
+    // Whatever X wrote meanwhile goes (deleted), then A's term begins.
+    tokio::time::sleep(SEC * 4 / 10).await;
+    memory.delete();
+    tokio::time::sleep(SEC / 10).await;
     memory.create(&held("a", 15, 1)).await.unwrap();
-    tokio::time::sleep(13 * SEC).await;
+    tokio::time::sleep(17 * SEC).await;
     memory.delete();
     let deleted = Instant::now();
-    tokio::time::sleep(2 * SEC).await;
+    tokio::time::sleep(SEC).await;
     x_store.set(tenure_core::testing::Fault::Pass);
     wait_until(15 * SEC + 2 * POLL, || x.is_leader()).await;
     let after = deleted.elapsed();

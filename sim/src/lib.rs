@@ -16,8 +16,9 @@
 //!   or until the candidate crashed; fencing tokens strictly rise from term
 //!   to term;
 //! - **liveness**: once every fault has healed, some candidate leads within
-//!   `(lease + 2.2 × retry) / slowest clock rate` plus two operation
-//!   timeouts.
+//!   `(lease + 2.2 × retry + lock_delay) / slowest clock rate` plus two
+//!   operation timeouts (a record that has to be created is held for
+//!   `lock_delay` before its term starts).
 #![warn(missing_docs)]
 
 mod clock;
@@ -51,10 +52,11 @@ pub const LEASE: Duration = Duration::from_secs(3);
 pub const RENEW: Duration = Duration::from_secs(2);
 /// See [`LEASE`].
 pub const RETRY: Duration = Duration::from_millis(500);
-/// Every candidate's `lock_delay`: a lease, the documented way to close
-/// the gap of a candidate that never saw a record. With it set, no overlap
-/// and no token order is excused (the exemption of [`judge`] applies only
-/// with no delay, and never to tokens on a store with a floor).
+/// The candidates' `lock_delay` in the seeded runs: a lease, the
+/// documented way to close the gap of a candidate that never saw a record.
+/// With it set, no overlap and no token order is excused (the exemption of
+/// `judge` applies only with no delay, and never to tokens on a store with
+/// a floor).
 pub const LOCK_DELAY: Duration = LEASE;
 /// True time with faults, before they heal.
 pub const FAULTY: Duration = Duration::from_secs(30);
@@ -67,6 +69,9 @@ pub struct Options {
     /// Give two candidates clocks whose rates differ by more than
     /// lease / renew deadline (the negative control).
     pub skew_beyond_bound: bool,
+    /// Every candidate's `lock_delay` ([`LOCK_DELAY`] in the seeded runs;
+    /// zero for negative controls that a held create would mask).
+    pub lock_delay: Duration,
 }
 
 /// The outcome of one seed.
@@ -167,6 +172,7 @@ async fn run(seed: u64, options: Options) -> Report {
             seed ^ (i as u64) << 32 ^ incarnation,
             terms.clone(),
             sightings.clone(),
+            options.lock_delay,
         )
     };
     let mut procs: Vec<Process> = (0..n).map(|i| spawn_candidate(i, 0)).collect();
@@ -260,7 +266,8 @@ async fn run(seed: u64, options: Options) -> Report {
 
     // Liveness: once healed, someone leads within the bound.
     let slowest = rates.iter().cloned().fold(f64::INFINITY, f64::min);
-    let bound = (LEASE + RETRY.mul_f64(2.2)).div_f64(slowest) + 2 * REQUEST_TIMEOUT;
+    let bound =
+        (LEASE + RETRY.mul_f64(2.2) + options.lock_delay).div_f64(slowest) + 2 * REQUEST_TIMEOUT;
     tokio::time::sleep_until(plan.heal.max(Instant::now())).await;
     let healed = Instant::now();
     let mut violations = Vec::new();
@@ -306,7 +313,7 @@ async fn run(seed: u64, options: Options) -> Report {
         &terms,
         &blind,
         &sightings,
-        Exemption::for_run(options.kind),
+        Exemption::for_run(options.kind, options.lock_delay),
         &mut violations,
         &mut gaps,
     );
@@ -331,8 +338,8 @@ struct Exemption {
 }
 
 impl Exemption {
-    fn for_run(kind: StoreKind) -> Self {
-        let no_delay = LOCK_DELAY.is_zero();
+    fn for_run(kind: StoreKind, lock_delay: Duration) -> Self {
+        let no_delay = lock_delay.is_zero();
         Exemption {
             overlap: no_delay,
             tokens: no_delay && kind == StoreKind::Kube,
@@ -405,6 +412,7 @@ fn spawn(
     jitter: u64,
     terms: Terms,
     sightings: Sightings,
+    lock_delay: Duration,
 ) -> Process {
     let store: Arc<dyn LockStore> = Arc::new(link);
     let elector = LeaderElector::builder(store, format!("candidate-{i}"))
@@ -413,7 +421,7 @@ fn spawn(
         .retry_period(RETRY)
         // A restarted candidate may not create a record it never saw before
         // a lease has passed (the documented way to close that gap).
-        .lock_delay(LOCK_DELAY)
+        .lock_delay(lock_delay)
         .clock(Arc::new(clock))
         .jitter_seed(jitter)
         .on_new_leader(move |holder| {

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use tenure_sim::{Bug, Counts, Options, StoreKind, plant, simulate};
+use tenure_sim::{Bug, Counts, LOCK_DELAY, Options, StoreKind, plant, simulate};
 
 fn kind_name(kind: StoreKind) -> &'static str {
     match kind {
@@ -47,6 +47,7 @@ fn run_seeds(kind: StoreKind, count: u64) {
             Options {
                 kind,
                 skew_beyond_bound: false,
+                lock_delay: LOCK_DELAY,
             },
         );
         total.add(&report.counts);
@@ -98,6 +99,7 @@ fn replay() {
             Options {
                 kind,
                 skew_beyond_bound: false,
+                lock_delay: LOCK_DELAY,
             },
         );
         eprintln!("{report:#?}");
@@ -109,6 +111,7 @@ fn replay() {
             let options = Options {
                 kind,
                 skew_beyond_bound: false,
+                lock_delay: LOCK_DELAY,
             };
             let a = simulate(seed, options);
             let b = simulate(seed, options);
@@ -146,6 +149,7 @@ fn a_clock_skew_beyond_the_bound_is_caught() {
             Options {
                 kind,
                 skew_beyond_bound: true,
+                lock_delay: LOCK_DELAY,
             },
             300,
         );
@@ -160,6 +164,7 @@ fn planted_validity_from_the_reply_is_caught() {
         Options {
             kind: StoreKind::Etcd,
             skew_beyond_bound: false,
+            lock_delay: LOCK_DELAY,
         },
         2000,
     );
@@ -168,11 +173,14 @@ fn planted_validity_from_the_reply_is_caught() {
 #[test]
 fn planted_deleted_record_is_free_is_caught() {
     plant(Some(Bug::DeletedRecordIsFree));
+    // With no lock_delay: a held create would mask the bug (the hold alone
+    // waits out a deleted record's holder).
     assert_caught(
         "a deleted record taken as free",
         Options {
             kind: StoreKind::Etcd,
             skew_beyond_bound: false,
+            lock_delay: std::time::Duration::ZERO,
         },
         2000,
     );
@@ -186,22 +194,24 @@ fn planted_change_by_version_is_caught() {
         Options {
             kind: StoreKind::Kube,
             skew_beyond_bound: false,
+            lock_delay: LOCK_DELAY,
         },
         2000,
     );
 }
 
 #[test]
-fn planted_lock_delay_that_ignores_gaps_is_caught() {
-    // lock_delay counted from the first look across a gap in the view
-    // (issue 26 item 1): the overlaps the simulation once excused as the
-    // "documented gap". With the exemption gone, they must show.
-    plant(Some(Bug::LockDelayIgnoresGaps));
+fn planted_lock_delay_before_the_create_is_caught() {
+    // The old `lock_delay` (issue 26 item 1): waited before creating, from
+    // the first look, with the term starting at the create. The overlaps
+    // the simulation once excused as the "documented gap" must show.
+    plant(Some(Bug::LockDelayBeforeCreate));
     assert_caught(
-        "lock_delay across a gap in the view",
+        "lock_delay waited before the create",
         Options {
             kind: StoreKind::Redis,
             skew_beyond_bound: false,
+            lock_delay: LOCK_DELAY,
         },
         20_000,
     );

@@ -51,18 +51,22 @@ where
                         }
                         return Ok(None);
                     }
+                    Ok(Some(won))
+                        if won.created
+                            && !self.inner.config.lock_delay.is_zero()
+                            && !planted::is(Bug::LockDelayBeforeCreate) =>
+                    {
+                        if let Some(won) = self.hold_created(won).await? {
+                            return Ok(Some(won));
+                        }
+                    }
                     Ok(Some(won)) => return Ok(Some(won)),
                     Ok(None) => {}
                     Err(e) if e.is_fatal() => {
                         error!(error = %e, "giving up: the store refuses this lock");
                         return Err(e);
                     }
-                    Err(e) => {
-                        // A record may have come and gone while we could
-                        // not look: `lock_delay` starts again.
-                        self.last_found_missing = None;
-                        warn!(error = %e, "failed to acquire the lock; will retry");
-                    }
+                    Err(e) => warn!(error = %e, "failed to acquire the lock; will retry"),
                 }
                 next_poll = self.inner.clock.now() + self.jittered(self.inner.config.retry_period);
             }
@@ -194,29 +198,12 @@ where
                     return Ok(None);
                 }
             }
-            if self.observed.is_none() {
-                // Never saw a record: wait `lock_delay` from the moment we
-                // first found none (a record we never saw may have been
-                // deleted just before; zero by default, as client-go). The
-                // delay counts only over an unbroken view: looks at most a
-                // poll apart, no failed attempt, no watch that lost track
-                // in between. A gap (we were paused, cut off, starved) may
-                // have hidden a record whose holder is still valid, so the
-                // delay starts again after it.
-                let gap = self.max_look_gap();
-                let unbroken = self
-                    .last_found_missing
-                    .is_some_and(|last| now.saturating_duration_since(last) <= gap);
-                if self.first_found_missing.is_none() {
-                    self.first_found_missing = Some(now);
-                } else if !unbroken && !planted::is(Bug::LockDelayIgnoresGaps) {
-                    debug!("our view of the lock had a gap: lock_delay starts again");
-                    self.first_found_missing = Some(now);
-                }
-                self.last_found_missing = Some(now);
-                let since = self.first_found_missing.unwrap_or(now);
+            if self.observed.is_none() && planted::is(Bug::LockDelayBeforeCreate) {
+                // The old rule: `lock_delay` waited before creating, from
+                // the first time no record was found, whatever was missed
+                // since (a record may come and go between two looks).
+                let since = *self.first_found_missing.get_or_insert(now);
                 if now < since + self.inner.config.lock_delay {
-                    debug!("no lock record; waiting out lock_delay before creating one");
                     return Ok(None);
                 }
             }
@@ -238,7 +225,10 @@ where
                 Ok(version) => self.raise_to_floor(record, version).await?,
                 Err(e) => (Err(e), record),
             };
-            return self.settle(result, record, started);
+            return Ok(self.settle(result, record, started)?.map(|won| Won {
+                created: true,
+                ..won
+            }));
         };
         self.observe(current.clone());
         let held = &current.record;
@@ -328,6 +318,7 @@ where
                 record,
                 version,
                 started,
+                created: false,
             })),
             Err(StoreError::Conflict { current }) => {
                 self.observe_conflict(current);
@@ -335,14 +326,6 @@ where
             }
             Err(e) => Err(e),
         }
-    }
-
-    /// The longest time between two looks of an unbroken view: a jittered
-    /// poll (`retry × (1 + JITTER_FACTOR)`) plus a retry period for the
-    /// attempt itself.
-    fn max_look_gap(&self) -> std::time::Duration {
-        let retry = self.inner.config.retry_period;
-        retry + retry.mul_f64(crate::config::JITTER_FACTOR) + retry
     }
 
     fn new_record(&self) -> LeaderRecord {

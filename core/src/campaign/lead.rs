@@ -259,7 +259,7 @@ where
 
     /// One renew: compare-and-swap on the version we wrote last; reads only
     /// after a conflict. `None` means another holder has the lock.
-    async fn try_renew(
+    pub(super) async fn try_renew(
         &mut self,
         record: &LeaderRecord,
         version: &Version,

@@ -8,6 +8,7 @@
 //! observe.
 
 mod acquire;
+mod hold;
 mod lead;
 mod term;
 
@@ -36,6 +37,8 @@ struct Won {
     version: Version,
     /// When the winning request was sent: validity counts from here.
     started: Instant,
+    /// Won by creating the record (none was there, or it was erased).
+    created: bool,
 }
 
 /// What a watch event shows about the lock.
@@ -93,13 +96,9 @@ pub(crate) struct Campaign<W> {
     record_missing: bool,
     /// The largest fencing token this campaign has seen in any record.
     highest_token_seen: Option<u64>,
-    /// When we first found no record, having never seen one, in the
-    /// current stretch of unbroken looks (`lock_delay` counts from here).
+    /// When we first found no record, having never seen one (only for the
+    /// planted `LockDelayBeforeCreate`, the rule `hold` replaced).
     first_found_missing: Option<Instant>,
-    /// When we last found no record, having never seen one; `None` after
-    /// anything that broke our view (a failed attempt, a watch that lost
-    /// track), so the next look starts `lock_delay` again.
-    last_found_missing: Option<Instant>,
     /// The jitter's source: seeded when the config says so.
     rng: StdRng,
     /// True while leading: watch events are then only hints.
@@ -132,7 +131,6 @@ where
             last_written: None,
             record_missing: false,
             first_found_missing: None,
-            last_found_missing: None,
             highest_token_seen: None,
             rng,
             leading: false,
@@ -269,8 +267,6 @@ where
             }
             Some(WatchEvent::Resync) => {
                 self.watch_live = false;
-                // Records may have come and gone unseen.
-                self.last_found_missing = None;
                 Hint::Unknown
             }
             None => {
