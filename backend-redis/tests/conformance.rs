@@ -114,6 +114,21 @@ impl StoreFactory for RedisFactory {
 
     /// The same bytes again (the version lives inside the value, so it
     /// does not move: the record must still not look renewed).
+    /// The envelope kept, its version moved on (as the store's script
+    /// would), its record blanked: no holder, no lease.
+    async fn erase(&self, lock: &str) {
+        let Some(raw) = self.get_raw(lock).await else {
+            return;
+        };
+        let envelope: serde_json::Value = serde_json::from_str(&raw).expect("an envelope");
+        let version = envelope["version"].as_u64().expect("a version") + 1;
+        let mut blank = tenure_core::LeaderRecord::default();
+        blank.lease_duration = std::time::Duration::ZERO;
+        let record = tenure_core::record::to_json(&blank);
+        self.put_raw(lock, &format!(r#"{{"version":{version},"record":{record}}}"#))
+            .await;
+    }
+
     async fn touch(&self, lock: &str) {
         if let Some(raw) = self.get_raw(lock).await {
             self.put_raw(lock, &raw).await;

@@ -256,21 +256,16 @@ where
         record.leader_transitions = next_token(held.leader_transitions.max(seen))?;
         // And above the store's floor: the record may hold a stale low token
         // (a create whose raise never ran, a store restored from an old
-        // snapshot) that we, new here, never saw above. The floor is read
-        // beside the swap, not before it, so a takeover still costs one
-        // round trip: the floor covers every token issued before the record
-        // we swap on (it only rises), and a floor above our token raises it
-        // by a second swap before the term starts.
-        let store = &self.inner.store;
-        let (result, floor) = if planted::is(Bug::TakeoverIgnoresFloor) {
-            (store.update(&record, &current.version).await, Ok(None))
-        } else {
-            futures::join!(store.update(&record, &current.version), store.token_floor())
-        };
-        let (result, record) = match result {
-            Ok(version) => self.raise_above(record, version, floor?).await?,
-            Err(e) => (Err(e), record),
-        };
+        // snapshot) that we, new here, never saw above. Read only now that
+        // we write (a follower's polls cost the store no more): on stores
+        // with a floor a takeover costs one more round trip, and its token
+        // may jump (Redis: the server clock; etcd: the revision).
+        if !planted::is(Bug::TakeoverIgnoresFloor)
+            && let Some(floor) = self.inner.store.token_floor().await?
+        {
+            record.leader_transitions = record.leader_transitions.max(next_token(floor)?);
+        }
+        let result = self.inner.store.update(&record, &current.version).await;
         self.settle(result, record, started)
     }
 
@@ -281,22 +276,10 @@ where
     /// starts, so fencing tokens never go down.
     async fn raise_to_floor(
         &mut self,
-        record: LeaderRecord,
-        version: Version,
-    ) -> Result<(Result<Version, StoreError>, LeaderRecord), StoreError> {
-        let floor = self.inner.store.token_floor().await?;
-        self.raise_above(record, version, floor).await
-    }
-
-    /// Raises the token of the record we just wrote at `version` above
-    /// `floor` when it is not, with a compare-and-swap on that version.
-    async fn raise_above(
-        &mut self,
         mut record: LeaderRecord,
         version: Version,
-        floor: Option<u64>,
     ) -> Result<(Result<Version, StoreError>, LeaderRecord), StoreError> {
-        let floor = match floor {
+        let floor = match self.inner.store.token_floor().await? {
             Some(floor) if floor > record.leader_transitions => floor,
             _ => return Ok((Ok(version), record)),
         };
