@@ -125,8 +125,11 @@ impl StoreFactory for RedisFactory {
         let mut blank = tenure_core::LeaderRecord::default();
         blank.lease_duration = std::time::Duration::ZERO;
         let record = tenure_core::record::to_json(&blank);
-        self.put_raw(lock, &format!(r#"{{"version":{version},"record":{record}}}"#))
-            .await;
+        self.put_raw(
+            lock,
+            &format!(r#"{{"version":{version},"record":{record}}}"#),
+        )
+        .await;
     }
 
     async fn touch(&self, lock: &str) {

@@ -82,8 +82,15 @@ fn kill_9_and_sigterm_hand_offs_never_overlap_the_commands() {
     // Tokens start at the store's floor; a takeover goes above the floor
     // again (Redis's is the server clock), so the token rises, by one or more.
     let token = first.token.expect("a's token");
-    assert!(status["leaderTransitions"].as_u64().unwrap() > token, "{status}");
-    assert_eq!(second.token, status["leaderTransitions"].as_u64(), "b's token is the stored count");
+    assert!(
+        status["leaderTransitions"].as_u64().unwrap() > token,
+        "{status}"
+    );
+    assert_eq!(
+        second.token,
+        status["leaderTransitions"].as_u64(),
+        "b's token is the stored count"
+    );
     assert!(status["leaseRemainingSeconds"].as_f64().unwrap() <= 3.0);
 
     // SIGTERM of the leader's tenure: its command is stopped, then the lock
@@ -125,7 +132,11 @@ fn kill_9_and_sigterm_hand_offs_never_overlap_the_commands() {
         "released on exit"
     );
     // The release keeps c's count: the token c's command was given.
-    assert_eq!(status["leaderTransitions"].as_u64(), third.token, "{status}");
+    assert_eq!(
+        status["leaderTransitions"].as_u64(),
+        third.token,
+        "{status}"
+    );
     assert!(third.token > second.token);
 }
 

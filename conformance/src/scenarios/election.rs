@@ -180,7 +180,11 @@ async fn assert_rise(store: &dyn tenure_core::LockStore, tokens: &[u64]) {
         if loose_floor {
             assert!(pair[1] > pair[0], "tokens rise: {tokens:?}");
         } else {
-            assert_eq!(pair[1], pair[0] + 1, "tokens rise by one per leader: {tokens:?}");
+            assert_eq!(
+                pair[1],
+                pair[0] + 1,
+                "tokens rise by one per leader: {tokens:?}"
+            );
         }
     }
 }

@@ -151,6 +151,7 @@ where
             .observed
             .clone()
             .filter(|v| seen_free && !self.record_missing && v.record.is_released());
+        let from_watch = watched.is_some();
         let current = match watched {
             Some(current) => Some(current),
             None => self.inner.store.get().await?,
@@ -254,13 +255,18 @@ where
         // record created late with a stale token must not lower it.
         let seen = self.highest_token_seen.unwrap_or(0);
         record.leader_transitions = next_token(held.leader_transitions.max(seen))?;
-        // And above the store's floor: the record may hold a stale low token
-        // (a create whose raise never ran, a store restored from an old
-        // snapshot) that we, new here, never saw above. Read only now that
-        // we write (a follower's polls cost the store no more): on stores
-        // with a floor a takeover costs one more round trip, and its token
-        // may jump (Redis: the server clock; etcd: the revision).
-        if !planted::is(Bug::TakeoverIgnoresFloor)
+        // And above the store's floor: a record we read may hold a stale
+        // low token (a create whose raise never ran, a store restored from
+        // an old snapshot) that we, new here, never saw above. Read only now
+        // that we write (a follower's polls cost the store no more); on
+        // stores with a floor such a takeover costs one more round trip,
+        // and its token may jump (Redis: the server clock; etcd: the
+        // revision). A release the watch just delivered needs no floor: its
+        // holder wrote it at the end of a term it led, whose token was above
+        // every earlier one (above the floor, or above such a release), so
+        // the watched hand-off stays one round trip.
+        if !from_watch
+            && !planted::is(Bug::TakeoverIgnoresFloor)
             && let Some(floor) = self.inner.store.token_floor().await?
         {
             record.leader_transitions = record.leader_transitions.max(next_token(floor)?);
