@@ -14,6 +14,9 @@
 //! accepted or any two terms overlapped where they must not.
 
 mod downstream;
+/// What /proc says about processes: the CLI's module, one copy.
+#[path = "../../cli/src/procfs.rs"]
+mod procfs;
 mod harness;
 mod kube;
 mod library;

@@ -1,8 +1,8 @@
 //! What /proc says about processes: parents, children, states.
 //!
-//! The one copy: `tenure run`'s supervisor uses it, and the test-support
-//! crate `tenure-conformance` includes this file (`procfs`) for the chaos
-//! harness and the CLI's tests.
+//! The one copy, owned by the CLI (`tenure run`'s supervisor uses it): the
+//! CLI's tests and the chaos harness (unpublished) include this file with
+//! `#[path]`.
 
 /// The fields of `/proc/PID/stat` after the command name (which may hold
 /// spaces and parentheses): state, ppid, ...

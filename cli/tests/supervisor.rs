@@ -11,9 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
-use tenure_conformance::procfs;
-
 mod common;
+use common::procfs;
 use common::{TIMING, is_gone, lines, signal, wait_for_line};
 
 const LEASE: Duration = Duration::from_secs(3);

@@ -15,13 +15,15 @@
 //! which expands to one named `#[tokio::test]` per scenario.
 #![warn(missing_docs)]
 
+#[cfg(feature = "fixtures")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fixtures")))]
 pub mod fixtures;
 mod harness;
 mod memory;
-#[path = "../../cli/src/procfs.rs"]
-pub mod procfs;
 mod proxy;
 pub mod scenarios;
+#[cfg(feature = "fixtures")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fixtures")))]
 pub mod sockets;
 
 pub use harness::{Fault, FaultSwitch, StoreFactory};

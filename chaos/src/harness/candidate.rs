@@ -26,7 +26,7 @@ impl Candidate {
     /// The `tenure run` process (below the `faketime` wrapper, if any).
     pub(super) fn tenure_pid(&self) -> i32 {
         if self.wrapped
-            && let Some(pid) = tenure_conformance::procfs::children_of(self.child.id())
+            && let Some(pid) = crate::procfs::children_of(self.child.id())
                 .into_iter()
                 .next()
         {

@@ -451,7 +451,7 @@ impl Harness {
                 signal(tenure, libc::SIGCONT);
             }
             Fault::FreezeTree => {
-                let supervisor = tenure_conformance::procfs::children_of(tenure as u32)
+                let supervisor = crate::procfs::children_of(tenure as u32)
                     .into_iter()
                     .next();
                 // A `tenure run` command's process group (a library

@@ -5,6 +5,10 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// What /proc says about processes: the supervisor's own module.
+#[path = "../../src/procfs.rs"]
+pub mod procfs;
+
 /// Lease 3 s, renew deadline 2 s, retry 0.5 s: the default grace is then 0.7 s.
 pub const TIMING: [&str; 6] = [
     "--lease-duration",
@@ -68,5 +72,5 @@ pub fn signal(pid: u32, sig: libc::c_int) {
 
 /// True once the process is gone (or a zombie nobody reaped yet).
 pub fn is_gone(pid: u32) -> bool {
-    matches!(tenure_conformance::procfs::state_of(pid), None | Some('Z'))
+    matches!(procfs::state_of(pid), None | Some('Z'))
 }
