@@ -1,4 +1,4 @@
-.PHONY: test lint demo
+.PHONY: test lint demo package
 
 # Three candidates in one process; needs nothing but Rust.
 demo:
@@ -15,3 +15,9 @@ lint:
 	cargo clippy --workspace --all-targets --all-features -- -D warnings
 	python3 scripts/msrv.py
 	bash scripts/features.sh
+
+# Packages every published crate, builds each from its package, and runs
+# the conformance suite on a store written outside the workspace
+# (examples/file-store) against the packaged crates.
+package:
+	bash scripts/package.sh

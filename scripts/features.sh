@@ -32,4 +32,5 @@ doc tenure-core --features test-hooks
 doc tenure-redis
 doc tenure-etcd
 doc tenure-k8s --features latest
+doc tenure-conformance --all-features
 doc tenure --all-features

@@ -14,7 +14,9 @@ args=()
 for p in "${published[@]}"; do args+=(-p "$p"); done
 echo "package.sh: cargo package ${published[*]}" >&2
 # --allow-dirty: CI runs on a clean clone; a developer may have edits.
-cargo package --allow-dirty "${args[@]}"
+# tenure-k8s builds only with a Kubernetes version feature (the user picks
+# one); verify it with `latest`, as its docs.rs build does.
+cargo package --allow-dirty "${args[@]}" --features tenure-k8s/latest
 for p in "${published[@]}"; do
   crate=$(ls "target/package/$p-"[0-9]*.crate | sort -V | tail -1)
   echo "package.sh: $(basename "$crate"): $(tar -tzf "$crate" | wc -l) files: $(tar -tzf "$crate" | sed 's|^[^/]*/||' | grep -v '^Cargo.toml.orig$' | tr '\n' ' ')" >&2

@@ -14,12 +14,14 @@
 //! accepted or any two terms overlapped where they must not.
 
 mod downstream;
-/// What /proc says about processes: the CLI's module, one copy.
-#[path = "../../cli/src/procfs.rs"]
-mod procfs;
 mod harness;
 mod kube;
 mod library;
+/// What /proc says about processes: the CLI's module, one copy (the
+/// harness needs only part of it).
+#[path = "../../cli/src/procfs.rs"]
+#[allow(dead_code)]
+mod procfs;
 mod worker;
 
 use std::process::ExitCode;

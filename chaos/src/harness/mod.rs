@@ -451,9 +451,7 @@ impl Harness {
                 signal(tenure, libc::SIGCONT);
             }
             Fault::FreezeTree => {
-                let supervisor = crate::procfs::children_of(tenure as u32)
-                    .into_iter()
-                    .next();
+                let supervisor = crate::procfs::children_of(tenure as u32).into_iter().next();
                 // A `tenure run` command's process group (a library
                 // candidate is one process).
                 let group = if library {
