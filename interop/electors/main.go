@@ -1,0 +1,164 @@
+// Command electors runs one Go leader-election candidate on a Kubernetes
+// lock, as the Go programs tenure shares locks with run it: client-go's
+// tools/leaderelection (LeaseLock) or Istio's fork (Lease, ConfigMap and
+// MultiLock locks, the holder key and KeyComparison pre-emption). It prints
+// its own view as JSON lines on stdout:
+//
+//	{"event":"started","identity":"go-a","wall_ns":...}
+//	{"event":"stopped","identity":"go-a","wall_ns":...}
+//	{"event":"new_leader","identity":"go-a","leader":"rust-b","wall_ns":...}
+//	{"event":"exit","identity":"go-a","wall_ns":...}
+//
+// SIGTERM or SIGINT cancels the context: with -release (the default) the
+// leader releases the lock as client-go does (empty holder, 1 s lease).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	istio "istio.io/istio/pilot/pkg/leaderelection/k8sleaderelection"
+	istiolock "istio.io/istio/pilot/pkg/leaderelection/k8sleaderelection/k8sresourcelock"
+)
+
+type event struct {
+	Event    string `json:"event"`
+	Identity string `json:"identity"`
+	Leader   string `json:"leader,omitempty"`
+	Error    string `json:"error,omitempty"`
+	WallNs   int64  `json:"wall_ns"`
+}
+
+var (
+	out   = json.NewEncoder(os.Stdout)
+	outMu sync.Mutex
+)
+
+func emit(e event) {
+	e.WallNs = time.Now().UnixNano()
+	outMu.Lock()
+	defer outMu.Unlock()
+	_ = out.Encode(e)
+}
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the API server")
+	impl := flag.String("impl", "client-go", "client-go or istio")
+	kind := flag.String("lock", "lease", "lease, configmap or multilock (configmap and multilock: istio only)")
+	namespace := flag.String("namespace", "default", "the lock's namespace")
+	name := flag.String("name", "", "the lock's name")
+	identity := flag.String("identity", "", "this candidate's identity")
+	lease := flag.Duration("lease", 15*time.Second, "lease duration")
+	renew := flag.Duration("renew", 10*time.Second, "renew deadline")
+	retry := flag.Duration("retry", 2*time.Second, "retry period")
+	release := flag.Bool("release", true, "release the lock on SIGTERM (ReleaseOnCancel)")
+	key := flag.String("key", "", "istio: this candidate's holder key")
+	preemptBelow := flag.String("preempt-below", "", "istio: pre-empt a holder whose key sorts below this")
+	flag.Parse()
+	if *name == "" || *identity == "" {
+		fmt.Fprintln(os.Stderr, "electors: -name and -identity are required")
+		os.Exit(2)
+	}
+	config, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "electors:", err)
+		os.Exit(2)
+	}
+	client := kubernetes.NewForConfigOrDie(config)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	started := func(ctx context.Context) {
+		emit(event{Event: "started", Identity: *identity})
+		<-ctx.Done()
+	}
+	stopped := func() { emit(event{Event: "stopped", Identity: *identity}) }
+	newLeader := func(leader string) { emit(event{Event: "new_leader", Identity: *identity, Leader: leader}) }
+	meta := metav1.ObjectMeta{Name: *name, Namespace: *namespace}
+
+	switch *impl {
+	case "client-go":
+		if *kind != "lease" {
+			fmt.Fprintln(os.Stderr, "electors: client-go has only Lease locks")
+			os.Exit(2)
+		}
+		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Lock: &resourcelock.LeaseLock{
+				LeaseMeta:  meta,
+				Client:     client.CoordinationV1(),
+				LockConfig: resourcelock.ResourceLockConfig{Identity: *identity},
+			},
+			LeaseDuration:   *lease,
+			RenewDeadline:   *renew,
+			RetryPeriod:     *retry,
+			ReleaseOnCancel: *release,
+			Name:            *name,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: started,
+				OnStoppedLeading: stopped,
+				OnNewLeader:      newLeader,
+			},
+		})
+	case "istio":
+		lockType := map[string]string{
+			"lease":     istiolock.LeasesResourceLock,
+			"configmap": istiolock.ConfigMapsResourceLock,
+			"multilock": istiolock.ConfigMapsLeasesResourceLock,
+		}[*kind]
+		if lockType == "" {
+			fmt.Fprintln(os.Stderr, "electors: unknown -lock", *kind)
+			os.Exit(2)
+		}
+		lock, err := istiolock.New(lockType, *namespace, *name, client.CoreV1(), client.CoordinationV1(),
+			istiolock.ResourceLockConfig{Identity: *identity, Key: *key})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "electors:", err)
+			os.Exit(2)
+		}
+		var cmp istio.KeyComparisonFunc
+		if *preemptBelow != "" {
+			ours := *preemptBelow
+			cmp = func(existing string) bool { return existing < ours }
+		}
+		elector, err := istio.NewLeaderElector(istio.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   *lease,
+			RenewDeadline:   *renew,
+			RetryPeriod:     *retry,
+			ReleaseOnCancel: *release,
+			KeyComparison:   cmp,
+			Name:            *name,
+			Callbacks: istio.LeaderCallbacks{
+				OnStartedLeading: started,
+				OnStoppedLeading: stopped,
+				OnNewLeader:      newLeader,
+			},
+		})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "electors:", err)
+			os.Exit(2)
+		}
+		// Istio's elector returns when it loses the lock; campaign again
+		// until told to stop, as Istio's pilot does.
+		for ctx.Err() == nil {
+			elector.Run(ctx)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "electors: unknown -impl", *impl)
+		os.Exit(2)
+	}
+	emit(event{Event: "exit", Identity: *identity})
+}
