@@ -6,14 +6,23 @@
 # the images, no registry needed) and the suite runs as a version matrix:
 #   1. the whole workspace: Redis 7.0 and etcd 3.5 in containers;
 #   2. the etcd crate's tests again on etcd 3.4 in containers;
-#   3. the Redis crate's tests again on redis-server from PATH.
-# Without Docker, pass 1 alone runs, on the binaries from PATH.
+#   3. the Redis crate's tests again on redis-server from PATH;
+#   4. the Kubernetes crate's tests on a real kube-apiserver (any machine
+#      with Go; see below).
+# Without Docker, passes 1 and 4 run, on the binaries from PATH.
 # TENURE_REDIS_IMAGE / TENURE_ETCD_IMAGE / TENURE_ETCD_34_IMAGE choose other
 # images; TENURE_FIXTURES=path skips containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
+
+# The Go parts, built once and cached (a cold build takes minutes; a cached
+# one, a second): kube-apiserver for pass 4, and the Go electors that the
+# Kubernetes tests run as peers.
+kube_apiserver=$(bash scripts/kube-apiserver.sh) || { echo "test.sh: building kube-apiserver failed" >&2; exit 1; }
+TENURE_GO_ELECTORS=$(bash scripts/electors.sh) || { echo "test.sh: building the Go electors failed" >&2; exit 1; }
+export TENURE_KUBE_APISERVER=${TENURE_KUBE_APISERVER:-$kube_apiserver} TENURE_GO_ELECTORS
 
 docker_answers() {
   command -v docker >/dev/null 2>&1 && docker version >/dev/null 2>&1
@@ -45,17 +54,21 @@ else
 fi
 
 failed=0
-# tests PACKAGE|all: the workspace is always built whole (all features), so
-# the passes share one build.
+# tests PACKAGE|all [ignored]: the workspace is always built whole (all
+# features), so the passes share one build. With `ignored`, the ignored
+# tests run too (tenure-k8s's least-privilege tests, which need a real
+# server's RBAC).
 tests() {
   if cargo nextest --version >/dev/null 2>&1; then
-    local filter=()
+    local filter=() ignored=()
     [ "$1" = all ] || filter=(-E "package($1)")
-    cargo nextest run --workspace --all-features --no-fail-fast "${filter[@]}" || failed=1
+    [ "${2:-}" = ignored ] && ignored=(--run-ignored all)
+    cargo nextest run --workspace --all-features --no-fail-fast "${filter[@]}" "${ignored[@]}" || failed=1
   else
-    local pkg=(--workspace)
+    local pkg=(--workspace) ignored=()
     [ "$1" = all ] || pkg=(-p "$1")
-    cargo test --all-features --no-fail-fast "${pkg[@]}" -- --test-threads=2 || failed=1
+    [ "${2:-}" = ignored ] && ignored=(--include-ignored)
+    cargo test --all-features --no-fail-fast "${pkg[@]}" -- --test-threads=2 "${ignored[@]}" || failed=1
   fi
 }
 
@@ -67,6 +80,24 @@ if [ "$containers" = 1 ]; then
   echo "test.sh: pass 3: tenure-redis on redis-server from PATH" >&2
   TENURE_FIXTURES=path tests tenure-redis
 fi
+# Pass 4: tenure-k8s on a real kube-apiserver (built from k8s.io/kubernetes
+# through the Go module proxy, cached by version; scripts/kube-apiserver-up.sh)
+# on etcd from PATH: the conformance suite, the MultiLock tests, the Go
+# electors (client-go, Istio) as peers, and least privilege (rbac.yaml).
+# The lock, wire and hand-off tests stay on the in-repo fixture there too.
+echo "test.sh: pass 4: tenure-k8s on a real kube-apiserver" >&2
+kube_dir=$(mktemp -d)
+if kube_env=$(bash scripts/kube-apiserver-up.sh "$kube_dir"); then
+  while IFS='=' read -r key value; do export "$key=$value"; done <<<"$kube_env"
+  TENURE_K8S_REAL=1 tests tenure-k8s ignored
+  # shellcheck disable=SC2086
+  kill $TENURE_KUBE_PIDS 2>/dev/null || true
+  unset KUBECONFIG TENURE_K8S_TENURE_KUBECONFIG TENURE_KUBE_PIDS
+else
+  echo "test.sh: the real kube-apiserver did not start (log in $kube_dir)" >&2
+  failed=1
+fi
+
 # nextest does not run doc tests.
 cargo test --workspace --all-features --doc || failed=1
 exit $failed

@@ -132,7 +132,7 @@ tokio = { version = "1", features = ["rt-multi-thread", "macros"] }"#,
     let stdout = build_and_run(dir.path(), &[("REDIS_URL", &server.url())]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let store = tenure::RedisStore::builder(&server.url(), "my-controller")
+        let store = tenure::RedisStore::builder(server.url(), "my-controller")
             .build()
             .await
             .unwrap();

@@ -5,6 +5,7 @@
 // its own view as JSON lines on stdout:
 //
 //	{"event":"started","identity":"go-a","wall_ns":...}
+//	{"event":"work_done","identity":"go-a","wall_ns":...}   (its context ended)
 //	{"event":"stopped","identity":"go-a","wall_ns":...}
 //	{"event":"new_leader","identity":"go-a","leader":"rust-b","wall_ns":...}
 //	{"event":"exit","identity":"go-a","wall_ns":...}
@@ -67,6 +68,7 @@ func main() {
 	release := flag.Bool("release", true, "release the lock on SIGTERM (ReleaseOnCancel)")
 	key := flag.String("key", "", "istio: this candidate's holder key")
 	preemptBelow := flag.String("preempt-below", "", "istio: pre-empt a holder whose key sorts below this")
+	contentType := flag.String("content-type", "", "request encoding (default: client-go's, protobuf for built-in types; tenure's API fixture speaks only application/json)")
 	flag.Parse()
 	if *name == "" || *identity == "" {
 		fmt.Fprintln(os.Stderr, "electors: -name and -identity are required")
@@ -77,6 +79,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "electors:", err)
 		os.Exit(2)
 	}
+	if *contentType != "" {
+		config.ContentType = *contentType
+	}
 	client := kubernetes.NewForConfigOrDie(config)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -84,6 +89,8 @@ func main() {
 	started := func(ctx context.Context) {
 		emit(event{Event: "started", Identity: *identity})
 		<-ctx.Done()
+		// The work is told to stop here (before any release).
+		emit(event{Event: "work_done", Identity: *identity})
 	}
 	stopped := func() { emit(event{Event: "stopped", Identity: *identity}) }
 	newLeader := func(leader string) { emit(event{Event: "new_leader", Identity: *identity, Leader: leader}) }
