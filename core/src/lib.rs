@@ -57,6 +57,7 @@ mod planted {
         AdoptOtherIncarnation,
         StateLagsValidity,
         LockDelayBeforeCreate,
+        FailedRenewCountsAsDone,
     }
 
     #[inline(always)]

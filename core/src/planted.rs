@@ -31,6 +31,9 @@ pub enum Bug {
     /// record's term starts at once: a record created and lost between two
     /// of its looks, or while it was blind, goes unseen.
     LockDelayBeforeCreate,
+    /// A renew that failed (unavailable, timed out) extends the term's
+    /// validity as a successful one would.
+    FailedRenewCountsAsDone,
 }
 
 thread_local! {

@@ -230,12 +230,32 @@ fn unavailable(what: &str) -> StoreError {
 impl Link {
     /// Runs `apply` on the store as the network lets it: delayed, lost,
     /// applied with its reply lost, or answered too late.
+    ///
+    /// The request is *sent* when the call is made, as a real client sends
+    /// it: it travels on its own task, so a caller that stops waiting (its
+    /// own timeout, a dropped future) does not stop it from landing.
     async fn op<T, F>(&self, apply: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Store, &mut State) -> T + Send + 'static,
         T: Send + 'static,
     {
-        let s = &self.store;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let store = self.store.clone();
+        let candidate = self.candidate;
+        tokio::spawn(async move {
+            let _ = reply.send(Self::travel(&store, candidate, apply).await);
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(unavailable("the simulated network task ended")))
+    }
+
+    /// One request's journey (see [`op`](Self::op)).
+    async fn travel<T, F>(s: &Arc<Store>, candidate: usize, apply: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Store, &mut State) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         let sent = Instant::now();
         let timeout = sent + REQUEST_TIMEOUT;
         let plan = &s.plan;
@@ -244,7 +264,6 @@ impl Link {
             // the request still lands (and is applied) later.
             s.count(|c| c.late_requests += 1);
             let store = s.clone();
-            let candidate = self.candidate;
             let arrives = timeout + s.delay(500);
             tokio::spawn(async move {
                 tokio::time::sleep_until(arrives).await;
@@ -257,7 +276,7 @@ impl Link {
             return Err(unavailable("no answer within the timeout"));
         }
         tokio::time::sleep(s.delay(plan.max_delay_ms)).await;
-        if plan.request_cut(self.candidate, Instant::now()) || s.roll(plan.p_lost_request) {
+        if plan.request_cut(candidate, Instant::now()) || s.roll(plan.p_lost_request) {
             s.count(|c| c.lost_requests += 1);
             tokio::time::sleep_until(timeout).await;
             return Err(unavailable("request lost"));
@@ -269,7 +288,7 @@ impl Link {
         let reply_delay = s.delay(plan.max_delay_ms);
         let reply_lost = s.roll(plan.p_lost_reply);
         tokio::time::sleep(reply_delay).await;
-        if reply_lost || plan.reply_cut(self.candidate, Instant::now()) {
+        if reply_lost || plan.reply_cut(candidate, Instant::now()) {
             s.count(|c| c.lost_replies += 1);
             tokio::time::sleep_until(timeout.max(Instant::now())).await;
             return Err(unavailable("reply lost"));

@@ -252,6 +252,9 @@ where
             }
             Err(e) => {
                 warn!(error = %e, "failed to renew; will retry");
+                if planted::is(Bug::FailedRenewCountsAsDone) {
+                    term.renewed(record, version, start + renew_deadline);
+                }
                 Ok(clock.now() + retry)
             }
         }
