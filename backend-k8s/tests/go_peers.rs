@@ -458,3 +458,69 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
     let all = terms.0.lock().unwrap().clone();
     eprintln!("terms: {all:?}");
 }
+
+/// The migration lock: tenure's MultiLock and Istio's `configmapsleases`
+/// MultiLock share one ConfigMap and one Lease; graceful hand-offs both
+/// ways, never two leaders, and the count rises by one per term.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenure_and_istio_share_a_multilock() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
+    let terms = Terms::default();
+    let name = "go-peers-multilock";
+    let store: Arc<dyn LockStore> = Arc::new(
+        tenure_k8s::MultiLock::builder(name)
+            .namespace(env.namespace.clone())
+            .client(env.client())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let istio = |id: &str| {
+        GoCandidate::start(
+            &bin,
+            &kubeconfig,
+            &env,
+            "istio",
+            "multilock",
+            name,
+            id,
+            &[],
+            &terms,
+        )
+    };
+    let go_a = istio("istio-a");
+    wait_for(LEASE * 3, "Istio leads", || terms.leading("istio-a")).await;
+    let t0 = transitions(&*store).await;
+    let rust = rust_candidate(store.clone(), "rust-b", &terms);
+    tokio::time::sleep(2 * RETRY).await;
+    assert!(!rust.elector.is_leader());
+
+    go_a.stop();
+    wait_for(
+        RETRY * 2 + Duration::from_secs(1),
+        "tenure takes the released MultiLock",
+        || rust.elector.is_leader(),
+    )
+    .await;
+    assert_eq!(transitions(&*store).await, t0 + 1, "one more term");
+
+    let go_c = istio("istio-c");
+    tokio::time::sleep(2 * RETRY).await;
+    assert_eq!(
+        terms.count("istio-c"),
+        0,
+        "Istio must not take a held MultiLock"
+    );
+    rust.stop().await;
+    wait_for(
+        RETRY * 3 + Duration::from_secs(1),
+        "Istio takes the released MultiLock",
+        || terms.leading("istio-c"),
+    )
+    .await;
+    assert_eq!(transitions(&*store).await, t0 + 2, "one more term");
+    go_c.stop();
+    terms.assert_no_overlap();
+}
