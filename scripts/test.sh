@@ -24,7 +24,7 @@ bash scripts/install-deps.sh
 # one, a second): kube-apiserver for pass 4, and the Go electors that the
 # Kubernetes tests run as peers.
 kube_apiserver=$(bash scripts/kube-apiserver.sh) || { echo "test.sh: building kube-apiserver failed" >&2; exit 1; }
-TENURE_GO_ELECTORS=$(bash scripts/electors.sh) || { echo "test.sh: building the Go electors failed" >&2; exit 1; }
+TENURE_GO_ELECTORS=$(bash scripts/go-binary.sh electors) || { echo "test.sh: building the Go electors failed" >&2; exit 1; }
 export TENURE_KUBE_APISERVER=${TENURE_KUBE_APISERVER:-$kube_apiserver} TENURE_GO_ELECTORS
 
 docker_answers() {

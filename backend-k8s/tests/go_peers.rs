@@ -1,7 +1,7 @@
 //! tenure and Go electors on one lock: client-go's `tools/leaderelection`
 //! (LeaseLock) and Istio's fork (ConfigMap lock, holder key pre-emption),
 //! run as real Go processes (`interop/electors`, built and cached by
-//! `scripts/electors.sh`, or `TENURE_GO_ELECTORS`), against the API server
+//! `scripts/go-binary.sh electors`, or `TENURE_GO_ELECTORS`), against the API server
 //! of the run: the in-repo fixture, or a real kube-apiserver with
 //! `TENURE_K8S_REAL=1` and `KUBECONFIG` (the `make test` pass on
 //! kube-apiserver v1.37.2).
@@ -88,15 +88,15 @@ impl Terms {
 
 /// The Go electors' binary (built once, cached).
 fn electors() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/electors.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/go-binary.sh");
     let out = Command::new("bash")
-        .arg(script)
+        .args([script, "electors"])
         .stderr(Stdio::inherit())
         .output()
-        .expect("run scripts/electors.sh");
+        .expect("run scripts/go-binary.sh electors");
     assert!(
         out.status.success(),
-        "scripts/electors.sh failed (Go >= 1.26 needed: the machine kind has it)"
+        "scripts/go-binary.sh electors failed (Go >= 1.26 needed: the machine kind has it)"
     );
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
@@ -277,6 +277,59 @@ async fn transitions(store: &dyn LockStore) -> u64 {
         .leader_transitions
 }
 
+/// The Go candidate `ids[0]` leads, the tenure candidate `ids[1]` follows;
+/// the Go leader releases (SIGTERM: `ReleaseOnCancel`) and tenure's watch
+/// wakes it at once; the Go candidate `ids[2]` follows, tenure releases,
+/// and Go takes the lock at its next retry. Each term raises the count by
+/// one. Returns the count before the first hand-off and the Go leader.
+async fn hand_offs_both_ways(
+    store: &Arc<dyn LockStore>,
+    terms: &Terms,
+    go: &dyn Fn(&str) -> GoCandidate,
+    ids: [&str; 3],
+) -> (u64, GoCandidate) {
+    let [go_first, rust_id, go_second] = ids;
+    let go_a = go(go_first);
+    wait_for(LEASE * 3, "the Go candidate leads", || {
+        terms.leading(go_first)
+    })
+    .await;
+    let t0 = transitions(&**store).await;
+    let rust = rust_candidate(store.clone(), rust_id, terms);
+    tokio::time::sleep(2 * RETRY).await;
+    assert!(!rust.elector.is_leader());
+    assert_eq!(rust.elector.leader().as_deref(), Some(go_first));
+
+    let stopped = tokio::time::Instant::now();
+    go_a.stop();
+    wait_for(
+        2 * RETRY + Duration::from_secs(1),
+        "tenure takes the released lock",
+        || rust.elector.is_leader(),
+    )
+    .await;
+    eprintln!(
+        "Go -> tenure hand-off: {:?} after SIGTERM (Go's shutdown and release included)",
+        stopped.elapsed()
+    );
+    assert_eq!(transitions(&**store).await, t0 + 1, "one more term");
+
+    let go_c = go(go_second);
+    tokio::time::sleep(2 * RETRY).await;
+    assert_eq!(terms.count(go_second), 0, "Go must not take a held lock");
+    let released = tokio::time::Instant::now();
+    rust.stop().await;
+    wait_for(
+        RETRY * 3 + Duration::from_secs(1),
+        "Go takes the released lock",
+        || terms.leading(go_second),
+    )
+    .await;
+    eprintln!("tenure -> Go hand-off: {:?}", released.elapsed());
+    assert_eq!(transitions(&**store).await, t0 + 2, "one more term");
+    (t0, go_c)
+}
+
 /// tenure's LeaseLock and client-go's LeaseLock share one Lease: each
 /// side's graceful release hands off to the other (tenure by its watch in
 /// milliseconds, client-go at its next retry), a kill -9 of the Go leader
@@ -311,46 +364,7 @@ async fn tenure_and_client_go_share_a_lease() {
         )
     };
 
-    // client-go leads first; tenure follows.
-    let go_a = go("go-a");
-    wait_for(LEASE * 3, "client-go leads", || terms.leading("go-a")).await;
-    let t0 = transitions(&*store).await;
-    let rust = rust_candidate(store.clone(), "rust-b", &terms);
-    tokio::time::sleep(2 * RETRY).await;
-    assert!(!rust.elector.is_leader());
-    assert_eq!(rust.elector.leader().as_deref(), Some("go-a"));
-
-    // client-go releases (ReleaseOnCancel): tenure's watch wakes it.
-    let stopped = tokio::time::Instant::now();
-    go_a.stop();
-    let took = wait_for(2 * RETRY, "tenure takes the released Lease", || {
-        rust.elector.is_leader()
-    })
-    .await;
-    eprintln!(
-        "client-go -> tenure hand-off: {:?} after SIGTERM",
-        stopped.elapsed().max(took)
-    );
-    assert_eq!(transitions(&*store).await, t0 + 1, "one more term");
-
-    // tenure releases: client-go takes it at its next retry.
-    let go_c = go("go-c");
-    tokio::time::sleep(2 * RETRY).await;
-    assert_eq!(
-        terms.count("go-c"),
-        0,
-        "client-go must not take a held Lease"
-    );
-    let released = tokio::time::Instant::now();
-    rust.stop().await;
-    wait_for(
-        RETRY * 3 + Duration::from_secs(1),
-        "client-go takes the released Lease",
-        || terms.leading("go-c"),
-    )
-    .await;
-    eprintln!("tenure -> client-go hand-off: {:?}", released.elapsed());
-    assert_eq!(transitions(&*store).await, t0 + 2, "one more term");
+    let (t0, go_c) = hand_offs_both_ways(&store, &terms, &go, ["go-a", "rust-b", "go-c"]).await;
 
     // kill -9 of the Go leader: tenure takes over after the lease.
     let rust = rust_candidate(store.clone(), "rust-d", &terms);
@@ -490,37 +504,8 @@ async fn tenure_and_istio_share_a_multilock() {
             &terms,
         )
     };
-    let go_a = istio("istio-a");
-    wait_for(LEASE * 3, "Istio leads", || terms.leading("istio-a")).await;
-    let t0 = transitions(&*store).await;
-    let rust = rust_candidate(store.clone(), "rust-b", &terms);
-    tokio::time::sleep(2 * RETRY).await;
-    assert!(!rust.elector.is_leader());
-
-    go_a.stop();
-    wait_for(
-        RETRY * 2 + Duration::from_secs(1),
-        "tenure takes the released MultiLock",
-        || rust.elector.is_leader(),
-    )
-    .await;
-    assert_eq!(transitions(&*store).await, t0 + 1, "one more term");
-
-    let go_c = istio("istio-c");
-    tokio::time::sleep(2 * RETRY).await;
-    assert_eq!(
-        terms.count("istio-c"),
-        0,
-        "Istio must not take a held MultiLock"
-    );
-    rust.stop().await;
-    wait_for(
-        RETRY * 3 + Duration::from_secs(1),
-        "Istio takes the released MultiLock",
-        || terms.leading("istio-c"),
-    )
-    .await;
-    assert_eq!(transitions(&*store).await, t0 + 2, "one more term");
+    let (_, go_c) =
+        hand_offs_both_ways(&store, &terms, &istio, ["istio-a", "rust-b", "istio-c"]).await;
     go_c.stop();
     terms.assert_no_overlap();
 }
