@@ -28,13 +28,38 @@ pub(super) struct Term {
     end: Option<Instant>,
 }
 
-/// Every term of every candidate of one scenario, in start order.
+/// Every term of every candidate of one scenario, in start order, and when
+/// each crashed candidate crashed.
 #[derive(Clone, Default)]
-pub(super) struct Timeline(Arc<Mutex<Vec<Term>>>);
+pub(super) struct Timeline(Arc<Mutex<Vec<Term>>>, Arc<Mutex<Vec<(String, Instant)>>>);
 
 impl Timeline {
     pub(super) fn terms(&self) -> Vec<Term> {
-        self.0.lock().unwrap().clone()
+        let mut terms = self.0.lock().unwrap().clone();
+        // A crashed candidate's late-begun term is pushed late but starts
+        // at its crash: order by start, not by push.
+        terms.sort_by_key(|t| t.start);
+        terms
+    }
+
+    /// A term's work began. Work that first runs after its candidate
+    /// crashed (the work is its own task: `is_leader()` can turn true and
+    /// the crash come before the work is first polled) belongs to a term
+    /// whose validity ended at the crash.
+    fn begin(&self, identity: &str, token: u64) {
+        let crashed = self
+            .1
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(id, _)| id == identity)
+            .map(|(_, at)| *at);
+        self.0.lock().unwrap().push(Term {
+            identity: identity.to_owned(),
+            token,
+            start: crashed.unwrap_or_else(Instant::now),
+            end: crashed,
+        });
     }
 
     fn close(&self, identity: &str, at: Instant) {
@@ -85,7 +110,13 @@ impl Candidate {
     /// A crash: the run future is dropped without release.
     pub(super) fn crash(self, timeline: &Timeline) {
         self.task.abort();
-        timeline.close(&self.identity, Instant::now());
+        let now = Instant::now();
+        timeline
+            .1
+            .lock()
+            .unwrap()
+            .push((self.identity.clone(), now));
+        timeline.close(&self.identity, now);
     }
 }
 
@@ -132,12 +163,7 @@ pub(super) fn spawn(
                     let timeline = timeline.clone();
                     let id = id.clone();
                     async move {
-                        timeline.0.lock().unwrap().push(Term {
-                            identity: id.clone(),
-                            token: leadership.fencing_token(),
-                            start: Instant::now(),
-                            end: None,
-                        });
+                        timeline.begin(&id, leadership.fencing_token());
                         leadership.cancelled().await;
                         timeline.close(&id, Instant::now());
                     }
