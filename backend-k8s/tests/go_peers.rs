@@ -14,268 +14,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use common::Env;
+use common::go::*;
 use tenure_core::{CancellationToken, LeaderElector, LockStore};
 use tenure_k8s::{ConfigMapLock, LeaseLock};
-
-const LEASE: Duration = Duration::from_secs(3);
-const RENEW: Duration = Duration::from_secs(2);
-const RETRY: Duration = Duration::from_millis(500);
-
-fn now_ns() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
-}
-
-/// A term: identity, start, end (open while `None`), in wall-clock ns.
-type Term = (String, u128, Option<u128>);
-
-/// Every candidate's terms.
-#[derive(Clone, Default)]
-struct Terms(Arc<Mutex<Vec<Term>>>);
-
-impl Terms {
-    fn start(&self, id: &str) {
-        self.0.lock().unwrap().push((id.to_owned(), now_ns(), None));
-    }
-
-    fn end(&self, id: &str) {
-        let at = now_ns();
-        for t in self.0.lock().unwrap().iter_mut() {
-            if t.0 == id && t.2.is_none() {
-                t.2 = Some(at);
-            }
-        }
-    }
-
-    fn leading(&self, id: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|t| t.0 == id && t.2.is_none())
-    }
-
-    fn count(&self, id: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|t| t.0 == id).count()
-    }
-
-    /// No two terms overlap (an open term runs until now).
-    fn assert_no_overlap(&self) {
-        let now = now_ns();
-        let mut terms = self.0.lock().unwrap().clone();
-        terms.sort_by_key(|t| t.1);
-        for pair in terms.windows(2) {
-            let end = pair[0].2.unwrap_or(now);
-            assert!(
-                end <= pair[1].1,
-                "{} led until {end} but {} started at {}: {terms:?}",
-                pair[0].0,
-                pair[1].0,
-                pair[1].1
-            );
-        }
-    }
-}
-
-/// The Go electors' binary (built once, cached).
-fn electors() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/go-binary.sh");
-    let out = Command::new("bash")
-        .args([script, "electors"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/go-binary.sh electors");
-    assert!(
-        out.status.success(),
-        "scripts/go-binary.sh electors failed (Go >= 1.26 needed: the machine kind has it)"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-/// A kubeconfig for the Go process: the real cluster's, or one written for
-/// the fixture.
-fn kubeconfig(env: &Env, dir: &tempfile::TempDir) -> PathBuf {
-    if common::real_cluster() {
-        return std::env::var_os("KUBECONFIG").unwrap().into();
-    }
-    let path = dir.path().join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: f\n  cluster:\n    server: {}\n\
-             contexts:\n- name: f\n  context:\n    cluster: f\n    user: u\ncurrent-context: f\n\
-             users:\n- name: u\n  user: {{}}\n",
-            env.server().url()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// A Go candidate, its JSON lines turned into terms as they arrive.
-struct GoCandidate {
-    id: String,
-    child: Child,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl GoCandidate {
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        bin: &PathBuf,
-        kubeconfig: &PathBuf,
-        env: &Env,
-        imp: &str,
-        lock: &str,
-        name: &str,
-        id: &str,
-        extra: &[&str],
-        terms: &Terms,
-    ) -> GoCandidate {
-        let mut child = Command::new(bin)
-            .args(["-impl", imp, "-lock", lock, "-name", name, "-identity", id])
-            .args(["-namespace", &env.namespace])
-            .args(["-lease", "3s", "-renew", "2s", "-retry", "500ms"])
-            .args(extra)
-            // client-go sends built-in types as protobuf; the in-repo
-            // fixture speaks only JSON (a difference the real server shows).
-            .args(if common::real_cluster() {
-                &[][..]
-            } else {
-                &["-content-type", "application/json"][..]
-            })
-            .env("KUBECONFIG", kubeconfig)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the Go elector");
-        let stdout = child.stdout.take().unwrap();
-        let terms = terms.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
-                    continue;
-                };
-                let who = event["identity"].as_str().unwrap_or_default();
-                match event["event"].as_str() {
-                    Some("started") => terms.start(who),
-                    Some("work_done") => terms.end(who),
-                    _ => {}
-                }
-            }
-        });
-        GoCandidate {
-            id: id.to_owned(),
-            child,
-            reader: Some(reader),
-        }
-    }
-
-    /// SIGTERM: client-go cancels, the work stops, it releases, it exits.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-    }
-
-    /// kill -9: its term ends now, unreleased.
-    fn crash(mut self, terms: &Terms) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        terms.end(&self.id);
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-    }
-}
-
-impl Drop for GoCandidate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A tenure candidate whose work records its terms.
-struct RustCandidate {
-    elector: LeaderElector,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-fn rust_candidate(store: Arc<dyn LockStore>, id: &str, terms: &Terms) -> RustCandidate {
-    let elector = LeaderElector::builder(store, id.to_owned())
-        .lease_duration(LEASE)
-        .renew_deadline(RENEW)
-        .retry_period(RETRY)
-        .build()
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let task = {
-        let elector = elector.clone();
-        let shutdown = shutdown.clone();
-        let terms = terms.clone();
-        let id = id.to_owned();
-        tokio::spawn(async move {
-            let _ = elector
-                .run(shutdown, move |leadership| {
-                    let terms = terms.clone();
-                    let id = id.clone();
-                    async move {
-                        terms.start(&id);
-                        leadership.cancelled().await;
-                        terms.end(&id);
-                    }
-                })
-                .await;
-        })
-    };
-    RustCandidate {
-        elector,
-        shutdown,
-        task,
-    }
-}
-
-impl RustCandidate {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.task.await;
-    }
-}
-
-async fn wait_for(limit: Duration, what: &str, cond: impl Fn() -> bool) -> Duration {
-    let start = tokio::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    start.elapsed()
-}
-
-async fn transitions(store: &dyn LockStore) -> u64 {
-    store
-        .get()
-        .await
-        .unwrap()
-        .unwrap()
-        .record
-        .leader_transitions
-}
 
 /// The Go candidate `ids[0]` leads, the tenure candidate `ids[1]` follows;
 /// the Go leader releases (SIGTERM: `ReleaseOnCancel`) and tenure's watch
@@ -426,6 +171,7 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
         &terms,
     );
     wait_for(LEASE * 3, "Istio leads", || terms.leading("istio-a")).await;
+    let by_istio = leader_annotation(&env, name).await;
     let held = store.get().await.unwrap().unwrap().record;
     assert_eq!(held.holder_key, "1", "Istio's holder key is read: {held:?}");
     let t0 = held.leader_transitions;
@@ -471,6 +217,32 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
         ("rust-b", "2")
     );
     assert_eq!(now.leader_transitions, t0 + 1);
+    // The annotation tenure wrote has Istio's fields, no more, no fewer.
+    // One deliberate difference: Go writes whole seconds (`metav1.Time`),
+    // tenure microseconds (RFC 3339 with a fraction, which Go's parser
+    // takes, as this hand-off shows), so that two renews within one second
+    // still differ and followers see each as a change.
+    let by_tenure = leader_annotation(&env, name).await;
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&by_istio),
+        keys(&by_tenure),
+        "{by_istio} vs {by_tenure}"
+    );
+    for time in ["acquireTime", "renewTime"] {
+        assert!(
+            is_whole_second_time(&by_istio[time]),
+            "Istio's {time}: {by_istio}"
+        );
+        assert!(
+            is_micro_time(&by_tenure[time]),
+            "tenure's {time}: {by_tenure}"
+        );
+    }
     shutdown.cancel();
     let _ = task.await;
     istio.stop();
@@ -523,6 +295,169 @@ async fn tenure_and_istio_share_a_multilock() {
         LEASE + 2 * RETRY + Duration::from_secs(1),
     )
     .await;
+    go_c.stop();
+    terms.assert_no_overlap();
+}
+
+/// A Kubernetes `MicroTime` as client-go writes it: UTC, 6 fraction digits.
+fn is_micro_time(v: &serde_json::Value) -> bool {
+    let Some(s) = v.as_str() else { return false };
+    let b = s.as_bytes();
+    b.len() == 27
+        && b[10] == b'T'
+        && b[19] == b'.'
+        && b[26] == b'Z'
+        && b[20..26].iter().all(u8::is_ascii_digit)
+        && chrono_like(&s[..19])
+}
+
+/// An RFC 3339 time without fraction, as client-go's ConfigMap annotation
+/// writes it (`metav1.Time`).
+fn is_whole_second_time(v: &serde_json::Value) -> bool {
+    let Some(s) = v.as_str() else { return false };
+    s.len() == 20 && s.ends_with('Z') && chrono_like(&s[..19])
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`.
+fn chrono_like(s: &str) -> bool {
+    s.bytes().enumerate().all(|(i, c)| match i {
+        4 | 7 => c == b'-',
+        10 => c == b'T',
+        13 | 16 => c == b':',
+        _ => c.is_ascii_digit(),
+    }) && s.len() == 19
+}
+
+/// The same keys, the same time formats, the same lease seconds.
+fn assert_same_lease_spec(go: &serde_json::Value, ours: &serde_json::Value, what: &str) {
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(go),
+        keys(ours),
+        "{what}: spec fields differ: {go} vs {ours}"
+    );
+    for time in ["acquireTime", "renewTime"] {
+        assert!(is_micro_time(&go[time]), "{what}: Go's {time}: {go}");
+        assert!(is_micro_time(&ours[time]), "{what}: {time}: {ours}");
+    }
+    assert_eq!(
+        go["leaseDurationSeconds"], ours["leaseDurationSeconds"],
+        "{what}"
+    );
+}
+
+/// The ConfigMap's leader annotation, parsed.
+async fn leader_annotation(env: &Env, name: &str) -> serde_json::Value {
+    let object = env.get_object(&env.configmap_path(name)).await.unwrap();
+    let raw = object["metadata"]["annotations"][tenure_k8s::LEADER_ANNOTATION]
+        .as_str()
+        .expect("the leader annotation");
+    serde_json::from_str(raw).unwrap()
+}
+
+/// A label added by another tool, at the version read (retried on 409).
+async fn add_foreign_label(env: &Env, path: &str) {
+    for _ in 0..20 {
+        let mut object = env.get_object(path).await.expect("the lock object");
+        object["metadata"]["labels"]["example.com/team"] = serde_json::json!("sre");
+        match env.raw(http::Method::PUT, path, Some(object)).await {
+            (200, _) => return,
+            (409, _) => continue,
+            (code, body) => panic!("label {path}: {code} {body}"),
+        }
+    }
+    panic!("label {path}: 20 conflicts in a row");
+}
+
+fn assert_foreign_kept(object: &serde_json::Value, what: &str) {
+    assert_eq!(
+        object["metadata"]["labels"]["example.com/team"], "sre",
+        "{what}: another tool's label lost: {object}"
+    );
+    assert!(
+        object["metadata"]["annotations"][common::TOUCHED_ANNOTATION].is_string(),
+        "{what}: another tool's annotation lost: {object}"
+    );
+}
+
+/// Each side keeps what the other (and a third tool) wrote to the Lease,
+/// and writes the record as the other does: tenure takes a Lease from
+/// client-go, client-go takes it back, and the spec has the same fields,
+/// `MicroTime`s with microseconds and whole lease seconds each time, with
+/// another tool's label and annotation kept throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenure_and_client_go_write_the_same_lease_and_keep_each_others_fields() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
+    let terms = Terms::default();
+    let name = "go-peers-fields";
+    let path = env.lease_path(name);
+    let store: Arc<dyn LockStore> = Arc::new(
+        LeaseLock::builder(name)
+            .namespace(env.namespace.clone())
+            .client(env.client())
+            .build()
+            .await
+            .unwrap(),
+    );
+    let go = |id: &str| {
+        GoCandidate::start(
+            &bin,
+            &kubeconfig,
+            &env,
+            "client-go",
+            "lease",
+            name,
+            id,
+            &[],
+            &terms,
+        )
+    };
+    let go_a = go("go-a");
+    wait_for(LEASE * 3, "the Go candidate leads", || {
+        terms.leading("go-a")
+    })
+    .await;
+    add_foreign_label(&env, &path).await;
+    env.touch_object(&path).await;
+    let by_go = env.get_object(&path).await.unwrap();
+
+    let rust = rust_candidate(store.clone(), "rust-b", &terms);
+    tokio::time::sleep(2 * RETRY).await;
+    go_a.stop();
+    wait_for(
+        2 * RETRY + Duration::from_secs(1),
+        "tenure takes the lock",
+        || rust.elector.is_leader(),
+    )
+    .await;
+    let by_tenure = env.get_object(&path).await.unwrap();
+    assert_eq!(by_tenure["spec"]["holderIdentity"], "rust-b");
+    assert_same_lease_spec(&by_go["spec"], &by_tenure["spec"], "tenure after client-go");
+    assert_foreign_kept(&by_tenure, "tenure's takeover");
+
+    let go_c = go("go-c");
+    tokio::time::sleep(2 * RETRY).await;
+    rust.stop().await;
+    wait_for(
+        RETRY * 3 + Duration::from_secs(1),
+        "Go takes the released lock",
+        || terms.leading("go-c"),
+    )
+    .await;
+    let by_go_again = env.get_object(&path).await.unwrap();
+    assert_eq!(by_go_again["spec"]["holderIdentity"], "go-c");
+    assert_same_lease_spec(
+        &by_go_again["spec"],
+        &by_tenure["spec"],
+        "client-go after tenure",
+    );
+    assert_foreign_kept(&by_go_again, "client-go's takeover");
     go_c.stop();
     terms.assert_no_overlap();
 }

@@ -142,6 +142,11 @@ impl StoreFactory for RedisFactory {
         true
     }
 
+    /// Deletions and raw writes by other tools are not published.
+    fn announces_foreign_writes(&self) -> bool {
+        false
+    }
+
     fn request_timeout(&self) -> Option<std::time::Duration> {
         Some(REQUEST_TIMEOUT)
     }
@@ -173,6 +178,36 @@ mod shared_client {
     // about records and run above; all of them at once doubled the suite's
     // load, and its timing-tight scenarios flaked under it.)
     tenure_conformance::conformance_tests!(shared factory);
+}
+
+/// The negative control of the vanished-record scenarios on a store that
+/// announces no deletions: a follower that takes a missing record for a
+/// free one (planted) finds it missing only when its lease runs out here,
+/// so it creates one a lease after the deletion: only the store's own
+/// bound (a lease after finding it missing) catches it. One thread, as the
+/// planted bug is switched on per thread.
+#[tokio::test]
+async fn the_deleted_record_scenario_catches_a_follower_that_takes_it_for_free() {
+    use futures::FutureExt;
+    use tenure_core::planted::{Bug, plant};
+    let f = factory().await;
+    plant(Some(Bug::DeletedRecordIsFree));
+    let outcome = std::panic::AssertUnwindSafe(
+        tenure_conformance::scenarios::deleted_record_is_not_a_free_lock(&f),
+    )
+    .catch_unwind()
+    .await;
+    plant(None);
+    let panic = outcome.expect_err("the scenario passed with the planted bug");
+    let message = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(
+        message.contains("waits a lease from finding it missing"),
+        "failed for another reason: {message}"
+    );
 }
 
 /// Each call's bound (shorter than the client's default 5 s, so the hung-store

@@ -72,6 +72,16 @@ pub trait StoreFactory: Send + Sync + 'static {
     /// True when the store's `watch` must return a stream.
     fn supports_watch(&self) -> bool;
 
+    /// True when the store's watch tells a follower that the record was
+    /// deleted or rewritten by another tool (a delete or modify event).
+    /// Redis publishes only the writes of tenure's own script, so a
+    /// follower there finds such a change only when the lease it saw runs
+    /// out, and the safety scenarios then expect the whole lease it must
+    /// wait after that.
+    fn announces_foreign_writes(&self) -> bool {
+        true
+    }
+
     /// The timeout that bounds each call of the stores this factory opens,
     /// for stores that bound their own calls (network stores). `None`
     /// (the default) for stores that answer in-process.

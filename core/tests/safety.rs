@@ -278,6 +278,10 @@ async fn a_stale_low_token_in_the_store_never_lowers_the_next_term_token() {
 
 #[tokio::test(start_paused = true)]
 async fn a_takeover_by_a_candidate_that_never_saw_the_higher_tokens_goes_above_the_floor() {
+    takeover_above_the_floor().await;
+}
+
+async fn takeover_above_the_floor() {
     // Issue 26 item 2: a stale low token sits in the store (a create whose
     // raise to the floor never ran, a store restored from an old snapshot)
     // and a candidate that never saw the higher tokens (new, restarted)
@@ -302,6 +306,10 @@ async fn a_takeover_by_a_candidate_that_never_saw_the_higher_tokens_goes_above_t
 
 #[tokio::test(start_paused = true)]
 async fn a_record_of_another_incarnation_with_our_identity_and_token_is_not_adopted() {
+    no_adoption_of_another_incarnation().await;
+}
+
+async fn no_adoption_of_another_incarnation() {
     // Issue 26 item 6: on a store without a floor (Kubernetes), two live
     // incarnations with one identity can both hold token 0. A leader whose
     // renew conflicts must not adopt the other's record (same identity,
@@ -399,6 +407,10 @@ impl tenure_core::Clock for JumpClock {
 
 #[tokio::test(start_paused = true)]
 async fn is_leader_and_the_state_turn_off_when_validity_ends_even_if_the_task_is_starved() {
+    state_follows_validity().await;
+}
+
+async fn state_follows_validity() {
     // Issue 26 item 5: `is_leader` and the state were cleared only when the
     // election task ran; a starved task (the CLI's runtime stalled ~1.5 s
     // in chaos runs) left them true past `valid_until`, while
@@ -428,6 +440,10 @@ async fn is_leader_and_the_state_turn_off_when_validity_ends_even_if_the_task_is
 
 #[tokio::test(start_paused = true)]
 async fn lock_delay_holds_any_created_record_whatever_the_candidate_missed() {
+    lock_delay_holds_the_created_record().await;
+}
+
+async fn lock_delay_holds_the_created_record() {
     // Issue 26 item 1: X looks at t0 and finds no record, then goes blind
     // (its store fails it). A creates the record at t0 + 1 s and leads; the
     // record is deleted at t0 + 18 s while A is still valid (A renewed
@@ -471,4 +487,51 @@ async fn lock_delay_holds_any_created_record_whatever_the_candidate_missed() {
     );
     shutdown.cancel();
     run.await.unwrap().unwrap();
+}
+
+/// Negative controls: each regression test of issue 26 above, run with the
+/// rule it guards switched back to the old one (`tenure_core::planted`),
+/// must fail. They show the tests can fail, as they did on the engine
+/// before the fixes.
+mod controls {
+    use futures::FutureExt;
+    use tenure_core::planted::{Bug, plant};
+
+    async fn caught(bug: Bug, scenario: impl std::future::Future<Output = ()>) {
+        plant(Some(bug));
+        let outcome = std::panic::AssertUnwindSafe(scenario).catch_unwind().await;
+        plant(None);
+        assert!(
+            outcome.is_err(),
+            "{bug:?} planted, yet its regression test passed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn takeover_above_the_floor_is_caught() {
+        caught(Bug::TakeoverIgnoresFloor, super::takeover_above_the_floor()).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_adoption_of_another_incarnation_is_caught() {
+        caught(
+            Bug::AdoptOtherIncarnation,
+            super::no_adoption_of_another_incarnation(),
+        )
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_follows_validity_is_caught() {
+        caught(Bug::StateLagsValidity, super::state_follows_validity()).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lock_delay_holds_the_created_record_is_caught() {
+        caught(
+            Bug::LockDelayBeforeCreate,
+            super::lock_delay_holds_the_created_record(),
+        )
+        .await;
+    }
 }

@@ -1,0 +1,264 @@
+//! Measurements, not tests: tenure's `LeaseLock` and client-go's elector
+//! side by side on one real kube-apiserver (a server of this run's own, so
+//! its request counts are theirs alone). Run by hand and reported in
+//! BENCHMARKS.md:
+//!
+//! ```sh
+//! cargo test --release -p tenure-k8s --all-features --test go_bench -- --ignored --nocapture
+//! ```
+//!
+//! - graceful hand-off: from the leader being told to stop (tenure: its
+//!   shutdown token; client-go: SIGTERM, `ReleaseOnCancel`) to the
+//!   successor's work starting, at lease 3 s / renew 2 s / retry 0.5 s;
+//! - crash fail-over: from kill -9 (client-go) or an abort without release
+//!   (tenure) to the successor's work starting, same timing;
+//! - Lease requests per second the server served for N = 1, 10, 50
+//!   candidates on one Lease at client-go's default timing (15 s / 10 s /
+//!   2 s), from the server's own `apiserver_request_total`, and the mean
+//!   server-side time of their writes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Env;
+use common::go::*;
+use tenure_core::{CancellationToken, LeaderElector, LockStore};
+use tenure_k8s::LeaseLock;
+
+const ROUNDS: usize = 10;
+const WINDOW: Duration = Duration::from_secs(30);
+
+async fn lease(env: &Env, name: &str) -> Arc<dyn LockStore> {
+    Arc::new(
+        LeaseLock::builder(name)
+            .namespace(env.namespace.clone())
+            .client(env.client())
+            .build()
+            .await
+            .unwrap(),
+    )
+}
+
+fn percentiles(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    format!(
+        "p50 {:.1} ms, min {:.1}, max {:.1} ({} rounds)",
+        at(0.5).as_secs_f64() * 1e3,
+        v[0].as_secs_f64() * 1e3,
+        v[v.len() - 1].as_secs_f64() * 1e3,
+        v.len()
+    )
+}
+
+fn since_ns(from: u128, to: u128) -> Duration {
+    Duration::from_nanos(to.saturating_sub(from) as u64)
+}
+
+/// The server's Lease request count (every verb, watches included) and
+/// the sum and count of its PUT (update) latencies.
+async fn lease_metrics(env: &Env) -> (f64, f64, f64) {
+    let req = http::Request::builder()
+        .uri("/metrics")
+        .body(Vec::new())
+        .unwrap();
+    let text = env.client().request_text(req).await.expect("/metrics");
+    let (mut total, mut put_sum, mut put_count) = (0.0, 0.0, 0.0);
+    for line in text.lines() {
+        if !line.contains(r#"resource="leases""#) {
+            continue;
+        }
+        let value: f64 = line
+            .rsplit_once(' ')
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0.0);
+        if line.starts_with("apiserver_request_total{") {
+            total += value;
+        } else if line.contains(r#"verb="PUT""#) {
+            if line.starts_with("apiserver_request_duration_seconds_sum{") {
+                put_sum += value;
+            } else if line.starts_with("apiserver_request_duration_seconds_count{") {
+                put_count += value;
+            }
+        }
+    }
+    (total, put_sum, put_count)
+}
+
+/// Requests per second and mean PUT time over `WINDOW` with the fleet
+/// already running.
+async fn rate(env: &Env) -> (f64, f64) {
+    // Let the fleet settle (every candidate started, one leading).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (t0, s0, c0) = lease_metrics(env).await;
+    tokio::time::sleep(WINDOW).await;
+    let (t1, s1, c1) = lease_metrics(env).await;
+    let put_ms = if c1 > c0 {
+        (s1 - s0) / (c1 - c0) * 1e3
+    } else {
+        f64::NAN
+    };
+    ((t1 - t0) / WINDOW.as_secs_f64(), put_ms)
+}
+
+fn tenure_candidate(
+    store: Arc<dyn LockStore>,
+    id: &str,
+    timing: (Duration, Duration, Duration),
+    terms: &Terms,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let elector = LeaderElector::builder(store, id.to_owned())
+        .lease_duration(timing.0)
+        .renew_deadline(timing.1)
+        .retry_period(timing.2)
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = {
+        let shutdown = shutdown.clone();
+        let terms = terms.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let _ = elector
+                .run(shutdown, move |leadership| {
+                    let terms = terms.clone();
+                    let id = id.clone();
+                    async move {
+                        terms.start(&id);
+                        leadership.cancelled().await;
+                        terms.end(&id);
+                    }
+                })
+                .await;
+        })
+    };
+    (shutdown, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement on a kube-apiserver of its own; run by hand (BENCHMARKS.md)"]
+async fn tenure_and_client_go_side_by_side() {
+    let server = OwnApiServer::start();
+    let kubeconfig = server.kubeconfig();
+    let env = Env::from_kubeconfig(&kubeconfig).await;
+    let bin = electors();
+    let fast = (LEASE, RENEW, RETRY);
+    let go = |name: &str, id: &str, terms: &Terms, extra: &[&str]| {
+        GoCandidate::start(
+            &bin,
+            &kubeconfig,
+            &env,
+            "client-go",
+            "lease",
+            name,
+            id,
+            extra,
+            terms,
+        )
+    };
+
+    // Graceful hand-offs and crash fail-overs, client-go to client-go.
+    let terms = Terms::default();
+    let (mut handoffs, mut failovers) = (Vec::new(), Vec::new());
+    let mut leader = go("go-handoff", "go-0", &terms, &[]);
+    wait_for(LEASE * 3, "go-0 leads", || terms.leading("go-0")).await;
+    for round in 1..=2 * ROUNDS {
+        let id = format!("go-{round}");
+        let next = go("go-handoff", &id, &terms, &[]);
+        tokio::time::sleep(4 * RETRY).await;
+        let at = now_ns();
+        if round <= ROUNDS {
+            leader.stop();
+        } else {
+            leader.crash(&terms);
+        }
+        wait_for(LEASE * 3, "the successor leads", || terms.leading(&id)).await;
+        let took = since_ns(at, terms.of(&id)[0].0);
+        if round <= ROUNDS {
+            handoffs.push(took)
+        } else {
+            failovers.push(took)
+        }
+        leader = next;
+    }
+    leader.stop();
+    terms.assert_no_overlap();
+    eprintln!("client-go graceful hand-off: {}", percentiles(handoffs));
+    eprintln!("client-go crash fail-over: {}", percentiles(failovers));
+
+    // The same with tenure.
+    let terms = Terms::default();
+    let store = lease(&env, "tenure-handoff").await;
+    let (mut handoffs, mut failovers) = (Vec::new(), Vec::new());
+    let mut leader = tenure_candidate(store.clone(), "rust-0", fast, &terms);
+    wait_for(LEASE * 3, "rust-0 leads", || terms.leading("rust-0")).await;
+    for round in 1..=2 * ROUNDS {
+        let id = format!("rust-{round}");
+        let next = tenure_candidate(lease(&env, "tenure-handoff").await, &id, fast, &terms);
+        tokio::time::sleep(4 * RETRY).await;
+        let at = now_ns();
+        if round <= ROUNDS {
+            leader.0.cancel();
+            let _ = leader.1.await;
+        } else {
+            leader.1.abort();
+            terms.end(&format!("rust-{}", round - 1));
+        }
+        wait_for(LEASE * 3, "the successor leads", || terms.leading(&id)).await;
+        let took = since_ns(at, terms.of(&id)[0].0);
+        if round <= ROUNDS {
+            handoffs.push(took)
+        } else {
+            failovers.push(took)
+        }
+        leader = next;
+    }
+    leader.0.cancel();
+    let _ = leader.1.await;
+    terms.assert_no_overlap();
+    eprintln!("tenure graceful hand-off: {}", percentiles(handoffs));
+    eprintln!("tenure crash fail-over: {}", percentiles(failovers));
+
+    // Requests per second, at client-go's default timing.
+    let default = ["-lease", "15s", "-renew", "10s", "-retry", "2s"];
+    let slow = (
+        Duration::from_secs(15),
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    );
+    let (idle, _) = rate(&env).await;
+    eprintln!("no candidates: {idle:.2} Lease requests/s (the server's own)");
+    for n in [1, 10, 50] {
+        let terms = Terms::default();
+        let name = format!("go-rate-{n}");
+        let fleet: Vec<_> = (0..n)
+            .map(|i| go(&name, &format!("go-{i}"), &terms, &default))
+            .collect();
+        let (go_rate, go_put) = rate(&env).await;
+        for c in fleet {
+            c.stop();
+        }
+        let terms = Terms::default();
+        let name = format!("tenure-rate-{n}");
+        let mut fleet = Vec::new();
+        for i in 0..n {
+            fleet.push(tenure_candidate(
+                lease(&env, &name).await,
+                &format!("rust-{i}"),
+                slow,
+                &terms,
+            ));
+        }
+        let (rust_rate, rust_put) = rate(&env).await;
+        for (shutdown, task) in fleet {
+            shutdown.cancel();
+            let _ = task.await;
+        }
+        eprintln!(
+            "N = {n}: client-go {go_rate:.2} Lease requests/s (PUT {go_put:.2} ms mean), \
+             tenure {rust_rate:.2} (PUT {rust_put:.2} ms mean)"
+        );
+    }
+}
