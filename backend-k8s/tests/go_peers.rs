@@ -35,6 +35,19 @@ async fn hand_offs_both_ways(
     ids: [&str; 3],
     go_to_tenure: Duration,
 ) -> (u64, GoCandidate) {
+    hand_offs_both_ways_counting(store, terms, go, ids, go_to_tenure, 2).await
+}
+
+/// As [`hand_offs_both_ways`], with the count after the second hand-off
+/// expected at `t0 + last` (a Go MultiLock counts from its ConfigMap only).
+async fn hand_offs_both_ways_counting(
+    store: &Arc<dyn LockStore>,
+    terms: &Terms,
+    go: &dyn Fn(&str) -> GoCandidate,
+    ids: [&str; 3],
+    go_to_tenure: Duration,
+    last: u64,
+) -> (u64, GoCandidate) {
     let [go_first, rust_id, go_second] = ids;
     let go_a = go(go_first);
     wait_for(LEASE * 3, "the Go candidate leads", || {
@@ -71,7 +84,11 @@ async fn hand_offs_both_ways(
     )
     .await;
     eprintln!("tenure -> Go hand-off: {:?}", released.elapsed());
-    assert_eq!(transitions(&**store).await, t0 + 2, "one more term");
+    assert_eq!(
+        transitions(&**store).await,
+        t0 + last,
+        "the count after Go's term"
+    );
     (t0, go_c)
 }
 
@@ -460,4 +477,74 @@ async fn tenure_and_client_go_write_the_same_lease_and_keep_each_others_fields()
     assert_foreign_kept(&by_go_again, "client-go's takeover");
     go_c.stop();
     terms.assert_no_overlap();
+}
+
+/// The migration's mixed fleets across languages: tenure's MultiLock with
+/// client-go's Lease-only candidates on one name (the Rust side migrated
+/// to the MultiLock, the Go side still on the Lease), and tenure's
+/// Lease-only `LeaseLock` with Istio's MultiLock. Hand-offs both ways and
+/// never two leaders in both. The count rises by one per term in the
+/// first; in the second it does not: Istio's MultiLock (client-go's
+/// `MultiLock.Get`) takes the count from its ConfigMap only, which a
+/// Lease-only term never wrote, so the Go term after a tenure Lease-only
+/// term repeats that term's count: a fencing token repeated. Mix Lease-only
+/// candidates with tenure's MultiLock (which writes the larger count to
+/// both objects), never with a Go MultiLock (the README says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_fleet_mixes_lease_only_and_multilock_candidates_across_languages() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
+    for (name, rust_multi, go_impl, go_lock, last) in [
+        ("migrate-rust-multi", true, "client-go", "lease", 2),
+        // Istio's term after tenure's repeats tenure's count (t0 + 1).
+        ("migrate-go-multi", false, "istio", "multilock", 1),
+    ] {
+        let terms = Terms::default();
+        let store: Arc<dyn LockStore> = if rust_multi {
+            Arc::new(
+                tenure_k8s::MultiLock::builder(name)
+                    .namespace(env.namespace.clone())
+                    .client(env.client())
+                    .build()
+                    .await
+                    .unwrap(),
+            )
+        } else {
+            Arc::new(
+                LeaseLock::builder(name)
+                    .namespace(env.namespace.clone())
+                    .client(env.client())
+                    .build()
+                    .await
+                    .unwrap(),
+            )
+        };
+        let go = |id: &str| {
+            GoCandidate::start(
+                &bin,
+                &kubeconfig,
+                &env,
+                go_impl,
+                go_lock,
+                name,
+                id,
+                &[],
+                &terms,
+            )
+        };
+        let (_, go_c) = hand_offs_both_ways_counting(
+            &store,
+            &terms,
+            &go,
+            ["go-a", "rust-b", "go-c"],
+            // A MultiLock on one side: bounded by the lease's fallback
+            // read, as in `tenure_and_istio_share_a_multilock`.
+            LEASE + 2 * RETRY + Duration::from_secs(1),
+            last,
+        )
+        .await;
+        go_c.stop();
+        terms.assert_no_overlap();
+    }
 }
