@@ -24,22 +24,10 @@ use std::time::Duration;
 
 use common::Env;
 use common::go::*;
-use tenure_core::{CancellationToken, LeaderElector, LockStore};
-use tenure_k8s::LeaseLock;
+use tenure_core::{LeaderElector, LockStore};
 
 const ROUNDS: usize = 10;
 const WINDOW: Duration = Duration::from_secs(30);
-
-async fn lease(env: &Env, name: &str) -> Arc<dyn LockStore> {
-    Arc::new(
-        LeaseLock::builder(name)
-            .namespace(env.namespace.clone())
-            .client(env.client())
-            .build()
-            .await
-            .unwrap(),
-    )
-}
 
 fn percentiles(mut v: Vec<Duration>) -> String {
     v.sort();
@@ -103,60 +91,31 @@ async fn rate(env: &Env) -> (f64, f64) {
     ((t1 - t0) / WINDOW.as_secs_f64(), put_ms)
 }
 
+/// A tenure candidate at `timing` (lease, renew deadline, retry).
 fn tenure_candidate(
     store: Arc<dyn LockStore>,
     id: &str,
     timing: (Duration, Duration, Duration),
     terms: &Terms,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+) -> RustCandidate {
     let elector = LeaderElector::builder(store, id.to_owned())
         .lease_duration(timing.0)
         .renew_deadline(timing.1)
         .retry_period(timing.2)
         .build()
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let task = {
-        let shutdown = shutdown.clone();
-        let terms = terms.clone();
-        let id = id.to_owned();
-        tokio::spawn(async move {
-            let _ = elector
-                .run(shutdown, move |leadership| {
-                    let terms = terms.clone();
-                    let id = id.clone();
-                    async move {
-                        terms.start(&id);
-                        leadership.cancelled().await;
-                        terms.end(&id);
-                    }
-                })
-                .await;
-        })
-    };
-    (shutdown, task)
+    spawn_candidate(elector, id, terms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement on a kube-apiserver of its own; run by hand (BENCHMARKS.md)"]
 async fn tenure_and_client_go_side_by_side() {
     let server = OwnApiServer::start();
-    let kubeconfig = server.kubeconfig();
-    let env = Env::from_kubeconfig(&kubeconfig).await;
-    let bin = electors();
+    let s = Setup::on(&server).await;
+    let env = &s.env;
     let fast = (LEASE, RENEW, RETRY);
     let go = |name: &str, id: &str, terms: &Terms, extra: &[&str]| {
-        GoCandidate::start(
-            &bin,
-            &kubeconfig,
-            &env,
-            "client-go",
-            "lease",
-            name,
-            id,
-            extra,
-            terms,
-        )
+        s.go_into(terms, "client-go", "lease", name, id, extra)
     };
 
     // Graceful hand-offs and crash fail-overs, client-go to client-go.
@@ -190,20 +149,19 @@ async fn tenure_and_client_go_side_by_side() {
 
     // The same with tenure.
     let terms = Terms::default();
-    let store = lease(&env, "tenure-handoff").await;
+    let store = s.lease("tenure-handoff").await;
     let (mut handoffs, mut failovers) = (Vec::new(), Vec::new());
     let mut leader = tenure_candidate(store.clone(), "rust-0", fast, &terms);
     wait_for(LEASE * 3, "rust-0 leads", || terms.leading("rust-0")).await;
     for round in 1..=2 * ROUNDS {
         let id = format!("rust-{round}");
-        let next = tenure_candidate(lease(&env, "tenure-handoff").await, &id, fast, &terms);
+        let next = tenure_candidate(s.lease("tenure-handoff").await, &id, fast, &terms);
         tokio::time::sleep(4 * RETRY).await;
         let at = now_ns();
         if round <= ROUNDS {
-            leader.0.cancel();
-            let _ = leader.1.await;
+            leader.stop().await;
         } else {
-            leader.1.abort();
+            leader.task.abort();
             terms.end(&format!("rust-{}", round - 1));
         }
         wait_for(LEASE * 3, "the successor leads", || terms.leading(&id)).await;
@@ -215,8 +173,7 @@ async fn tenure_and_client_go_side_by_side() {
         }
         leader = next;
     }
-    leader.0.cancel();
-    let _ = leader.1.await;
+    leader.stop().await;
     terms.assert_no_overlap();
     eprintln!("tenure graceful hand-off: {}", percentiles(handoffs));
     eprintln!("tenure crash fail-over: {}", percentiles(failovers));
@@ -228,7 +185,7 @@ async fn tenure_and_client_go_side_by_side() {
         Duration::from_secs(10),
         Duration::from_secs(2),
     );
-    let (idle, _) = rate(&env).await;
+    let (idle, _) = rate(env).await;
     eprintln!("no candidates: {idle:.2} Lease requests/s (the server's own)");
     for n in [1, 10, 50] {
         let terms = Terms::default();
@@ -236,7 +193,7 @@ async fn tenure_and_client_go_side_by_side() {
         let fleet: Vec<_> = (0..n)
             .map(|i| go(&name, &format!("go-{i}"), &terms, &default))
             .collect();
-        let (go_rate, go_put) = rate(&env).await;
+        let (go_rate, go_put) = rate(env).await;
         for c in fleet {
             c.stop();
         }
@@ -245,16 +202,15 @@ async fn tenure_and_client_go_side_by_side() {
         let mut fleet = Vec::new();
         for i in 0..n {
             fleet.push(tenure_candidate(
-                lease(&env, &name).await,
+                s.lease(&name).await,
                 &format!("rust-{i}"),
                 slow,
                 &terms,
             ));
         }
-        let (rust_rate, rust_put) = rate(&env).await;
-        for (shutdown, task) in fleet {
-            shutdown.cancel();
-            let _ = task.await;
+        let (rust_rate, rust_put) = rate(env).await;
+        for c in fleet {
+            c.stop().await;
         }
         eprintln!(
             "N = {n}: client-go {go_rate:.2} Lease requests/s (PUT {go_put:.2} ms mean), \

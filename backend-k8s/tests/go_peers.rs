@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use common::Env;
 use common::go::*;
-use tenure_core::{CancellationToken, LeaderElector, LockStore};
-use tenure_k8s::{ConfigMapLock, LeaseLock};
+use tenure_core::{LeaderElector, LockStore};
+use tenure_k8s::ConfigMapLock;
 
 /// The Go candidate `ids[0]` leads, the tenure candidate `ids[1]` follows;
 /// the Go leader releases (SIGTERM: `ReleaseOnCancel`) and tenure's watch
@@ -99,32 +99,11 @@ async fn hand_offs_both_ways_counting(
 /// per term, whoever wins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenure_and_client_go_share_a_lease() {
-    let env = Env::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
-    let terms = Terms::default();
+    let s = Setup::start().await;
+    let terms = &s.terms;
     let name = "go-peers-lease";
-    let store: Arc<dyn LockStore> = Arc::new(
-        LeaseLock::builder(name)
-            .namespace(env.namespace.clone())
-            .client(env.client())
-            .build()
-            .await
-            .unwrap(),
-    );
-    let go = |id: &str| {
-        GoCandidate::start(
-            &bin,
-            &kubeconfig,
-            &env,
-            "client-go",
-            "lease",
-            name,
-            id,
-            &[],
-            &terms,
-        )
-    };
+    let store: Arc<dyn LockStore> = s.lease(name).await;
+    let go = |id: &str| s.go("client-go", "lease", name, id, &[]);
 
     let (t0, go_c) = hand_offs_both_ways(
         &store,
@@ -139,19 +118,8 @@ async fn tenure_and_client_go_share_a_lease() {
     // kill -9 of the Go leader: tenure takes over after the lease.
     let rust = rust_candidate(store.clone(), "rust-d", &terms);
     tokio::time::sleep(2 * RETRY).await;
-    let crashed = tokio::time::Instant::now();
-    go_c.crash(&terms);
-    let after = wait_for(
-        LEASE * 2 + RETRY * 3,
-        "tenure takes the crashed leader's Lease",
-        || rust.elector.is_leader(),
-    )
-    .await;
-    assert!(
-        after + RETRY >= LEASE,
-        "took over {:?} after the crash, inside the lease",
-        crashed.elapsed()
-    );
+    go_c.crash(terms);
+    takes_over_after_the_lease(&rust, "tenure takes the crashed leader's Lease").await;
     assert_eq!(transitions(&*store).await, t0 + 3, "one more term");
     rust.stop().await;
     terms.assert_no_overlap();
@@ -163,10 +131,8 @@ async fn tenure_and_client_go_share_a_lease() {
 /// the lease runs out, and the Istio elector steps down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
-    let env = Env::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
-    let terms = Terms::default();
+    let s = Setup::start().await;
+    let (env, terms) = (&s.env, &s.terms);
     let name = "go-peers-configmap";
     let store: Arc<dyn LockStore> = Arc::new(
         ConfigMapLock::builder(name)
@@ -176,17 +142,7 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
             .await
             .unwrap(),
     );
-    let istio = GoCandidate::start(
-        &bin,
-        &kubeconfig,
-        &env,
-        "istio",
-        "configmap",
-        name,
-        "istio-a",
-        &["-key", "1"],
-        &terms,
-    );
+    let istio = s.go("istio", "configmap", name, "istio-a", &["-key", "1"]);
     wait_for(LEASE * 3, "Istio leads", || terms.leading("istio-a")).await;
     let by_istio = leader_annotation(&env, name).await;
     let held = store.get().await.unwrap().unwrap().record;
@@ -201,24 +157,7 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
         .key_comparison(|holder: &str| holder < "2")
         .build()
         .unwrap();
-    let shutdown = CancellationToken::new();
-    let task = {
-        let elector = elector.clone();
-        let shutdown = shutdown.clone();
-        let terms = terms.clone();
-        tokio::spawn(async move {
-            let _ = elector
-                .run(shutdown, move |leadership| {
-                    let terms = terms.clone();
-                    async move {
-                        terms.start("rust-b");
-                        leadership.cancelled().await;
-                        terms.end("rust-b");
-                    }
-                })
-                .await;
-        })
-    };
+    let rust = spawn_candidate(elector.clone(), "rust-b", terms);
     // Pre-emption: well before the lease, Istio steps down at its next renew.
     wait_for(LEASE - RETRY, "tenure pre-empts the Istio holder", || {
         elector.is_leader()
@@ -260,8 +199,7 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
             "tenure's {time}: {by_tenure}"
         );
     }
-    shutdown.cancel();
-    let _ = task.await;
+    rust.stop().await;
     istio.stop();
     // Istio's view and ours: never both leading. (Istio learns of the
     // pre-emption only at its next renew, so its view may end after ours
@@ -275,10 +213,8 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
 /// ways, never two leaders, and the count rises by one per term.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenure_and_istio_share_a_multilock() {
-    let env = Env::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
-    let terms = Terms::default();
+    let s = Setup::start().await;
+    let (env, terms) = (&s.env, &s.terms);
     let name = "go-peers-multilock";
     let store: Arc<dyn LockStore> = Arc::new(
         tenure_k8s::MultiLock::builder(name)
@@ -288,19 +224,7 @@ async fn tenure_and_istio_share_a_multilock() {
             .await
             .unwrap(),
     );
-    let istio = |id: &str| {
-        GoCandidate::start(
-            &bin,
-            &kubeconfig,
-            &env,
-            "istio",
-            "multilock",
-            name,
-            id,
-            &[],
-            &terms,
-        )
-    };
+    let istio = |id: &str| s.go("istio", "multilock", name, id, &[]);
     let (_, go_c) = hand_offs_both_ways(
         &store,
         &terms,
@@ -408,33 +332,12 @@ fn assert_foreign_kept(object: &serde_json::Value, what: &str) {
 /// another tool's label and annotation kept throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenure_and_client_go_write_the_same_lease_and_keep_each_others_fields() {
-    let env = Env::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
-    let terms = Terms::default();
+    let s = Setup::start().await;
+    let (env, terms) = (&s.env, &s.terms);
     let name = "go-peers-fields";
     let path = env.lease_path(name);
-    let store: Arc<dyn LockStore> = Arc::new(
-        LeaseLock::builder(name)
-            .namespace(env.namespace.clone())
-            .client(env.client())
-            .build()
-            .await
-            .unwrap(),
-    );
-    let go = |id: &str| {
-        GoCandidate::start(
-            &bin,
-            &kubeconfig,
-            &env,
-            "client-go",
-            "lease",
-            name,
-            id,
-            &[],
-            &terms,
-        )
-    };
+    let store: Arc<dyn LockStore> = s.lease(name).await;
+    let go = |id: &str| s.go("client-go", "lease", name, id, &[]);
     let go_a = go("go-a");
     wait_for(LEASE * 3, "the Go candidate leads", || {
         terms.leading("go-a")
@@ -492,9 +395,8 @@ async fn tenure_and_client_go_write_the_same_lease_and_keep_each_others_fields()
 /// both objects), never with a Go MultiLock (the README says so).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_fleet_mixes_lease_only_and_multilock_candidates_across_languages() {
-    let env = Env::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (bin, kubeconfig) = (electors(), kubeconfig(&env, &dir));
+    let s = Setup::start().await;
+    let env = &s.env;
     for (name, rust_multi, go_impl, go_lock, last) in [
         ("migrate-rust-multi", true, "client-go", "lease", 2),
         // Istio's term after tenure's repeats tenure's count (t0 + 1).
@@ -511,28 +413,9 @@ async fn a_migration_fleet_mixes_lease_only_and_multilock_candidates_across_lang
                     .unwrap(),
             )
         } else {
-            Arc::new(
-                LeaseLock::builder(name)
-                    .namespace(env.namespace.clone())
-                    .client(env.client())
-                    .build()
-                    .await
-                    .unwrap(),
-            )
+            s.lease(name).await
         };
-        let go = |id: &str| {
-            GoCandidate::start(
-                &bin,
-                &kubeconfig,
-                &env,
-                go_impl,
-                go_lock,
-                name,
-                id,
-                &[],
-                &terms,
-            )
-        };
+        let go = |id: &str| s.go_into(&terms, go_impl, go_lock, name, id, &[]);
         let (_, go_c) = hand_offs_both_ways_counting(
             &store,
             &terms,

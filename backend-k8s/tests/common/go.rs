@@ -123,6 +123,85 @@ pub fn kubeconfig(env: &Env, dir: &tempfile::TempDir) -> PathBuf {
     path
 }
 
+/// What every Go-peer test sets up: the API server, the electors' binary,
+/// a kubeconfig for the Go processes, and every candidate's terms.
+pub struct Setup {
+    pub env: Env,
+    pub bin: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub terms: Terms,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Setup {
+    /// On the API server of the run (`Env::start`).
+    pub async fn start() -> Setup {
+        let env = Env::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = kubeconfig(&env, &dir);
+        Setup {
+            env,
+            bin: electors(),
+            kubeconfig,
+            terms: Terms::default(),
+            _dir: Some(dir),
+        }
+    }
+
+    /// On a real API server of the test's own.
+    pub async fn on(server: &OwnApiServer) -> Setup {
+        let kubeconfig = server.kubeconfig();
+        Setup {
+            env: Env::from_kubeconfig(&kubeconfig).await,
+            bin: electors(),
+            kubeconfig,
+            terms: Terms::default(),
+            _dir: None,
+        }
+    }
+
+    /// A Go candidate: `imp` (client-go or istio) on the `lock` kind
+    /// (lease, configmap, multilock) named `name`, recording into `terms`.
+    pub fn go(&self, imp: &str, lock: &str, name: &str, id: &str, extra: &[&str]) -> GoCandidate {
+        self.go_into(&self.terms, imp, lock, name, id, extra)
+    }
+
+    /// As [`go`](Self::go), recording into other terms.
+    pub fn go_into(
+        &self,
+        terms: &Terms,
+        imp: &str,
+        lock: &str,
+        name: &str,
+        id: &str,
+        extra: &[&str],
+    ) -> GoCandidate {
+        GoCandidate::start(
+            &self.bin,
+            &self.kubeconfig,
+            &self.env,
+            imp,
+            lock,
+            name,
+            id,
+            extra,
+            terms,
+        )
+    }
+
+    /// tenure's `LeaseLock` `name`, on a client of its own.
+    pub async fn lease(&self, name: &str) -> Arc<dyn LockStore> {
+        Arc::new(
+            tenure_k8s::LeaseLock::builder(name)
+                .namespace(self.env.namespace.clone())
+                .client(self.env.client())
+                .build()
+                .await
+                .unwrap(),
+        )
+    }
+}
+
 /// A Go candidate, its JSON lines turned into terms as they arrive.
 pub struct GoCandidate {
     id: String,
@@ -228,10 +307,11 @@ impl Drop for GoCandidate {
 /// A tenure candidate whose work records its terms.
 pub struct RustCandidate {
     pub elector: LeaderElector,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
+/// A tenure candidate at the Go peers' timing.
 pub fn rust_candidate(store: Arc<dyn LockStore>, id: &str, terms: &Terms) -> RustCandidate {
     let elector = LeaderElector::builder(store, id.to_owned())
         .lease_duration(LEASE)
@@ -239,6 +319,11 @@ pub fn rust_candidate(store: Arc<dyn LockStore>, id: &str, terms: &Terms) -> Rus
         .retry_period(RETRY)
         .build()
         .unwrap();
+    spawn_candidate(elector, id, terms)
+}
+
+/// Runs `elector` on its own task, its work recording `id`'s terms.
+pub fn spawn_candidate(elector: LeaderElector, id: &str, terms: &Terms) -> RustCandidate {
     let shutdown = CancellationToken::new();
     let task = {
         let elector = elector.clone();
@@ -280,6 +365,18 @@ pub async fn wait_for(limit: Duration, what: &str, cond: impl Fn() -> bool) -> D
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     start.elapsed()
+}
+
+/// Waits for `rust` to lead after its leader stopped renewing (crashed,
+/// frozen) and checks it did not take over inside the lease. Returns how
+/// long it took from the call.
+pub async fn takes_over_after_the_lease(rust: &RustCandidate, what: &str) -> Duration {
+    let took = wait_for(LEASE * 2 + RETRY * 3, what, || rust.elector.is_leader()).await;
+    assert!(
+        took + RETRY >= LEASE,
+        "{what}: took over {took:?} after, inside the lease"
+    );
+    took
 }
 
 pub async fn transitions(store: &dyn LockStore) -> u64 {
