@@ -34,7 +34,7 @@ async fn a_client_go_leader_frozen_past_its_lease_is_taken_over_and_steps_down_o
     })
     .await;
     let t0 = transitions(&*store).await;
-    let rust = rust_candidate(store.clone(), "rust-b", &terms);
+    let rust = rust_candidate(store.clone(), "rust-b", terms);
     tokio::time::sleep(2 * RETRY).await;
     assert_eq!(rust.elector.leader().as_deref(), Some("go-a"));
 
@@ -116,7 +116,7 @@ async fn a_mixed_fleet_keeps_one_leader_through_an_api_server_restart() {
         terms.leading("go-a")
     })
     .await;
-    let rust = rust_candidate(store.clone(), "rust-b", &terms);
+    let rust = rust_candidate(store.clone(), "rust-b", terms);
     let go_c = go("go-c");
     tokio::time::sleep(4 * RETRY).await;
     let t0 = transitions(&*store).await;
@@ -138,14 +138,14 @@ async fn a_mixed_fleet_keeps_one_leader_through_an_api_server_restart() {
             .filter(|id| terms.leading(id))
             .count()
     };
-    assert_eq!(leaders(&terms), 0, "a leader while the API server was down");
+    assert_eq!(leaders(terms), 0, "a leader while the API server was down");
     let down_for = down.elapsed();
     server.restart();
-    let serving = ready(&env, Duration::from_secs(60)).await;
+    let serving = ready(env, Duration::from_secs(60)).await;
     let took = wait_for(
         LEASE + RETRY * 4 + Duration::from_secs(2),
         "a candidate takes the Lease after the restart",
-        || leaders(&terms) == 1,
+        || leaders(terms) == 1,
     )
     .await;
     let record = store.get().await.unwrap().unwrap().record;
@@ -155,7 +155,7 @@ async fn a_mixed_fleet_keeps_one_leader_through_an_api_server_restart() {
         "one more term: {record:?}"
     );
     tokio::time::sleep(2 * RETRY).await;
-    assert_eq!(leaders(&terms), 1);
+    assert_eq!(leaders(terms), 1);
     eprintln!(
         "kube-apiserver restart: the Go leader stepped down {stepped_down:?} after the kill \
          (renew deadline {RENEW:?}); down {down_for:?}; serving {serving:?} after the restart; \

@@ -107,7 +107,7 @@ async fn tenure_and_client_go_share_a_lease() {
 
     let (t0, go_c) = hand_offs_both_ways(
         &store,
-        &terms,
+        terms,
         &go,
         ["go-a", "rust-b", "go-c"],
         // A one-object release: tenure's watch delivers it at once.
@@ -116,7 +116,7 @@ async fn tenure_and_client_go_share_a_lease() {
     .await;
 
     // kill -9 of the Go leader: tenure takes over after the lease.
-    let rust = rust_candidate(store.clone(), "rust-d", &terms);
+    let rust = rust_candidate(store.clone(), "rust-d", terms);
     tokio::time::sleep(2 * RETRY).await;
     go_c.crash(terms);
     takes_over_after_the_lease(&rust, "tenure takes the crashed leader's Lease").await;
@@ -144,7 +144,7 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
     );
     let istio = s.go("istio", "configmap", name, "istio-a", &["-key", "1"]);
     wait_for(LEASE * 3, "Istio leads", || terms.leading("istio-a")).await;
-    let by_istio = leader_annotation(&env, name).await;
+    let by_istio = leader_annotation(env, name).await;
     let held = store.get().await.unwrap().unwrap().record;
     assert_eq!(held.holder_key, "1", "Istio's holder key is read: {held:?}");
     let t0 = held.leader_transitions;
@@ -178,7 +178,7 @@ async fn tenure_preempts_istio_on_a_configmap_by_holder_key() {
     // tenure microseconds (RFC 3339 with a fraction, which Go's parser
     // takes, as this hand-off shows), so that two renews within one second
     // still differ and followers see each as a change.
-    let by_tenure = leader_annotation(&env, name).await;
+    let by_tenure = leader_annotation(env, name).await;
     let keys = |v: &serde_json::Value| {
         let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
@@ -227,7 +227,7 @@ async fn tenure_and_istio_share_a_multilock() {
     let istio = |id: &str| s.go("istio", "multilock", name, id, &[]);
     let (_, go_c) = hand_offs_both_ways(
         &store,
-        &terms,
+        terms,
         &istio,
         ["istio-a", "rust-b", "istio-c"],
         // A two-object release: once (under load, beside the whole
@@ -343,11 +343,11 @@ async fn tenure_and_client_go_write_the_same_lease_and_keep_each_others_fields()
         terms.leading("go-a")
     })
     .await;
-    add_foreign_label(&env, &path).await;
+    add_foreign_label(env, &path).await;
     env.touch_object(&path).await;
     let by_go = env.get_object(&path).await.unwrap();
 
-    let rust = rust_candidate(store.clone(), "rust-b", &terms);
+    let rust = rust_candidate(store.clone(), "rust-b", terms);
     tokio::time::sleep(2 * RETRY).await;
     go_a.stop();
     wait_for(
