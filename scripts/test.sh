@@ -102,9 +102,9 @@ kube_dir=$(mktemp -d)
 if kube_env=$(bash scripts/kube-apiserver-up.sh "$kube_dir"); then
   while IFS='=' read -r key value; do export "$key=$value"; done <<<"$kube_env"
   # Ignored tests run here (least privilege, the restart on a server of
-  # its own), except the side-by-side measurement (tests/go_bench.rs,
+  # its own), except the measurements (tests/go_bench.rs, `measure_*`,
   # run by hand for BENCHMARKS.md).
-  TENURE_K8S_REAL=1 SKIP_TEST=tenure_and_client_go_side_by_side tests tenure-k8s ignored
+  TENURE_K8S_REAL=1 SKIP_TEST=measure_ tests tenure-k8s ignored
   # shellcheck disable=SC2086
   kill $TENURE_KUBE_PIDS 2>/dev/null || true
   unset KUBECONFIG TENURE_K8S_TENURE_KUBECONFIG TENURE_KUBE_PIDS

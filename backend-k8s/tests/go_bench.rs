@@ -15,7 +15,9 @@
 //! - Lease requests per second the server served for N = 1, 10, 50
 //!   candidates on one Lease at client-go's default timing (15 s / 10 s /
 //!   2 s), from the server's own `apiserver_request_total`, and the mean
-//!   server-side time of their writes.
+//!   server-side time of their writes;
+//! - tenure's graceful hand-off on kube's default client and on one with
+//!   `TCP_NODELAY` (`... --nocapture nagle`): what Nagle's algorithm costs.
 
 mod common;
 
@@ -109,7 +111,7 @@ fn tenure_candidate(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement on a kube-apiserver of its own; run by hand (BENCHMARKS.md)"]
-async fn tenure_and_client_go_side_by_side() {
+async fn measure_tenure_and_client_go_side_by_side() {
     let server = OwnApiServer::start();
     let s = Setup::on(&server).await;
     let env = &s.env;
@@ -217,4 +219,78 @@ async fn tenure_and_client_go_side_by_side() {
              tenure {rust_rate:.2} (PUT {rust_put:.2} ms mean)"
         );
     }
+}
+
+/// A kube client like `Client::try_from(config)`, with `TCP_NODELAY` on its
+/// sockets (kube's own connector leaves Nagle's algorithm on).
+fn nodelay_client(env: &Env) -> kube::Client {
+    use kube::client::ConfigExt;
+    let config = env.config();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http).unwrap();
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().unwrap())
+        .map_err(tower::BoxError::from)
+        .service(hyper);
+    kube::Client::new(service, env.namespace.clone())
+}
+
+/// tenure's graceful hand-off on the real server with kube's default
+/// client and with one whose sockets set `TCP_NODELAY`, interleaved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement on a kube-apiserver of its own; run by hand (BENCHMARKS.md)"]
+async fn measure_tenure_hand_off_with_and_without_nagle() {
+    let server = OwnApiServer::start();
+    let s = Setup::on(&server).await;
+    let fast = (LEASE, RENEW, RETRY);
+    let mut by_kind: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..2 * ROUNDS {
+        let nodelay = round % 2 == 1;
+        let terms = Terms::default();
+        let name = format!("nagle-{round}");
+        let open = |name: &str| {
+            let client = if nodelay {
+                nodelay_client(&s.env)
+            } else {
+                s.env.client()
+            };
+            let name = name.to_owned();
+            let ns = s.env.namespace.clone();
+            async move {
+                let lock: Arc<dyn LockStore> = Arc::new(
+                    tenure_k8s::LeaseLock::builder(&name)
+                        .namespace(ns)
+                        .client(client)
+                        .build()
+                        .await
+                        .unwrap(),
+                );
+                lock
+            }
+        };
+        let a = tenure_candidate(open(&name).await, "a", fast, &terms);
+        wait_for(LEASE * 3, "a leads", || terms.leading("a")).await;
+        let b = tenure_candidate(open(&name).await, "b", fast, &terms);
+        tokio::time::sleep(4 * RETRY).await;
+        let at = now_ns();
+        a.stop().await;
+        wait_for(LEASE * 3, "b leads", || terms.leading("b")).await;
+        by_kind[usize::from(nodelay)].push(since_ns(at, terms.of("b")[0].0));
+        b.stop().await;
+        terms.assert_no_overlap();
+    }
+    let [plain, nodelay] = by_kind;
+    eprintln!(
+        "tenure hand-off, kube's default client: {}",
+        percentiles(plain)
+    );
+    eprintln!(
+        "tenure hand-off, TCP_NODELAY client: {}",
+        percentiles(nodelay)
+    );
 }

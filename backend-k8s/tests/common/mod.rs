@@ -125,6 +125,14 @@ impl Env {
         }
     }
 
+    /// The real cluster's client configuration (panics on the fixture).
+    pub fn config(&self) -> Config {
+        match &self.cluster {
+            Cluster::Real(config) => (**config).clone(),
+            Cluster::Fixture(_) => panic!("this needs a real cluster"),
+        }
+    }
+
     /// A new client (its own connections), defaulting to our namespace.
     pub fn client(&self) -> Client {
         let mut config = match &self.cluster {
