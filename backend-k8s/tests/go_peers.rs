@@ -82,7 +82,7 @@ async fn hand_offs_both_ways_counting(
     // once on the real server, loaded: the Lease ran out instead), and it
     // then reads the two objects as an unknown holder until they agree.
     wait_for(
-        go_to_tenure.max(RETRY * 3) + Duration::from_secs(1),
+        go_to_tenure.max(RETRY * 3 + Duration::from_secs(1)),
         "Go takes the released lock",
         || terms.leading(go_second),
     )
