@@ -3,7 +3,7 @@
 //! tokens and by the commands' heartbeat log.
 //!
 //! ```text
-//! tenure-chaos run --store redis|etcd|etcd-cluster|k8s [--candidates cli|library]
+//! tenure-chaos run --store redis|etcd|etcd-cluster|k8s|k8s-fixture [--candidates cli|library|mixed]
 //!                  [--rounds N] [--seed S] [--faults a,b,...] [--tenure PATH]
 //! tenure-chaos worker DOWNSTREAM LOG      (the command each `tenure run` leader runs)
 //! tenure-chaos candidate URL ID DOWNSTREAM LOG   (a library candidate)
@@ -47,7 +47,7 @@ pub fn mono_ns() -> i128 {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: tenure-chaos run --store redis|etcd|etcd-cluster|k8s [--candidates cli|library] [--rounds N] [--seed S] [--faults F,...] [--tenure PATH]\n\
+        "usage: tenure-chaos run --store redis|etcd|etcd-cluster|k8s|k8s-fixture [--candidates cli|library|mixed] [--rounds N] [--seed S] [--faults F,...] [--tenure PATH]\n\
          faults: {}",
         harness::Fault::ALL
             .iter()

@@ -12,6 +12,14 @@
 //
 // SIGTERM or SIGINT cancels the context: with -release (the default) the
 // leader releases the lock as client-go does (empty holder, 1 s lease).
+//
+// Arguments after the flags are a command run while leading, as a Go
+// controller would run its work: started in OnStartedLeading with
+// TENURE_IDENTITY and TENURE_FENCING_TOKEN (the lock's leaderTransitions,
+// read back while this candidate holds it), killed (SIGKILL to its process
+// group) when the elector cancels the leading context, and never before.
+// The chaos harness runs its worker this way, so that a Go leader's work is
+// judged by the same heartbeat log and fencing downstream as tenure's.
 package main
 
 import (
@@ -20,7 +28,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +78,7 @@ func main() {
 	release := flag.Bool("release", true, "release the lock on SIGTERM (ReleaseOnCancel)")
 	key := flag.String("key", "", "istio: this candidate's holder key")
 	preemptBelow := flag.String("preempt-below", "", "istio: pre-empt a holder whose key sorts below this")
+	once := flag.Bool("once", false, "istio: return after one term, as client-go's RunOrDie does (default: campaign again, as Istio's pilot does)")
 	contentType := flag.String("content-type", "", "request encoding (default: client-go's, protobuf for built-in types; tenure's API fixture speaks only application/json)")
 	flag.Parse()
 	if *name == "" || *identity == "" {
@@ -86,8 +97,13 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	// The lock, for the token: set below, read only once leading.
+	var get func(ctx context.Context) (holder string, transitions int, err error)
 	started := func(ctx context.Context) {
 		emit(event{Event: "started", Identity: *identity})
+		if len(flag.Args()) > 0 {
+			runWork(ctx, *identity, get, flag.Args())
+		}
 		<-ctx.Done()
 		// The work is told to stop here (before any release).
 		emit(event{Event: "work_done", Identity: *identity})
@@ -102,12 +118,20 @@ func main() {
 			fmt.Fprintln(os.Stderr, "electors: client-go has only Lease locks")
 			os.Exit(2)
 		}
+		lock := &resourcelock.LeaseLock{
+			LeaseMeta:  meta,
+			Client:     client.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: *identity},
+		}
+		get = func(ctx context.Context) (string, int, error) {
+			r, _, err := lock.Get(ctx)
+			if err != nil {
+				return "", 0, err
+			}
+			return r.HolderIdentity, r.LeaderTransitions, nil
+		}
 		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
-			Lock: &resourcelock.LeaseLock{
-				LeaseMeta:  meta,
-				Client:     client.CoordinationV1(),
-				LockConfig: resourcelock.ResourceLockConfig{Identity: *identity},
-			},
+			Lock:            lock,
 			LeaseDuration:   *lease,
 			RenewDeadline:   *renew,
 			RetryPeriod:     *retry,
@@ -134,6 +158,13 @@ func main() {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "electors:", err)
 			os.Exit(2)
+		}
+		get = func(ctx context.Context) (string, int, error) {
+			r, _, err := lock.Get(ctx)
+			if err != nil {
+				return "", 0, err
+			}
+			return r.HolderIdentity, r.LeaderTransitions, nil
 		}
 		var cmp istio.KeyComparisonFunc
 		if *preemptBelow != "" {
@@ -162,10 +193,36 @@ func main() {
 		// until told to stop, as Istio's pilot does.
 		for ctx.Err() == nil {
 			elector.Run(ctx)
+			if *once {
+				break
+			}
 		}
 	default:
 		fmt.Fprintln(os.Stderr, "electors: unknown -impl", *impl)
 		os.Exit(2)
 	}
 	emit(event{Event: "exit", Identity: *identity})
+}
+
+// runWork starts argv once this candidate is seen holding the lock, and
+// kills it when ctx ends. A read that fails or shows another holder (the
+// term already ended) starts nothing; ctx will end.
+func runWork(ctx context.Context, identity string, get func(context.Context) (string, int, error), argv []string) {
+	holder, transitions, err := get(ctx)
+	if err != nil || holder != identity {
+		emit(event{Event: "work_skipped", Identity: identity, Leader: holder, Error: fmt.Sprint(err)})
+		return
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "TENURE_IDENTITY="+identity, "TENURE_FENCING_TOKEN="+strconv.Itoa(transitions))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// Its own process group, killed whole; it dies with this process too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		emit(event{Event: "work_failed", Identity: identity, Error: err.Error()})
+		return
+	}
+	<-ctx.Done()
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = cmd.Wait()
 }

@@ -2,8 +2,55 @@
 
 use super::*;
 
+/// Whose elector a candidate runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Who {
+    Tenure,
+    /// client-go's `tools/leaderelection` (`interop/electors`).
+    ClientGo,
+    /// Istio's fork of it.
+    Istio,
+}
+
+impl Who {
+    /// By the identity's first letter: `c…` tenure, `g…` client-go, `i…`
+    /// Istio (see `MIXED`).
+    pub(super) fn of(id: &str) -> Who {
+        match id.as_bytes().first() {
+            Some(b'g') => Who::ClientGo,
+            Some(b'i') => Who::Istio,
+            _ => Who::Tenure,
+        }
+    }
+}
+
+/// The Go electors' binary: `TENURE_GO_ELECTORS`, or built once and
+/// cached by `scripts/go-binary.sh electors`.
+pub(super) fn go_electors() -> Result<PathBuf, String> {
+    static BIN: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("TENURE_GO_ELECTORS") {
+            return Ok(PathBuf::from(bin));
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/go-binary.sh");
+        let out = Command::new("bash")
+            .args([script, "electors"])
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("run {script}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{script} electors failed (Go >= 1.26 needed: https://go.dev/dl)"
+            ));
+        }
+        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    })
+    .clone()
+}
+
 pub(super) struct Candidate {
     pub(super) id: String,
+    pub(super) who: Who,
     /// Its stderr.
     pub(super) log: PathBuf,
     pub(super) child: Child,

@@ -76,7 +76,10 @@ impl Log {
                 .or_insert_with(|| format!("{key}@{ns}"))
                 .clone();
             let term = self.terms.entry(term_key.clone()).or_insert(Term {
-                id: id.to_string(),
+                // A Go elector's identity is its candidate's and a
+                // per-process suffix (`g2_<ns>`), as Go controllers
+                // name themselves `hostname_uuid`.
+                id: id.split('_').next().unwrap_or(id).to_string(),
                 key: term_key,
                 pid,
                 token: 0,

@@ -5,6 +5,7 @@
 mod candidate;
 mod log;
 mod options;
+mod real_kube;
 mod report;
 mod server;
 
@@ -39,6 +40,9 @@ const TIMING: [&str; 6] = [
 /// How long a freeze, a stop or a cut lasts: beyond the lease.
 const HOLD: Duration = Duration::from_millis(3000);
 const CANDIDATES: usize = 3;
+/// A mixed fleet: two `tenure run` candidates (c0, c1), client-go's
+/// elector (g2) and Istio's (i3).
+const MIXED: [&str; 4] = ["c0", "c1", "g2", "i3"];
 /// How long a `tenure run` may take to exit once signalled: the grace
 /// (0.57 s) and a release bounded by the renew deadline, with margin.
 const EXIT_LIMIT: Duration = Duration::from_secs(10);
@@ -51,6 +55,7 @@ const ROUND_LIMIT: Duration = Duration::from_secs(90);
 use candidate::*;
 use log::*;
 pub use options::*;
+use real_kube::*;
 use report::*;
 use server::*;
 
@@ -88,7 +93,8 @@ pub async fn run(options: Options) -> Result<bool, String> {
         StoreKind::Redis => Server::Redis(RedisServer::local(RedisServerOptions::default())),
         StoreKind::Etcd => Server::Etcd(EtcdServer::start_local()),
         StoreKind::EtcdCluster => Server::Cluster(EtcdCluster::start()),
-        StoreKind::Kube => Server::Kube(KubeProcess::start()?),
+        StoreKind::Kube => Server::RealKube(RealKube::start()?),
+        StoreKind::KubeFixture => Server::Kube(KubeProcess::start()?),
     };
     let dir = std::env::temp_dir().join(format!("tenure-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -108,8 +114,13 @@ pub async fn run(options: Options) -> Result<bool, String> {
         worker: std::env::current_exe().map_err(|e| e.to_string())?,
         dir: tempdir::Dir(dir),
     };
-    for i in 0..CANDIDATES {
-        let c = h.spawn(&format!("c{i}"), None).await?;
+    let ids: Vec<String> = if h.options.candidates == CandidateKind::Mixed {
+        MIXED.iter().map(|id| id.to_string()).collect()
+    } else {
+        (0..CANDIDATES).map(|i| format!("c{i}")).collect()
+    };
+    for id in ids {
+        let c = h.spawn(&id, None).await?;
         h.candidates.push(c);
     }
     let mut rng = StdRng::seed_from_u64(h.options.seed);
@@ -123,7 +134,7 @@ pub async fn run(options: Options) -> Result<bool, String> {
             h.options.faults.shuffle(&mut rng);
         }
         let fault = h.options.faults[round % n];
-        let outcome = match tokio::time::timeout(ROUND_LIMIT, h.round(fault)).await {
+        let outcome = match tokio::time::timeout(ROUND_LIMIT, h.round(fault, round)).await {
             Ok(Ok(outcome)) => outcome,
             // A round that finds no leader, or sticks, is a finding: it is
             // reported and fails the run, which goes on with fresh
@@ -160,9 +171,10 @@ pub async fn run(options: Options) -> Result<bool, String> {
         }
     }
     // A candidate that gave up in the last round counts too.
-    let exits = h.respawn_exited().await?;
+    let (exits, go_exits) = h.respawn_exited().await?;
     if let Some(last) = outcomes.last_mut() {
         last.exits += exits;
+        last.go_exits += go_exits;
     }
     Ok(report(&h.options, &outcomes, &failures, started.elapsed()))
 }
@@ -185,14 +197,15 @@ impl Harness {
             StoreKind::Etcd | StoreKind::EtcdCluster => {
                 format!("etcd://{}/chaos", hosts.join(","))
             }
-            StoreKind::Kube => "k8s://default/chaos?kind=lease".to_owned(),
+            StoreKind::Kube | StoreKind::KubeFixture => "k8s://default/chaos?kind=lease".to_owned(),
         };
+        let who = Who::of(id);
         let logs = std::env::var_os("TENURE_CHAOS_LOGS");
         let library = self.options.candidates == CandidateKind::Library;
-        let program = if library {
-            self.worker.clone()
-        } else {
-            self.options.tenure.clone()
+        let program = match who {
+            Who::Tenure if library => self.worker.clone(),
+            Who::Tenure => self.options.tenure.clone(),
+            Who::ClientGo | Who::Istio => go_electors()?,
         };
         // A skewed candidate runs under the `faketime` wrapper, which shares
         // one fake clock with every process below it (tenure, its
@@ -207,7 +220,28 @@ impl Harness {
             }
             None => Command::new(&program),
         };
-        if library {
+        if who != Who::Tenure {
+            // Client-go's and Istio's electors on the same Lease, with the
+            // same timing, running the same worker while they lead. Each
+            // process is a new identity (Go controllers name themselves
+            // `hostname_uuid`) and ends with its term (`-once`: RunOrDie
+            // returns then): the same identity winning again would not
+            // raise leaseTransitions, so its token would not rise.
+            cmd.args([
+                "-impl",
+                if who == Who::Istio {
+                    "istio"
+                } else {
+                    "client-go"
+                },
+            ])
+            .args(["-lock", "lease", "-name", "chaos", "-once", "-identity"])
+            .arg(format!("{id}_{}", mono_ns()))
+            .args(["-lease", "2s", "-renew", "1500ms", "-retry", "300ms", "--"])
+            .arg(&self.worker)
+            .args(["worker", &self.downstream])
+            .arg(&self.log_path);
+        } else if library {
             cmd.args(["candidate", &url, id, &self.downstream])
                 .arg(&self.log_path);
         } else {
@@ -226,11 +260,16 @@ impl Harness {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        if self.options.store == StoreKind::Kube {
+        let config = match &self.server {
+            Server::Kube(_) => Some(kubeconfig(&hosts[0])),
+            Server::RealKube(k) => Some(k.kubeconfig_via(&hosts[0])),
+            _ => None,
+        };
+        if let Some(config) = config {
             // Each candidate reaches the API server through its own proxy.
-            let config = self.dir.0.join(format!("kubeconfig-{id}-{}", mono_ns()));
-            std::fs::write(&config, kubeconfig(&hosts[0])).map_err(|e| e.to_string())?;
-            cmd.env("KUBECONFIG", config);
+            let path = self.dir.0.join(format!("kubeconfig-{id}-{}", mono_ns()));
+            std::fs::write(&path, config).map_err(|e| e.to_string())?;
+            cmd.env("KUBECONFIG", path);
         }
         // Each candidate's stderr goes to a file, so that one that exits by
         // itself can say why; TENURE_CHAOS_LOGS=DIR keeps them, at
@@ -241,18 +280,12 @@ impl Harness {
         cmd.stderr(file);
         // A harness killed by a signal takes its candidates with it (a
         // `tenure run`'s supervisor then stops its command).
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
-        let child = cmd.spawn().map_err(|e| format!("start tenure run: {e}"))?;
+        die_with_the_harness(&mut cmd);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", program.display()))?;
         Ok(Candidate {
+            who,
             log,
             id: id.to_owned(),
             child,
@@ -382,30 +415,60 @@ impl Harness {
             .expect("a known candidate")
     }
 
-    /// Restarts candidates whose `tenure run` exited (as a process manager
-    /// would); returns how many did.
-    async fn respawn_exited(&mut self) -> Result<usize, String> {
-        let mut exited = 0;
+    /// Restarts candidates whose process exited (as a process manager
+    /// would); returns how many `tenure run`s did (a finding) and how many
+    /// client-go electors did (by design: `RunOrDie` returns once its
+    /// lease is lost, and a Go controller then exits).
+    async fn respawn_exited(&mut self) -> Result<(usize, usize), String> {
+        let (mut exited, mut go) = (0, 0);
         for i in 0..self.candidates.len() {
             if let Ok(Some(status)) = self.candidates[i].child.try_wait() {
-                eprintln!(
-                    "candidate {} exited ({status}); restarting it; its last words: {:?}",
-                    self.candidates[i].id,
-                    self.candidates[i].last_words()
-                );
-                exited += 1;
+                if self.candidates[i].who == Who::Tenure {
+                    eprintln!(
+                        "candidate {} exited ({status}); restarting it; its last words: {:?}",
+                        self.candidates[i].id,
+                        self.candidates[i].last_words()
+                    );
+                    exited += 1;
+                } else {
+                    go += 1;
+                }
                 self.replace(i, None).await?;
             }
         }
-        Ok(exited)
+        Ok((exited, go))
     }
 
-    async fn round(&mut self, fault: Fault) -> Result<Outcome, String> {
-        let exits = self.respawn_exited().await?;
+    async fn round(&mut self, fault: Fault, round: usize) -> Result<Outcome, String> {
+        let (exits, go_exits) = self.respawn_exited().await?;
         let mut leader = self.stable_leader(Duration::from_secs(20)).await?;
+        let skew = matches!(fault, Fault::SkewWithin | Fault::SkewBeyond);
+        if self.options.candidates == CandidateKind::Mixed
+            && round % 2 == 1
+            && !skew
+            && Who::of(&leader.id) == Who::Tenure
+        {
+            // Every other round strikes a Go leader: tenure's watchers win
+            // every release race against pollers, so left alone the Go
+            // electors would seldom lead. The tenure candidates step down
+            // (SIGTERM releases) and come back once a Go elector leads.
+            let tenure: Vec<usize> = (0..self.candidates.len())
+                .filter(|&j| self.candidates[j].who == Who::Tenure)
+                .collect();
+            for &j in &tenure {
+                signal(self.candidates[j].tenure_pid(), libc::SIGTERM);
+            }
+            for &j in &tenure {
+                self.ended(j, EXIT_LIMIT).await?;
+            }
+            leader = self.stable_leader(Duration::from_secs(20)).await?;
+            for &j in &tenure {
+                self.replace(j, None).await?;
+            }
+        }
         let mut resumed = None;
         let library = self.options.candidates == CandidateKind::Library;
-        if matches!(fault, Fault::SkewWithin | Fault::SkewBeyond) {
+        if skew {
             // The skewed candidate must lead when it is cut off: the others
             // step down (SIGTERM releases the lock) so that it alone can
             // win, and come back once it leads. (Replacing c0 when it led
@@ -483,7 +546,19 @@ impl Harness {
             }
             Fault::StoreRestart => {
                 expect_new = self.options.store == StoreKind::Redis;
-                self.server.restart();
+                self.server.restart()?;
+            }
+            Fault::KubeEtcdFreeze | Fault::KubeEtcdRestart => {
+                expect_new = false;
+                if let Server::RealKube(k) = &mut self.server {
+                    if fault == Fault::KubeEtcdRestart {
+                        k.restart_etcd()?;
+                    } else {
+                        k.pause_etcd();
+                        tokio::time::sleep(HOLD).await;
+                        k.resume_all();
+                    }
+                }
             }
             Fault::StoreFreeze => {
                 expect_new = false;
@@ -524,8 +599,12 @@ impl Harness {
         tokio::time::sleep(Duration::from_millis(800)).await;
         self.log.refresh();
         let terms = self.log.sorted();
-        // Overlap of each pair of terms that began since the fault.
+        // Overlap of each pair of terms that began since the fault, put on
+        // the earlier term's elector (it worked on past the later term's
+        // start): tenure's must be none; a Go elector's is reported.
+        let who = |t: &Term| Who::of(&t.id);
         let mut overlap_ms: f64 = 0.0;
+        let mut go_overlap_ms: f64 = 0.0;
         let mut tokens_rose = true;
         for pair in terms.windows(2) {
             let (a, b) = (&pair[0], &pair[1]);
@@ -538,7 +617,12 @@ impl Harness {
             if resumed.is_some() && a.key == leader.key {
                 continue; // reported as the tail
             }
-            overlap_ms = overlap_ms.max((a.last - b.first) as f64 / 1e6);
+            let overlap = (a.last - b.first) as f64 / 1e6;
+            if who(a) == Who::Tenure {
+                overlap_ms = overlap_ms.max(overlap);
+            } else {
+                go_overlap_ms = go_overlap_ms.max(overlap);
+            }
         }
         let tail_ms = resumed.map(|r| {
             let old = terms.iter().find(|t| t.key == leader.key);
@@ -555,12 +639,15 @@ impl Harness {
             } else {
                 None
             },
+            led_by: who(&leader),
             overlap_ms: overlap_ms.max(0.0),
+            go_overlap_ms: go_overlap_ms.max(0.0),
             tail_ms,
             stale_accepted,
             stale_rejected: writes.iter().filter(|w| !w.accepted).count(),
             tokens_rose,
             exits,
+            go_exits,
         })
     }
 }

@@ -22,11 +22,17 @@ pub enum Fault {
     SkewBeyond,
     /// The etcd cluster's raft leader killed, then restarted (clusters only).
     RaftLeaderKill,
+    /// The real kube-apiserver's etcd frozen (SIGSTOP) for 3 s: the API
+    /// server answers, but cannot read or write (real Kubernetes only).
+    KubeEtcdFreeze,
+    /// The real kube-apiserver's etcd killed (-9) and started again on its
+    /// data (real Kubernetes only).
+    KubeEtcdRestart,
 }
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 13] = [
         Fault::Kill9,
         Fault::Sigterm,
         Fault::StopTenure,
@@ -38,6 +44,8 @@ impl Fault {
         Fault::SkewWithin,
         Fault::SkewBeyond,
         Fault::RaftLeaderKill,
+        Fault::KubeEtcdFreeze,
+        Fault::KubeEtcdRestart,
     ];
 
     /// The name on the command line and in the report.
@@ -54,6 +62,8 @@ impl Fault {
             Fault::SkewWithin => "skew-x0.8-cut-off",
             Fault::SkewBeyond => "skew-x0.5-cut-off",
             Fault::RaftLeaderKill => "raft-leader-kill",
+            Fault::KubeEtcdFreeze => "kube-etcd-freeze",
+            Fault::KubeEtcdRestart => "kube-etcd-restart",
         }
     }
 }
@@ -65,20 +75,26 @@ pub enum StoreKind {
     Etcd,
     /// Three etcd members on loopback.
     EtcdCluster,
-    /// The Kubernetes API fixture as a process (`tenure-chaos kube-api`),
-    /// holding a Lease.
+    /// A real kube-apiserver on an etcd of its own
+    /// (`scripts/kube-apiserver-up.sh`), holding a Lease: `store-freeze`
+    /// and `store-restart` are kube-apiserver's, `kube-etcd-*` its etcd's.
     Kube,
+    /// The in-repo Kubernetes API fixture as a process (`tenure-chaos
+    /// kube-api`), holding a Lease: quick, but only our own server.
+    KubeFixture,
 }
 
 impl StoreKind {
     /// Whether `fault` applies: raft faults need a cluster; the API
-    /// fixture keeps its objects in memory, and a real API server loses
-    /// nothing when it restarts, so it is frozen but not restarted.
+    /// fixture keeps its objects in memory, so it is frozen but not
+    /// restarted; a real API server's etcd is faulted apart from it.
     pub(super) fn allows(self, fault: Fault) -> bool {
+        let kube = matches!(self, StoreKind::Kube | StoreKind::KubeFixture);
         match fault {
             Fault::RaftLeaderKill => self == StoreKind::EtcdCluster,
-            Fault::StoreRestart => self != StoreKind::Kube,
-            Fault::StorePartition => self != StoreKind::Kube && way() == Way::Container,
+            Fault::StoreRestart => self != StoreKind::KubeFixture,
+            Fault::StorePartition => !kube && way() == Way::Container,
+            Fault::KubeEtcdFreeze | Fault::KubeEtcdRestart => self == StoreKind::Kube,
             _ => true,
         }
     }
@@ -91,6 +107,10 @@ pub enum CandidateKind {
     Cli,
     /// `tenure-chaos candidate` processes, each embedding the library.
     Library,
+    /// Kubernetes only: two `tenure run` candidates beside client-go's and
+    /// Istio's electors (`interop/electors`, Lease locks), each Go leader
+    /// running the same worker while it leads.
+    Mixed,
 }
 
 /// The run's options.
@@ -124,6 +144,7 @@ impl Options {
                         "etcd" => StoreKind::Etcd,
                         "etcd-cluster" => StoreKind::EtcdCluster,
                         "k8s" => StoreKind::Kube,
+                        "k8s-fixture" => StoreKind::KubeFixture,
                         _ => return None,
                     }
                 }
@@ -131,6 +152,7 @@ impl Options {
                     o.candidates = match value.as_str() {
                         "cli" => CandidateKind::Cli,
                         "library" => CandidateKind::Library,
+                        "mixed" => CandidateKind::Mixed,
                         _ => return None,
                     }
                 }
@@ -155,6 +177,11 @@ impl Options {
                 .collect();
         }
         if !o.faults.iter().all(|f| o.store.allows(*f)) {
+            return None;
+        }
+        if o.candidates == CandidateKind::Mixed
+            && !matches!(o.store, StoreKind::Kube | StoreKind::KubeFixture)
+        {
             return None;
         }
         if o.rounds == 0 {

@@ -5,10 +5,15 @@ use super::*;
 /// What one round measured.
 pub(super) struct Outcome {
     pub(super) fault: Fault,
+    /// Whose elector led when the fault struck.
+    pub(super) led_by: Who,
     /// Fault to the next term's first beat, when a new term was expected.
     pub(super) failover_ms: Option<f64>,
     /// Worst overlap of two terms that began in this round (ms; 0: none).
     pub(super) overlap_ms: f64,
+    /// The same, where the earlier term was a Go elector's (reported, not
+    /// a failure of tenure's: see RELIABILITY.md).
+    pub(super) go_overlap_ms: f64,
     /// Frozen-tree rounds: how long the old command ran after the resume.
     pub(super) tail_ms: Option<f64>,
     pub(super) stale_accepted: usize,
@@ -17,6 +22,8 @@ pub(super) struct Outcome {
     /// Candidates found exited (and restarted) before this round: a
     /// `tenure run` that gives up is a finding.
     pub(super) exits: usize,
+    /// client-go electors found exited (by design once they lose a lease).
+    pub(super) go_exits: usize,
 }
 
 pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -43,12 +50,33 @@ pub(super) fn report(
         options.seed,
         took.as_secs_f64()
     );
+    let mixed = options.candidates == CandidateKind::Mixed;
+    if mixed {
+        println!(
+            "candidates: tenure run c0, c1; client-go g2; Istio i3. Overlap, tail and the pass rules are tenure's terms'; \
+             a Go elector's term that ran on past the next term's start is in the last column"
+        );
+    }
     println!(
-        "| fault | rounds | rounds with overlap | max overlap ms | frozen tail ms (max) | stale writes accepted | stale writes rejected | fail-over p50 / p99 / max ms | tokens rose |"
+        "| fault | rounds | rounds with overlap | max overlap ms | frozen tail ms (max) | stale writes accepted | stale writes rejected | fail-over p50 / p99 / max ms | tokens rose |{}",
+        if mixed {
+            " rounds led by Go | Go term ran on: rounds, max ms |"
+        } else {
+            ""
+        }
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "|---|---|---|---|---|---|---|---|---|{}",
+        if mixed { "---|---|" } else { "" }
+    );
     let exits: usize = outcomes.iter().map(|o| o.exits).sum();
     println!("candidate processes that exited by themselves (restarted): {exits}");
+    if mixed {
+        let go_exits: usize = outcomes.iter().map(|o| o.go_exits).sum();
+        println!(
+            "client-go electors that exited after losing the lease (RunOrDie returns; restarted): {go_exits}"
+        );
+    }
     println!(
         "rounds that failed (no stable leader, or stuck): {}",
         failures.len()
@@ -66,15 +94,29 @@ pub(super) fn report(
         let max_overlap = rows.iter().map(|o| o.overlap_ms).fold(0.0, f64::max);
         let tail = rows
             .iter()
+            .filter(|o| o.led_by == Who::Tenure)
             .filter_map(|o| o.tail_ms)
             .fold(f64::NAN, f64::max);
+        // A Go leader's term after the resume of a frozen tree is its
+        // overrun too.
+        let go_overrun = |o: &&Outcome| {
+            let tail = if o.led_by == Who::Tenure {
+                0.0
+            } else {
+                o.tail_ms.unwrap_or(0.0)
+            };
+            o.go_overlap_ms.max(tail)
+        };
+        let go_led = rows.iter().filter(|o| o.led_by != Who::Tenure).count();
+        let go_rounds = rows.iter().filter(|o| go_overrun(o) > 0.0).count();
+        let go_max = rows.iter().map(go_overrun).fold(0.0, f64::max);
         let accepted: usize = rows.iter().map(|o| o.stale_accepted).sum();
         let rejected: usize = rows.iter().map(|o| o.stale_rejected).sum();
         let mut failovers: Vec<f64> = rows.iter().filter_map(|o| o.failover_ms).collect();
         failovers.sort_by(f64::total_cmp);
         let rose = rows.iter().all(|o| o.tokens_rose);
         println!(
-            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |{}",
             fault.name(),
             rows.len(),
             overlapping,
@@ -96,7 +138,12 @@ pub(super) fn report(
                     failovers.last().unwrap()
                 )
             },
-            if rose { "yes" } else { "no" }
+            if rose { "yes" } else { "no" },
+            if mixed {
+                format!(" {go_led} | {go_rounds}, {go_max:.0} |")
+            } else {
+                String::new()
+            }
         );
         ok &= accepted == 0 && rose;
         // A frozen leader may finish the beat it was in when frozen (it

@@ -7,6 +7,7 @@ pub(super) enum Server {
     Etcd(EtcdServer),
     Cluster(EtcdCluster),
     Kube(KubeProcess),
+    RealKube(RealKube),
 }
 
 /// `tenure-chaos kube-api`, killed on drop.
@@ -52,10 +53,12 @@ impl Server {
             Server::Etcd(s) => vec![s.addr()],
             Server::Cluster(c) => (0..3).map(|i| c.addr(i)).collect(),
             Server::Kube(k) => vec![k.addr],
+            Server::RealKube(k) => vec![k.addr],
         }
     }
-    /// Restarts the store (a cluster: its raft leader).
-    pub(super) fn restart(&mut self) {
+    /// Restarts the store (a cluster: its raft leader; a real API server:
+    /// kube-apiserver, its etcd staying up).
+    pub(super) fn restart(&mut self) -> Result<(), String> {
         match self {
             Server::Redis(s) => s.restart(),
             Server::Etcd(s) => s.restart(),
@@ -63,9 +66,11 @@ impl Server {
                 let i = c.leader().unwrap_or(0);
                 c.restart(i);
             }
+            Server::RealKube(k) => return k.restart_api(),
             // Excluded by `StoreKind::allows`.
             Server::Kube(_) => {}
         }
+        Ok(())
     }
     /// Freezes the store (a cluster: its raft leader); returns what to thaw.
     pub(super) fn pause(&mut self) -> Option<usize> {
@@ -78,6 +83,7 @@ impl Server {
                 return Some(i);
             }
             Server::Kube(k) => signal(k.child.id() as i32, libc::SIGSTOP),
+            Server::RealKube(k) => k.pause_api(),
         }
         None
     }
@@ -92,7 +98,7 @@ impl Server {
                 let i = c.leader().ok_or("no raft leader found")?;
                 (c.container(i), Some(i))
             }
-            Server::Kube(_) => (None, None),
+            Server::Kube(_) | Server::RealKube(_) => (None, None),
         };
         container
             .ok_or(NEEDS)?
@@ -107,7 +113,7 @@ impl Server {
             Server::Redis(s) => s.container(),
             Server::Etcd(s) => s.container(),
             Server::Cluster(c) => c.container(member.unwrap_or(0)),
-            Server::Kube(_) => None,
+            Server::Kube(_) | Server::RealKube(_) => None,
         };
         container
             .ok_or("no container")?
@@ -142,6 +148,7 @@ impl Server {
             Server::Etcd(s) => s.resume(),
             Server::Cluster(c) => c.resume(member.unwrap_or(0)),
             Server::Kube(k) => signal(k.child.id() as i32, libc::SIGCONT),
+            Server::RealKube(k) => k.resume_all(),
         }
     }
 }
