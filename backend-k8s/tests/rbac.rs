@@ -164,3 +164,81 @@ async fn without_update_the_write_is_unauthorized() {
         other => panic!("update without the verb: expected Unauthorized, got {other:?}"),
     }
 }
+
+/// The `tenure` binary beside this test's (the workspace build makes it).
+fn tenure_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("tenure");
+    assert!(
+        bin.exists(),
+        "no tenure binary at {} (cargo build -p tenure-cli; make test builds it)",
+        bin.display()
+    );
+    bin
+}
+
+#[tokio::test]
+#[ignore = "needs a real kube-apiserver with RBAC: make test runs it in its kube-apiserver pass"]
+async fn the_cli_says_unauthorized_in_one_line_without_the_token() {
+    require_real_server();
+    let env = Env::start().await;
+    grant(
+        &env,
+        "tenure-cli-no-update",
+        "rbac-cli",
+        &["get", "list", "watch"],
+    )
+    .await;
+    // An expired record, so that the CLI's first write is the update it
+    // may not make (create is granted: it would lead first otherwise).
+    env.put_lease(
+        "rbac-cli",
+        json!({"holderIdentity": "gone", "leaseDurationSeconds": 1,
+               "acquireTime": "2026-01-01T00:00:00.000000Z",
+               "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 3}),
+        json!({}),
+    )
+    .await;
+    let kubeconfig = std::env::var("TENURE_K8S_TENURE_KUBECONFIG").unwrap();
+    let token = std::fs::read_to_string(&kubeconfig)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token: ").map(str::to_owned))
+        .expect("the kubeconfig has a token");
+    let marker = std::env::temp_dir().join(format!("tenure-rbac-cli-{}", std::process::id()));
+    let lock = format!("k8s://{}/rbac-cli?kind=lease", env.namespace);
+    for args in [
+        vec!["status", "--lock", lock.as_str()],
+        vec!["run", "--lock", lock.as_str(), "--", "touch"],
+    ] {
+        let mut args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+        if args[0] == "run" {
+            args.push(marker.display().to_string());
+        }
+        let out = tokio::process::Command::new(tenure_binary())
+            .args(&args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        if args[0] == "status" {
+            // get is granted: status reads the record.
+            assert!(out.status.success(), "{args:?}: {err}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        // Progress lines come first; the error is one line, the last, and
+        // said once.
+        let last = err.lines().last().unwrap_or_default();
+        assert!(last.starts_with("tenure: error: not authorized"), "{err}");
+        assert!(last.contains("forbidden"), "the server's reason: {err}");
+        assert_eq!(err.matches("not authorized").count(), 1, "{err}");
+        assert!(!err.contains(&token), "the token leaked: {err}");
+        assert!(!marker.exists(), "the command ran without a term");
+    }
+}

@@ -4,7 +4,7 @@ use std::future::Future;
 
 use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Campaign, Hint, Won, next_event};
 use crate::leadership::Leadership;
@@ -63,7 +63,9 @@ where
                     Ok(Some(won)) => return Ok(Some(won)),
                     Ok(None) => {}
                     Err(e) if e.is_fatal() => {
-                        error!(error = %e, "giving up: the store refuses this lock");
+                        // Returned to the caller, who reports it: logged
+                        // at error too, the CLI showed it twice.
+                        info!(error = %e, "giving up: the store refuses this lock");
                         return Err(e);
                     }
                     Err(e) => warn!(error = %e, "failed to acquire the lock; will retry"),
