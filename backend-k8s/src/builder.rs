@@ -83,7 +83,8 @@ impl<L> LockBuilder<L> {
         self
     }
 
-    /// The client to use (default: `kube::Client::try_default()`, from the
+    /// The client to use (default: [`client_for`](crate::client_for) the
+    /// configuration `kube::Client::try_default()` would use, from the
     /// in-cluster service account or `KUBECONFIG`).
     pub fn client(mut self, client: Client) -> Self {
         self.client = Some(client);
@@ -139,10 +140,7 @@ impl<L> LockBuilder<L> {
         }
         let client = match self.client {
             Some(client) => client,
-            None => Client::try_default().await.map_err(|e| {
-                StoreError::invalid_config(format!("no Kubernetes client configuration: {e}"))
-                    .with_source(e)
-            })?,
+            None => crate::client::infer().await?,
         };
         let namespace = self
             .namespace

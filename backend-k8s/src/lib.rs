@@ -50,6 +50,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod client;
 mod error;
 mod locks;
 mod multilock;
@@ -59,6 +60,7 @@ mod watch;
 mod wire;
 
 pub use builder::{DEFAULT_RENEW_DEADLINE, LockBuilder, MIN_REQUEST_TIMEOUT};
+pub use client::client_for;
 pub use locks::{ConfigMapLock, LeaseLock};
 pub use multilock::MultiLock;
 pub use shared_watch::{DEFAULT_MAX_REQUESTS_IN_FLIGHT, SharedWatch};

@@ -221,27 +221,8 @@ async fn measure_tenure_and_client_go_side_by_side() {
     }
 }
 
-/// A kube client like `Client::try_from(config)`, with `TCP_NODELAY` on its
-/// sockets (kube's own connector leaves Nagle's algorithm on).
-fn nodelay_client(env: &Env) -> kube::Client {
-    use kube::client::ConfigExt;
-    let config = env.config();
-    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = config.rustls_https_connector_with_connector(http).unwrap();
-    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(https);
-    let service = tower::ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .option_layer(config.auth_layer().unwrap())
-        .map_err(tower::BoxError::from)
-        .service(hyper);
-    kube::Client::new(service, env.namespace.clone())
-}
-
 /// tenure's graceful hand-off on the real server with kube's default
-/// client and with one whose sockets set `TCP_NODELAY`, interleaved.
+/// client and with tenure's (`TCP_NODELAY` on), interleaved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement on a kube-apiserver of its own; run by hand (BENCHMARKS.md)"]
 async fn measure_tenure_hand_off_with_and_without_nagle() {
@@ -255,9 +236,9 @@ async fn measure_tenure_hand_off_with_and_without_nagle() {
         let name = format!("nagle-{round}");
         let open = |name: &str| {
             let client = if nodelay {
-                nodelay_client(&s.env)
-            } else {
                 s.env.client()
+            } else {
+                s.env.kube_client()
             };
             let name = name.to_owned();
             let ns = s.env.namespace.clone();
@@ -290,7 +271,7 @@ async fn measure_tenure_hand_off_with_and_without_nagle() {
         percentiles(plain)
     );
     eprintln!(
-        "tenure hand-off, TCP_NODELAY client: {}",
+        "tenure hand-off, tenure's default client (TCP_NODELAY): {}",
         percentiles(nodelay)
     );
 }

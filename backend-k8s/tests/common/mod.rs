@@ -133,14 +133,25 @@ impl Env {
         }
     }
 
-    /// A new client (its own connections), defaulting to our namespace.
+    /// A new client (its own connections), defaulting to our namespace:
+    /// the one a lock builds when given none (`tenure_k8s::client_for`).
     pub fn client(&self) -> Client {
+        tenure_k8s::client_for(self.client_config()).expect("a client")
+    }
+
+    /// A new client as kube itself builds it (`Client::try_from`: Nagle's
+    /// algorithm on), for the measurement that compares the two.
+    pub fn kube_client(&self) -> Client {
+        Client::try_from(self.client_config()).expect("a client")
+    }
+
+    fn client_config(&self) -> Config {
         let mut config = match &self.cluster {
             Cluster::Fixture(server) => Config::new(server.url().parse().unwrap()),
             Cluster::Real(config) => (**config).clone(),
         };
         config.default_namespace = self.namespace.clone();
-        Client::try_from(config).expect("a client")
+        config
     }
 
     /// A new client whose traffic passes a fault proxy.
