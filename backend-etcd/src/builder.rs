@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
-use tenure_core::backend::REDACTED;
+use tenure_core::backend::{self, REDACTED};
 use tenure_core::{StoreError, validate_lock_name};
 
 use crate::error::map_error;
@@ -338,15 +338,10 @@ impl EtcdClientBuilder {
             options = options.with_tls(tls.to_options());
         }
         let connect = Client::connect(&self.endpoints, Some(options));
-        let client = match tokio::time::timeout(self.request_timeout, connect).await {
-            Ok(client) => client.map_err(map_error)?,
-            Err(_) => {
-                return Err(StoreError::unavailable(format!(
-                    "connecting to etcd did not finish within {:?}",
-                    self.request_timeout
-                )));
-            }
-        };
+        let client = backend::within(self.request_timeout, "connecting to etcd", async {
+            connect.await.map_err(map_error)
+        })
+        .await?;
         let client = EtcdClient {
             client,
             endpoints: self.endpoints.into(),

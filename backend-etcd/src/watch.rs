@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions, WatchResponse};
 use futures::stream;
-use tenure_core::backend::Backoff;
+use tenure_core::backend::{self, Backoff};
 use tenure_core::{StoreError, WatchEvent, WatchStream};
 
 use crate::error::map_error;
@@ -78,14 +78,8 @@ impl State {
                 )),
             }
         };
-        let (stream, created) = tokio::time::timeout(self.request_timeout, opening)
-            .await
-            .map_err(|_| {
-                StoreError::unavailable(format!(
-                    "etcd watch did not open within {:?}",
-                    self.request_timeout
-                ))
-            })??;
+        let (stream, created) =
+            backend::within(self.request_timeout, "opening the etcd watch", opening).await?;
         if self.next_rev == 0 {
             // Watching from now: everything after this revision will come.
             if let Some(h) = created.header() {

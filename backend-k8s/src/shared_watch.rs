@@ -200,14 +200,14 @@ impl<K: Codec> Hub<K> {
             }
         }
         let mut ready = self.ready.subscribe();
-        let open = tokio::time::timeout(self.timeout, ready.wait_for(|n| *n > 0)).await;
-        match open {
-            Ok(Ok(_)) => Ok(rx),
-            _ => Err(StoreError::unavailable(format!(
-                "watch {}: not open within {:?}",
-                self.what, self.timeout
-            ))),
-        }
+        let what = format!("watch {}", self.what);
+        backend::within(self.timeout, what, async {
+            match ready.wait_for(|n| *n > 0).await {
+                Ok(_) => Ok(rx),
+                Err(_) => Err(StoreError::unavailable("the shared watch ended")),
+            }
+        })
+        .await
     }
 }
 

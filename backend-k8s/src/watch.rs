@@ -79,20 +79,18 @@ impl<K: Codec> State<K> {
             .fields(&self.fields())
             .timeout(WATCH_SECONDS);
         let from = self.resource_version.clone().unwrap_or_default();
-        let events = match tokio::time::timeout(self.timeout, self.api.watch(&params, &from)).await
-        {
-            Ok(Ok(events)) => events,
-            Ok(Err(e)) => {
+        let what = format!("watch {}", self.what);
+        let opened = backend::within(self.timeout, what, async {
+            Ok(self.api.watch(&params, &from).await)
+        })
+        .await?;
+        let events = match opened {
+            Ok(events) => events,
+            Err(e) => {
                 if matches!(&e, kube::Error::Api(status) if status.code == 410) {
                     self.resource_version = None; // too old: list again
                 }
                 return Err(self.map(e));
-            }
-            Err(_) => {
-                return Err(StoreError::unavailable(format!(
-                    "watch {}: no answer within {:?}",
-                    self.what, self.timeout
-                )));
             }
         };
         self.events = Some(events.boxed());

@@ -16,8 +16,11 @@
 //!   candidates on one Lease at client-go's default timing (15 s / 10 s /
 //!   2 s), from the server's own `apiserver_request_total`, and the mean
 //!   server-side time of their writes;
-//! - tenure's graceful hand-off on kube's default client and on one with
-//!   `TCP_NODELAY` (`... --nocapture nagle`): what Nagle's algorithm costs.
+//! - tenure's graceful hand-off on kube's own client and on tenure's
+//!   default (`TCP_NODELAY`; `... --nocapture nagle`): what Nagle costs;
+//! - renew latency seen by the client (tenure's default client, kube's own,
+//!   client-go's `LeaseLock.Update`), and tenure's graceful hand-off on each
+//!   lock kind (`... --nocapture renew_latency`).
 
 mod common;
 
@@ -274,4 +277,148 @@ async fn measure_tenure_hand_off_with_and_without_nagle() {
         "tenure hand-off, tenure's default client (TCP_NODELAY): {}",
         percentiles(nodelay)
     );
+}
+
+/// Client-side time of `n` Lease writes in a row, as a leader renews.
+async fn tenure_updates(lock: &dyn LockStore, n: usize) -> Vec<Duration> {
+    let record = |renewed| {
+        let mut r = tenure_core::LeaderRecord::held_by("rust-m", Duration::from_secs(15));
+        r.renew_time = Some(renewed);
+        r
+    };
+    let mut version = lock
+        .create(&record(std::time::SystemTime::now()))
+        .await
+        .unwrap();
+    let mut took = Vec::with_capacity(n);
+    for _ in 0..n {
+        let r = record(std::time::SystemTime::now());
+        let start = std::time::Instant::now();
+        version = lock.update(&r, &version).await.unwrap();
+        took.push(start.elapsed());
+    }
+    took
+}
+
+/// Renew latency seen by the client (tenure's default client, kube's own,
+/// client-go's), interleaved, and tenure's graceful hand-off on each
+/// Kubernetes lock kind, on a server of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement on a kube-apiserver of its own; run by hand (BENCHMARKS.md)"]
+async fn measure_renew_latency_and_lock_kinds() {
+    const WRITES: usize = 200;
+    let server = OwnApiServer::start();
+    let s = Setup::on(&server).await;
+    let ns = s.env.namespace.clone();
+    let (mut tenure, mut kube_own, mut client_go) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..3 {
+        let lock = |client| {
+            let ns = ns.clone();
+            async move {
+                tenure_k8s::LeaseLock::builder(&format!("renew-{round}-{}", rand_suffix()))
+                    .namespace(ns)
+                    .client(client)
+                    .build()
+                    .await
+                    .unwrap()
+            }
+        };
+        tenure.extend(tenure_updates(&lock(s.env.client()).await, WRITES).await);
+        kube_own.extend(tenure_updates(&lock(s.env.kube_client()).await, WRITES).await);
+        let out = std::process::Command::new(&s.bin)
+            .arg("-kubeconfig")
+            .arg(&s.kubeconfig)
+            .args(["-namespace", &ns, "-name", &format!("renew-go-{round}")])
+            .args(["-identity", "go-m", "-measure-updates", &WRITES.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        client_go.extend(
+            line["durations_ns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| Duration::from_nanos(d.as_u64().unwrap())),
+        );
+    }
+    let p99 = |mut v: Vec<Duration>| {
+        v.sort();
+        let p = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} writes)",
+            p(0.5),
+            p(0.99),
+            p(1.0),
+            v.len()
+        )
+    };
+    eprintln!("renew latency, tenure's default client: {}", p99(tenure));
+    eprintln!("renew latency, kube's own client: {}", p99(kube_own));
+    eprintln!("renew latency, client-go: {}", p99(client_go));
+
+    // Graceful hand-off per lock kind, tenure's default client.
+    let fast = (LEASE, RENEW, RETRY);
+    for kind in ["lease", "configmap", "multilock"] {
+        let mut took = Vec::new();
+        for round in 0..ROUNDS {
+            let terms = Terms::default();
+            let name = format!("kind-{kind}-{round}");
+            let open = || {
+                let (name, ns, client) = (name.clone(), ns.clone(), s.env.client());
+                async move {
+                    let lock: Arc<dyn LockStore> = match kind {
+                        "lease" => Arc::new(
+                            tenure_k8s::LeaseLock::builder(&name)
+                                .namespace(ns)
+                                .client(client)
+                                .build()
+                                .await
+                                .unwrap(),
+                        ),
+                        "configmap" => Arc::new(
+                            tenure_k8s::ConfigMapLock::builder(&name)
+                                .namespace(ns)
+                                .client(client)
+                                .build()
+                                .await
+                                .unwrap(),
+                        ),
+                        _ => Arc::new(
+                            tenure_k8s::MultiLock::builder(&name)
+                                .namespace(ns)
+                                .client(client)
+                                .build()
+                                .await
+                                .unwrap(),
+                        ),
+                    };
+                    lock
+                }
+            };
+            let a = tenure_candidate(open().await, "a", fast, &terms);
+            wait_for(LEASE * 3, "a leads", || terms.leading("a")).await;
+            let b = tenure_candidate(open().await, "b", fast, &terms);
+            tokio::time::sleep(4 * RETRY).await;
+            let at = now_ns();
+            a.stop().await;
+            wait_for(LEASE * 3, "b leads", || terms.leading("b")).await;
+            took.push(since_ns(at, terms.of("b")[0].0));
+            b.stop().await;
+            terms.assert_no_overlap();
+        }
+        eprintln!("tenure hand-off, {kind}: {}", percentiles(took));
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000
 }

@@ -4,7 +4,10 @@
 //!
 //! Semver-exempt, as `sqlx-core` is for its drivers: this module serves
 //! tenure's own stores (and yours, if you write one), and may change in a
-//! minor release. Applications need nothing from it.
+//! minor release. Applications need nothing from it. tenure's own crates
+//! depend on tenure-core with an exact requirement (`=0.1.0`) and are
+//! released together; a store of yours that uses this module should pin
+//! it the same way.
 
 use std::fmt;
 use std::future::Future;
@@ -16,10 +19,13 @@ use crate::store::StoreError;
 pub const REDACTED: &str = "***";
 
 /// Exponential backoff between reconnection attempts of a watch:
-/// `min`, doubling up to `max`, back to `min` after a success.
+/// `min`, doubling up to `max`, back to `min` after a success; with
+/// [`jittered`](Self::jittered), each wait drawn between half and all of
+/// that.
 ///
-/// Every store's watch uses [`Backoff::watch`], so a server that keeps
-/// closing streams is retried at the same pace whatever the store.
+/// Every store's watch uses [`Backoff::watch`] (jittered), so a server that
+/// keeps closing streams is retried at the same pace whatever the store,
+/// and 10,000 watches that lost one server do not reconnect in lockstep.
 ///
 /// ```
 /// use std::time::Duration;
@@ -37,6 +43,7 @@ pub struct Backoff {
     min: Duration,
     max: Duration,
     next: Duration,
+    jitter: bool,
 }
 
 impl Backoff {
@@ -51,19 +58,35 @@ impl Backoff {
             min,
             max: max.max(min),
             next: min,
+            jitter: false,
         }
     }
 
-    /// The policy of every store's watch: 100 ms doubling up to 2 s.
+    /// Each wait drawn uniformly between half and all of the schedule's
+    /// ("equal jitter"): clients that failed together spread out, and none
+    /// waits less than half the schedule.
+    #[must_use]
+    pub fn jittered(mut self) -> Self {
+        self.jitter = true;
+        self
+    }
+
+    /// The policy of every store's watch: 100 ms doubling up to 2 s,
+    /// jittered.
     pub fn watch() -> Self {
-        Backoff::new(Self::WATCH_MIN, Self::WATCH_MAX)
+        Backoff::new(Self::WATCH_MIN, Self::WATCH_MAX).jittered()
     }
 
     /// The wait before the next attempt; each call doubles the one after.
     pub fn next_delay(&mut self) -> Duration {
         let delay = self.next;
         self.next = (self.next * 2).min(self.max);
-        delay
+        if self.jitter {
+            use rand::RngExt;
+            delay.mul_f64(rand::rng().random_range(0.5..=1.0))
+        } else {
+            delay
+        }
     }
 
     /// Sleeps for [`next_delay`](Self::next_delay) on tokio's clock.
@@ -251,8 +274,26 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_its_limit() {
-        let mut b = Backoff::watch();
+        let mut b = Backoff::new(Backoff::WATCH_MIN, Backoff::WATCH_MAX);
         let waits: Vec<_> = (0..8).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn the_watch_backoff_is_jittered_within_half_its_schedule() {
+        let schedule = [100, 200, 400, 800, 1600, 2000, 2000, 2000];
+        let mut firsts = std::collections::BTreeSet::new();
+        for _ in 0..50 {
+            let mut b = Backoff::watch();
+            for ms in schedule {
+                let wait = b.next_delay();
+                let full = Duration::from_millis(ms);
+                assert!(wait >= full / 2 && wait <= full, "{wait:?} for {full:?}");
+            }
+            b.reset();
+            firsts.insert(b.next_delay());
+        }
+        // 50 clients that failed together do not all wait the same.
+        assert!(firsts.len() > 10, "{firsts:?}");
     }
 }

@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -79,6 +80,7 @@ func main() {
 	key := flag.String("key", "", "istio: this candidate's holder key")
 	preemptBelow := flag.String("preempt-below", "", "istio: pre-empt a holder whose key sorts below this")
 	once := flag.Bool("once", false, "istio: return after one term, as client-go's RunOrDie does (default: campaign again, as Istio's pilot does)")
+	measureUpdates := flag.Int("measure-updates", 0, "client-go: instead of campaigning, write the Lease N times in a row as a leader renews it (resourcelock.LeaseLock.Update) and print each write's time as JSON")
 	contentType := flag.String("content-type", "", "request encoding (default: client-go's, protobuf for built-in types; tenure's API fixture speaks only application/json)")
 	flag.Parse()
 	if *name == "" || *identity == "" {
@@ -111,6 +113,11 @@ func main() {
 	stopped := func() { emit(event{Event: "stopped", Identity: *identity}) }
 	newLeader := func(leader string) { emit(event{Event: "new_leader", Identity: *identity, Leader: leader}) }
 	meta := metav1.ObjectMeta{Name: *name, Namespace: *namespace}
+
+	if *measureUpdates > 0 {
+		measure(ctx, client, meta, *identity, *measureUpdates)
+		return
+	}
 
 	switch *impl {
 	case "client-go":
@@ -225,4 +232,37 @@ func runWork(ctx context.Context, identity string, get func(context.Context) (st
 	<-ctx.Done()
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	_ = cmd.Wait()
+}
+
+// measure writes the Lease n times in a row as client-go's leader renews
+// it (the LeaseLock's Update, on the object its last write returned) and
+// prints the client-side times: {"event":"updates","durations_ns":[...]}.
+func measure(ctx context.Context, client kubernetes.Interface, meta metav1.ObjectMeta, identity string, n int) {
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  meta,
+		Client:     client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+	}
+	now := metav1.NewTime(time.Now())
+	record := resourcelock.LeaderElectionRecord{
+		HolderIdentity: identity, LeaseDurationSeconds: 15, AcquireTime: now, RenewTime: now,
+	}
+	if err := lock.Create(ctx, record); err != nil {
+		fmt.Fprintln(os.Stderr, "electors: create:", err)
+		os.Exit(1)
+	}
+	took := make([]int64, 0, n)
+	for i := 0; i < n; i++ {
+		record.RenewTime = metav1.NewTime(time.Now())
+		start := time.Now()
+		if err := lock.Update(ctx, record); err != nil {
+			fmt.Fprintln(os.Stderr, "electors: update:", err)
+			os.Exit(1)
+		}
+		took = append(took, time.Since(start).Nanoseconds())
+	}
+	sort.Slice(took, func(a, b int) bool { return took[a] < took[b] })
+	outMu.Lock()
+	defer outMu.Unlock()
+	_ = out.Encode(map[string]any{"event": "updates", "identity": identity, "durations_ns": took})
 }

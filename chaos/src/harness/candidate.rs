@@ -70,6 +70,13 @@ impl Candidate {
         lines[lines.len().saturating_sub(3)..].to_vec()
     }
 
+    /// A `tenure run` that exited before it campaigned, saying the store
+    /// was unreachable: its documented fail-fast at start.
+    pub(super) fn failed_fast(&self) -> bool {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        !text.contains(" campaigning for ") && text.contains("tenure: error: store unavailable")
+    }
+
     /// The `tenure run` process (below the `faketime` wrapper, if any).
     pub(super) fn tenure_pid(&self) -> i32 {
         if self.wrapped

@@ -171,10 +171,10 @@ pub async fn run(options: Options) -> Result<bool, String> {
         }
     }
     // A candidate that gave up in the last round counts too.
-    let (exits, go_exits) = h.respawn_exited().await?;
+    let (exits, exits_by_design) = h.respawn_exited().await?;
     if let Some(last) = outcomes.last_mut() {
         last.exits += exits;
-        last.go_exits += go_exits;
+        last.exits_by_design += exits_by_design;
     }
     Ok(report(&h.options, &outcomes, &failures, started.elapsed()))
 }
@@ -417,13 +417,22 @@ impl Harness {
 
     /// Restarts candidates whose process exited (as a process manager
     /// would); returns how many `tenure run`s did (a finding) and how many
-    /// client-go electors did (by design: `RunOrDie` returns once its
-    /// lease is lost, and a Go controller then exits).
+    /// exits were by design: a client-go elector's (`RunOrDie` returns once
+    /// its lease is lost, and a Go controller then exits), or a `tenure
+    /// run` started while the store was down, which fails fast with one
+    /// line before it campaigns (a real kube-apiserver takes seconds to
+    /// serve again after a restart).
     async fn respawn_exited(&mut self) -> Result<(usize, usize), String> {
-        let (mut exited, mut go) = (0, 0);
+        let (mut exited, mut by_design) = (0, 0);
         for i in 0..self.candidates.len() {
             if let Ok(Some(status)) = self.candidates[i].child.try_wait() {
-                if self.candidates[i].who == Who::Tenure {
+                if self.candidates[i].who == Who::Tenure && self.candidates[i].failed_fast() {
+                    eprintln!(
+                        "candidate {} failed fast at start (store unreachable); restarting it",
+                        self.candidates[i].id
+                    );
+                    by_design += 1;
+                } else if self.candidates[i].who == Who::Tenure {
                     eprintln!(
                         "candidate {} exited ({status}); restarting it; its last words: {:?}",
                         self.candidates[i].id,
@@ -431,16 +440,16 @@ impl Harness {
                     );
                     exited += 1;
                 } else {
-                    go += 1;
+                    by_design += 1;
                 }
                 self.replace(i, None).await?;
             }
         }
-        Ok((exited, go))
+        Ok((exited, by_design))
     }
 
     async fn round(&mut self, fault: Fault, round: usize) -> Result<Outcome, String> {
-        let (exits, go_exits) = self.respawn_exited().await?;
+        let (exits, exits_by_design) = self.respawn_exited().await?;
         let mut leader = self.stable_leader(Duration::from_secs(20)).await?;
         let skew = matches!(fault, Fault::SkewWithin | Fault::SkewBeyond);
         if self.options.candidates == CandidateKind::Mixed
@@ -647,7 +656,7 @@ impl Harness {
             stale_rejected: writes.iter().filter(|w| !w.accepted).count(),
             tokens_rose,
             exits,
-            go_exits,
+            exits_by_design,
         })
     }
 }

@@ -22,8 +22,9 @@ pub(super) struct Outcome {
     /// Candidates found exited (and restarted) before this round: a
     /// `tenure run` that gives up is a finding.
     pub(super) exits: usize,
-    /// client-go electors found exited (by design once they lose a lease).
-    pub(super) go_exits: usize,
+    /// Exits by design: client-go electors that lost a lease, `tenure run`s
+    /// started while the store was down (they fail fast before campaigning).
+    pub(super) exits_by_design: usize,
 }
 
 pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -71,12 +72,11 @@ pub(super) fn report(
     );
     let exits: usize = outcomes.iter().map(|o| o.exits).sum();
     println!("candidate processes that exited by themselves (restarted): {exits}");
-    if mixed {
-        let go_exits: usize = outcomes.iter().map(|o| o.go_exits).sum();
-        println!(
-            "client-go electors that exited after losing the lease (RunOrDie returns; restarted): {go_exits}"
-        );
-    }
+    let by_design: usize = outcomes.iter().map(|o| o.exits_by_design).sum();
+    println!(
+        "exits by design, restarted: client-go electors that lost the lease (RunOrDie returns), \
+         and `tenure run`s started while the store was down (they fail fast before campaigning): {by_design}"
+    );
     println!(
         "rounds that failed (no stable leader, or stuck): {}",
         failures.len()
