@@ -6,6 +6,7 @@ use tenure_core::{LockStore, MemoryStore, StoreError};
 
 /// Why [`connect`] could not open a store.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The URL is malformed.
     #[error("invalid lock URL: {0}")]

@@ -23,7 +23,8 @@ use crate::store::{LockStore, StoreError};
 pub enum ElectionError {
     /// The store answered with an error retrying cannot fix
     /// (unauthorized, invalid lock name, a stored value that is not a record).
-    #[error("{0}")]
+    // Transparent: the store error's own text and chain, said once.
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// `run` was called while another `run` of the same elector was active.
     #[error("this elector is already running")]
@@ -511,5 +512,30 @@ impl LeaderElectorBuilder {
                 running: AtomicBool::new(false),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_store_error_is_said_once_in_the_chain() {
+        let cause = std::io::Error::other("connection refused");
+        let e = ElectionError::from(StoreError::unavailable("redis GET").with_source(cause));
+        let mut chain = vec![e.to_string()];
+        let mut next = e.source();
+        while let Some(s) = next {
+            chain.push(s.to_string());
+            next = s.source();
+        }
+        // Each level says something the one above did not.
+        assert_eq!(
+            chain,
+            ["store unavailable: redis GET", "connection refused"],
+            "{chain:?}"
+        );
     }
 }
