@@ -2,6 +2,7 @@
 //! client of its own).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use tenure_core::backend::{self, REDACTED};
 use tenure_core::{StoreError, validate_lock_name};
 
+use crate::client::EtcdClient;
 use crate::error::map_error;
-use crate::store::{EtcdStore, Inner};
+use crate::store::EtcdStore;
 
 /// The key prefix locks live under unless [`EtcdClientBuilder::prefix`] says otherwise.
 pub const DEFAULT_PREFIX: &str = "/tenure/locks/";
@@ -107,113 +109,100 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A client of one etcd cluster, shared by many locks: every [`EtcdStore`]
-/// opened with [`store`](Self::store) uses the client's one HTTP/2
-/// connection per endpoint, its requests and watches multiplexed on it, so
-/// a process holding 10,000 locks keeps one connection, not 10,000.
+/// Builds an [`EtcdClient`] ([`EtcdClient::builder`], as
+/// [`EtcdClientBuilder`]) or one [`EtcdStore`] on a client of its own
+/// ([`EtcdStore::builder`], as [`EtcdStoreBuilder`]): one set of settings,
+/// so the two cannot drift apart.
 ///
-/// Clones share the connection. [`EtcdStore::builder`] builds a client of
-/// its own for one lock.
-///
-/// ```no_run
-/// use tenure_core::LeaderElector;
-/// use tenure_etcd::EtcdClient;
-///
-/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
-/// let etcd = EtcdClient::builder(["http://127.0.0.1:2379"]).build().await?;
-/// let mut tasks = Vec::new();
-/// for shard in 0..64 {
-///     let store = etcd.store(&format!("shard-{shard}"))?;
-///     let elector = LeaderElector::builder(store, "replica-1").build()?;
-///     tasks.push(elector.spawn(|leadership| async move { leadership.cancelled().await }));
-/// }
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct EtcdClient {
-    client: Client,
-    endpoints: Arc<[String]>,
-    username: Option<String>,
-    prefix: String,
-    request_timeout: Duration,
-    tls: bool,
-    /// The calls in flight its stores may have at once, shared by them
-    /// (none: no cap).
-    slots: Option<Arc<tokio::sync::Semaphore>>,
-    max_calls_in_flight: Option<usize>,
-}
-
-impl fmt::Debug for EtcdClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdClient")
-            .field("endpoints", &self.endpoints)
-            .field("username", &self.username)
-            .field("prefix", &self.prefix)
-            .field("tls", &self.tls)
-            .field("request_timeout", &self.request_timeout)
-            .field("max_calls_in_flight", &self.max_calls_in_flight)
-            .finish()
-    }
-}
-
-impl EtcdClient {
-    /// Starts configuring a client of the etcd cluster at `endpoints`
-    /// (`http://host:port`, `https://host:port` or `host:port`).
-    pub fn builder(endpoints: impl IntoIterator<Item = impl Into<String>>) -> EtcdClientBuilder {
-        EtcdClientBuilder::new(endpoints.into_iter().map(Into::into).collect())
-    }
-
-    /// The lock `name` on this client's cluster and connection, under the
-    /// client's prefix. Makes no round trip.
-    ///
-    /// Errors: [`StoreError::InvalidName`] for a bad lock name.
-    pub fn store(&self, name: &str) -> Result<EtcdStore, StoreError> {
-        validate_lock_name(name)?;
-        let key = format!("{}{}", self.prefix, name);
-        let describe = describe(&self.endpoints, self.username.as_ref(), &key);
-        Ok(EtcdStore {
-            inner: Arc::new(Inner {
-                client: self.client.clone(),
-                name: name.to_owned(),
-                key,
-                describe,
-                request_timeout: self.request_timeout,
-                tls: self.tls,
-                cluster: self.endpoints.len() > 1,
-                slots: self.slots.clone(),
-            }),
-        })
-    }
-
-    /// How long one etcd call may take before it fails with
-    /// [`StoreError::Unavailable`].
-    pub fn request_timeout(&self) -> Duration {
-        self.request_timeout
-    }
-}
-
-/// Builds an [`EtcdClient`]; see [`EtcdClient::builder`].
-#[derive(Clone, Debug)]
-pub struct EtcdClientBuilder {
+/// What [`build`](EtcdBuilder::build) checks, as every tenure store's
+/// builder does (see `tenure_core::backend`): the settings and the lock
+/// name, without the network; then, only when a user is given, it
+/// authenticates, so a wrong password fails here. Without one it connects
+/// on first use, so a client can be built before etcd is up.
+#[must_use = "a builder does nothing until built"]
+pub struct EtcdBuilder<Target = EtcdClient> {
     endpoints: Vec<String>,
+    /// The lock's name, when building an [`EtcdStore`].
+    name: Option<String>,
     prefix: String,
     username: Option<String>,
     password: Option<Password>,
     tls: Option<EtcdTls>,
     request_timeout: Duration,
-    max_calls_in_flight: Option<usize>,
+    max_requests_in_flight: Option<usize>,
+    target: PhantomData<fn() -> Target>,
 }
 
-impl EtcdClientBuilder {
-    pub(crate) fn new(endpoints: Vec<String>) -> Self {
-        EtcdClientBuilder {
-            endpoints,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            username: None,
-            password: None,
-            tls: None,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_calls_in_flight: None,
+/// Builds an [`EtcdClient`], shared by many locks.
+pub type EtcdClientBuilder = EtcdBuilder<EtcdClient>;
+
+/// Builds one [`EtcdStore`] on a client of its own; for many locks in one
+/// process, build one client and open each lock with
+/// [`EtcdClient::store`]: they then share its connection.
+pub type EtcdStoreBuilder = EtcdBuilder<EtcdStore>;
+
+impl<T> Clone for EtcdBuilder<T> {
+    fn clone(&self) -> Self {
+        EtcdBuilder {
+            endpoints: self.endpoints.clone(),
+            name: self.name.clone(),
+            prefix: self.prefix.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tls: self.tls.clone(),
+            request_timeout: self.request_timeout,
+            max_requests_in_flight: self.max_requests_in_flight,
+            target: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for EtcdBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdBuilder")
+            .field("endpoints", &self.endpoints)
+            .field("name", &self.name)
+            .field("prefix", &self.prefix)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("tls", &self.tls)
+            .field("request_timeout", &self.request_timeout)
+            .field("max_requests_in_flight", &self.max_requests_in_flight)
+            .finish()
+    }
+}
+
+impl EtcdStoreBuilder {
+    pub(crate) fn new_store(endpoints: Vec<String>, name: String) -> Self {
+        let mut builder = EtcdClientBuilder::new(endpoints).retarget();
+        builder.name = Some(name);
+        builder
+    }
+
+    /// Validates the lock name, then builds its client as
+    /// [`EtcdClientBuilder::build`] does.
+    pub async fn build(mut self) -> Result<EtcdStore, StoreError> {
+        let name = self.name.take().unwrap_or_default();
+        validate_lock_name(&name)?;
+        let store = self.retarget::<EtcdClient>().build().await?.store(&name)?;
+        tracing::debug!(lock = %store.inner.describe, "etcd store ready");
+        Ok(store)
+    }
+}
+
+impl<T> EtcdBuilder<T> {
+    /// The same settings, building something else.
+    fn retarget<U>(self) -> EtcdBuilder<U> {
+        EtcdBuilder {
+            endpoints: self.endpoints,
+            name: self.name,
+            prefix: self.prefix,
+            username: self.username,
+            password: self.password,
+            tls: self.tls,
+            request_timeout: self.request_timeout,
+            max_requests_in_flight: self.max_requests_in_flight,
+            target: PhantomData,
         }
     }
 
@@ -274,14 +263,37 @@ impl EtcdClientBuilder {
     /// # async fn f() -> Result<(), tenure_core::StoreError> {
     /// use tenure_etcd::EtcdClient;
     /// let client = EtcdClient::builder(["http://127.0.0.1:2379"])
-    ///     .max_calls_in_flight(16)
+    ///     .max_requests_in_flight(16)
     ///     .build()
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub fn max_calls_in_flight(mut self, max: usize) -> Self {
-        self.max_calls_in_flight = Some(max);
+    pub fn max_requests_in_flight(mut self, max: usize) -> Self {
+        self.max_requests_in_flight = Some(max);
         self
+    }
+
+    /// The old name of [`max_requests_in_flight`](Self::max_requests_in_flight)
+    /// (Kubernetes' `SharedWatch` uses that one).
+    #[deprecated(note = "use max_requests_in_flight")]
+    pub fn max_calls_in_flight(self, max: usize) -> Self {
+        self.max_requests_in_flight(max)
+    }
+}
+
+impl EtcdClientBuilder {
+    pub(crate) fn new(endpoints: Vec<String>) -> Self {
+        EtcdBuilder {
+            endpoints,
+            name: None,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            username: None,
+            password: None,
+            tls: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_requests_in_flight: None,
+            target: PhantomData,
+        }
     }
 
     /// Validates the settings and creates the client.
@@ -309,9 +321,9 @@ impl EtcdClientBuilder {
                 "request_timeout must be greater than 0",
             ));
         }
-        if self.max_calls_in_flight == Some(0) {
+        if self.max_requests_in_flight == Some(0) {
             return Err(StoreError::invalid_config(
-                "max_calls_in_flight must be at least 1",
+                "max_requests_in_flight must be at least 1",
             ));
         }
         let mut options = ConnectOptions::new()
@@ -350,77 +362,17 @@ impl EtcdClientBuilder {
             request_timeout: self.request_timeout,
             tls: self.tls.is_some(),
             slots: self
-                .max_calls_in_flight
+                .max_requests_in_flight
                 .map(|max| Arc::new(tokio::sync::Semaphore::new(max))),
-            max_calls_in_flight: self.max_calls_in_flight,
+            max_requests_in_flight: self.max_requests_in_flight,
         };
         tracing::debug!(client = ?client, "etcd client ready");
         Ok(client)
     }
 }
 
-/// Builds an [`EtcdStore`] on an [`EtcdClient`] of its own; see
-/// [`EtcdStore::builder`]. For many locks in one process, build one
-/// client and open each lock with [`EtcdClient::store`]: they then share
-/// its connection.
-#[derive(Clone, Debug)]
-pub struct EtcdStoreBuilder {
-    client: EtcdClientBuilder,
-    name: String,
-}
-
-impl EtcdStoreBuilder {
-    pub(crate) fn new(endpoints: Vec<String>, name: String) -> Self {
-        EtcdStoreBuilder {
-            client: EtcdClientBuilder::new(endpoints),
-            name,
-        }
-    }
-
-    /// The key prefix (default [`DEFAULT_PREFIX`]); the key is the prefix
-    /// followed by the lock name, so give the separator too (`/app/locks/`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.client = self.client.prefix(prefix);
-        self
-    }
-
-    /// Authenticates as `username` (give the [`password`](Self::password) too).
-    pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.client = self.client.username(username);
-        self
-    }
-
-    /// The password of [`username`](Self::username). It is kept out of
-    /// every `Debug`, description, log and error.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.client = self.client.password(password);
-        self
-    }
-
-    /// Talks TLS (mTLS with a client identity).
-    pub fn tls(mut self, tls: EtcdTls) -> Self {
-        self.client = self.client.tls(tls);
-        self
-    }
-
-    /// The longest one store call may take (default [`DEFAULT_REQUEST_TIMEOUT`]).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.client = self.client.request_timeout(timeout);
-        self
-    }
-
-    /// Validates the lock name and settings and creates the client (see
-    /// [`EtcdClientBuilder::build`]).
-    pub async fn build(self) -> Result<EtcdStore, StoreError> {
-        validate_lock_name(&self.name)?;
-        let store = self.client.build().await?.store(&self.name)?;
-        tracing::debug!(lock = %store.inner.describe, "etcd store ready");
-        Ok(store)
-    }
-}
-
 /// `etcd://[user@]host:port,host:port/key`: endpoints without scheme.
-fn describe(endpoints: &[String], user: Option<&String>, key: &str) -> String {
+pub(crate) fn describe(endpoints: &[String], user: Option<&String>, key: &str) -> String {
     let hosts = endpoints
         .iter()
         .map(|e| e.split_once("://").map_or(e.as_str(), |(_, rest)| rest))
@@ -466,7 +418,7 @@ mod tests {
 
     #[test]
     fn debug_hides_password_and_key() {
-        let b = EtcdStoreBuilder::new(vec!["h:1".into()], "l".into())
+        let b = EtcdStoreBuilder::new_store(vec!["h:1".into()], "l".into())
             .username("root")
             .password("s3cret-pw")
             .tls(EtcdTls::new().client_identity_pem("CERT", "PRIVATE-KEY-BYTES"));
@@ -478,17 +430,17 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_settings_are_errors() {
-        let bad_name = EtcdStoreBuilder::new(vec!["h:1".into()], "Bad Name".into());
+        let bad_name = EtcdStoreBuilder::new_store(vec!["h:1".into()], "Bad Name".into());
         assert!(matches!(
             bad_name.build().await,
             Err(StoreError::InvalidName { .. })
         ));
-        let no_eps = EtcdStoreBuilder::new(vec![], "ok".into());
+        let no_eps = EtcdStoreBuilder::new_store(vec![], "ok".into());
         assert!(matches!(
             no_eps.build().await,
             Err(StoreError::InvalidConfig { .. })
         ));
-        let creds = EtcdStoreBuilder::new(vec!["http://u:pw-in-url@h:1".into()], "ok".into());
+        let creds = EtcdStoreBuilder::new_store(vec!["http://u:pw-in-url@h:1".into()], "ok".into());
         let client = EtcdClient::builder(["http://127.0.0.1:1"])
             .build()
             .await

@@ -45,12 +45,14 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod client;
 mod error;
 mod store;
 mod watch;
 
 pub use builder::{
-    DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, EtcdClient, EtcdClientBuilder, EtcdStoreBuilder,
+    DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, EtcdBuilder, EtcdClientBuilder, EtcdStoreBuilder,
     EtcdTls,
 };
+pub use client::EtcdClient;
 pub use store::EtcdStore;

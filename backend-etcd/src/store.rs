@@ -64,7 +64,7 @@ impl EtcdStore {
         endpoints: impl IntoIterator<Item = impl Into<String>>,
         name: impl Into<String>,
     ) -> EtcdStoreBuilder {
-        EtcdStoreBuilder::new(endpoints.into_iter().map(Into::into).collect(), name.into())
+        EtcdStoreBuilder::new_store(endpoints.into_iter().map(Into::into).collect(), name.into())
     }
 
     /// The lock's name.

@@ -24,7 +24,7 @@ async fn a_client_has_at_most_its_cap_of_calls_in_flight() {
     let proxy = FaultProxy::start(etcd.addr()).await.unwrap();
     let client = EtcdClient::builder([format!("http://{}", proxy.addr())])
         .request_timeout(Duration::from_secs(10))
-        .max_calls_in_flight(CAP)
+        .max_requests_in_flight(CAP)
         .build()
         .await
         .unwrap();
@@ -60,10 +60,10 @@ async fn write(store: &EtcdStore, record: &LeaderRecord) -> Version {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cap_of_zero_calls_in_flight_is_refused() {
     let err = EtcdClient::builder(["http://127.0.0.1:2379"])
-        .max_calls_in_flight(0)
+        .max_requests_in_flight(0)
         .build()
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidConfig { .. }), "{err:?}");
-    assert!(err.to_string().contains("max_calls_in_flight"), "{err}");
+    assert!(err.to_string().contains("max_requests_in_flight"), "{err}");
 }

@@ -26,7 +26,7 @@ pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// 5 s), so that a hung API server costs a leader at most half its renew
 /// deadline per attempt; [`request_timeout`](Self::request_timeout) sets it
 /// directly.
-#[must_use]
+#[must_use = "a builder does nothing until built"]
 pub struct LockBuilder<L> {
     name: String,
     namespace: Option<String>,

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -236,7 +237,16 @@ impl Drop for AbandonGuard<'_> {
     }
 }
 
-/// Builds a [`RedisClient`]; see [`RedisClient::builder`].
+/// Builds a [`RedisClient`] ([`RedisClient::builder`], as
+/// [`RedisClientBuilder`]) or one [`RedisStore`] on a client of its own
+/// ([`RedisStore::builder`], as [`RedisStoreBuilder`]): one set of
+/// settings, so the two cannot drift apart.
+///
+/// What [`build`](RedisBuilder::build) checks, as every tenure store's
+/// builder does (see `tenure_core::backend`): the settings and the lock
+/// name, without the network; then, Redis being a server that
+/// authenticates on connect, it connects and `PING`s, so a wrong password
+/// or an unreachable server fails here.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -254,21 +264,49 @@ impl Drop for AbandonGuard<'_> {
 /// let billing = redis.store("billing-cron")?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
-pub struct RedisClientBuilder {
+#[must_use = "a builder does nothing until built"]
+pub struct RedisBuilder<Target = RedisClient> {
     url: String,
+    /// The lock's name, when building a [`RedisStore`].
+    name: Option<String>,
     prefix: String,
     username: Option<String>,
     password: Option<String>,
     request_timeout: Duration,
     expire_after_leases: u32,
     root_cert_pem: Option<Vec<u8>>,
+    target: PhantomData<fn() -> Target>,
 }
 
-impl fmt::Debug for RedisClientBuilder {
+/// Builds a [`RedisClient`], shared by many locks.
+pub type RedisClientBuilder = RedisBuilder<RedisClient>;
+
+/// Builds one [`RedisStore`] on a client of its own; for many locks in one
+/// process, build one client and open each lock with
+/// [`RedisClient::store`]: they then share its connections.
+pub type RedisStoreBuilder = RedisBuilder<RedisStore>;
+
+impl<T> Clone for RedisBuilder<T> {
+    fn clone(&self) -> Self {
+        RedisBuilder {
+            url: self.url.clone(),
+            name: self.name.clone(),
+            prefix: self.prefix.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            request_timeout: self.request_timeout,
+            expire_after_leases: self.expire_after_leases,
+            root_cert_pem: self.root_cert_pem.clone(),
+            target: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for RedisBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisClientBuilder")
+        f.debug_struct("RedisBuilder")
             .field("url", &redact_url(&self.url))
+            .field("name", &self.name)
             .field("prefix", &self.prefix)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| REDACTED))
@@ -281,14 +319,65 @@ impl fmt::Debug for RedisClientBuilder {
 
 impl RedisClientBuilder {
     pub(crate) fn new(url: String) -> Self {
-        RedisClientBuilder {
+        RedisBuilder {
             url,
+            name: None,
             prefix: DEFAULT_PREFIX.to_owned(),
             username: None,
             password: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             expire_after_leases: 0,
             root_cert_pem: None,
+            target: PhantomData,
+        }
+    }
+
+    /// Checks the settings, connects and checks that the server answers.
+    ///
+    /// Errors: [`StoreError::Unauthorized`] for refused credentials,
+    /// [`StoreError::Unavailable`] when the server cannot be reached within
+    /// the operation timeout, [`StoreError::InvalidConfig`] for a bad URL or
+    /// TLS setting.
+    pub async fn build(self) -> Result<RedisClient, StoreError> {
+        let client = self.build_unconnected()?;
+        client.ping().await?;
+        tracing::debug!(client = ?client, "connected to redis");
+        Ok(client)
+    }
+}
+
+impl RedisStoreBuilder {
+    pub(crate) fn new_store(url: String, name: String) -> Self {
+        let mut builder = RedisClientBuilder::new(url).retarget();
+        builder.name = Some(name);
+        builder
+    }
+
+    /// Validates the lock name, then builds its client as
+    /// [`RedisClientBuilder::build`] does (connects and `PING`s).
+    ///
+    /// Errors: [`StoreError::InvalidName`] for a bad lock name, then those
+    /// of [`RedisClientBuilder::build`].
+    pub async fn build(mut self) -> Result<RedisStore, StoreError> {
+        let name = self.name.take().unwrap_or_default();
+        tenure_core::validate_lock_name(&name)?;
+        self.retarget::<RedisClient>().build().await?.store(&name)
+    }
+}
+
+impl<T> RedisBuilder<T> {
+    /// The same settings, building something else.
+    fn retarget<U>(self) -> RedisBuilder<U> {
+        RedisBuilder {
+            url: self.url,
+            name: self.name,
+            prefix: self.prefix,
+            username: self.username,
+            password: self.password,
+            request_timeout: self.request_timeout,
+            expire_after_leases: self.expire_after_leases,
+            root_cert_pem: self.root_cert_pem,
+            target: PhantomData,
         }
     }
 
@@ -342,20 +431,7 @@ impl RedisClientBuilder {
         self
     }
 
-    /// Checks the settings, connects and checks that the server answers.
-    ///
-    /// Errors: [`StoreError::Unauthorized`] for refused credentials,
-    /// [`StoreError::Unavailable`] when the server cannot be reached within
-    /// the operation timeout, [`StoreError::InvalidConfig`] for a bad URL or
-    /// TLS setting.
-    pub async fn build(self) -> Result<RedisClient, StoreError> {
-        let client = self.build_unconnected()?;
-        client.ping().await?;
-        tracing::debug!(client = ?client, "connected to redis");
-        Ok(client)
-    }
-
-    /// Everything [`build`](Self::build) does but the round trip.
+    /// Everything a client's `build` does but the round trip.
     pub(crate) fn build_unconnected(self) -> Result<RedisClient, StoreError> {
         if self.request_timeout.is_zero() {
             return Err(StoreError::invalid_config(
@@ -468,5 +544,36 @@ mod tests {
             client.store("Bad Name"),
             Err(StoreError::InvalidName { .. })
         ));
+    }
+
+    #[test]
+    fn a_store_builder_hides_passwords() {
+        let b = RedisStore::builder("redis://u:hunter2@h:1/0", "l").password("s3cret-pw");
+        let shown = format!("{b:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret-pw"),
+            "{shown}"
+        );
+        assert!(shown.contains("redis://u:***@h:1/0"), "{shown}");
+    }
+
+    #[tokio::test]
+    async fn invalid_names_and_urls_fail_before_connecting() {
+        let bad = RedisStore::builder("redis://127.0.0.1:1", "Bad Name")
+            .build()
+            .await;
+        assert!(
+            matches!(bad, Err(StoreError::InvalidName { .. })),
+            "{bad:?}"
+        );
+        let bad = RedisStore::builder("http://u:hunter2@x", "ok")
+            .build()
+            .await;
+        match bad {
+            Err(StoreError::InvalidConfig { message: m, .. }) => {
+                assert!(!m.contains("hunter2"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

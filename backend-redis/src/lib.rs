@@ -106,13 +106,14 @@
 //! yet (nor is Sentinel).
 #![warn(missing_docs)]
 
-mod builder;
 mod client;
 mod envelope;
 mod error;
 mod store;
 mod watch;
 
-pub use builder::RedisStoreBuilder;
-pub use client::{DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, RedisClient, RedisClientBuilder};
+pub use client::{
+    DEFAULT_PREFIX, DEFAULT_REQUEST_TIMEOUT, RedisBuilder, RedisClient, RedisClientBuilder,
+    RedisStoreBuilder,
+};
 pub use store::{CAS_SCRIPT, RedisStore, change_channel, lock_key};

@@ -14,7 +14,7 @@ use tenure_core::{
     LeaderRecord, LockStore, StoreError, Version, Versioned, WatchEvent, WatchStream,
 };
 
-use crate::builder::RedisStoreBuilder;
+use crate::client::RedisStoreBuilder;
 use crate::client::Shared;
 use crate::envelope;
 use crate::watch;
@@ -97,8 +97,24 @@ impl RedisStore {
     /// Starts a builder for the lock `name` on the server at `url`
     /// (`redis://[user[:password]@]host[:port][/db]`, or `rediss://` for
     /// TLS), on connections of its own.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use tenure_redis::RedisStore;
+    ///
+    /// # async fn f() -> Result<(), tenure_core::StoreError> {
+    /// let store = RedisStore::builder("rediss://redis.internal:6380/0", "billing-cron")
+    ///     .username("tenure")
+    ///     .password(std::env::var("REDIS_PASSWORD").unwrap_or_default())
+    ///     .prefix("myapp:locks:")
+    ///     .request_timeout(Duration::from_secs(2))
+    ///     .expire_after_leases(10)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(url: impl Into<String>, name: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder::new(url.into(), name.into())
+        RedisStoreBuilder::new_store(url.into(), name.into())
     }
 
     pub(crate) fn from_client(shared: Arc<Shared>, name: String) -> Self {

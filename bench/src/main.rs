@@ -565,7 +565,9 @@ async fn scale_all(
     }
     match etcd_max_in_flight() {
         0 => println!("The etcd client has no cap on calls in flight.\n"),
-        max => println!("The etcd client caps calls in flight at {max} (`max_calls_in_flight`).\n"),
+        max => {
+            println!("The etcd client caps calls in flight at {max} (`max_requests_in_flight`).\n")
+        }
     }
     println!(
         "Each lock has two candidates in this process, a leader and a follower; clients: {}. Each row is a process of its own, with a server of its own.",

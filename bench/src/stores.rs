@@ -625,7 +625,7 @@ pub fn etcd_opener(
                     let builder = tenure_etcd::EtcdClient::builder(f.server.endpoints());
                     match max_in_flight {
                         0 => builder,
-                        max => builder.max_calls_in_flight(max),
+                        max => builder.max_requests_in_flight(max),
                     }
                     .build()
                 })

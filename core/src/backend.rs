@@ -2,6 +2,32 @@
 //! needs and should do the same way: the watch's reconnect backoff, a
 //! per-request timeout, and keeping secrets out of messages.
 //!
+//! # The shape of a store crate
+//!
+//! tenure's stores share one contract, which a store of yours should keep:
+//!
+//! - **A client and its locks.** `XClient` (in the crate's `client.rs`)
+//!   holds the connections; `client.store(name)` opens a lock on them with
+//!   no round trip. `XStore::builder(.., name)` is the same builder as
+//!   `XClient::builder(..)`, building one lock on a client of its own
+//!   (`RedisBuilder<Target>`, `EtcdBuilder<Target>`): one set of setters.
+//! - **What `build()` checks.** Every setting and the lock name, without the
+//!   network: [`StoreError::InvalidConfig`], [`StoreError::InvalidName`].
+//!   It contacts the store only to check credentials it was given: Redis
+//!   authenticates on connect, so its `build()` connects and `PING`s; etcd
+//!   authenticates only when a user is set; Kubernetes sends nothing (the
+//!   kubeconfig's credentials are checked by the first request). An
+//!   application that must fail fast reads the lock once (`tenure run`
+//!   does).
+//! - **One name per knob.** `request_timeout` (one request, connecting
+//!   included), `max_requests_in_flight` (a cap shared by a client's
+//!   locks), `prefix`.
+//! - **Timeouts and backoff from here.** Every request under
+//!   [`within`]; every watch reconnect on [`Backoff::watch`]; a store's
+//!   stream never ends by itself (the engine reopens one that does, after
+//!   a retry period, for stores written elsewhere).
+//! - **Builders are `#[must_use]`**, and `Debug` never shows a secret.
+//!
 //! Semver-exempt, as `sqlx-core` is for its drivers: this module serves
 //! tenure's own stores (and yours, if you write one), and may change in a
 //! minor release. Applications need nothing from it. tenure's own crates

@@ -360,6 +360,7 @@ impl Drop for RunningGuard<'_> {
 }
 
 /// Builds a [`LeaderElector`]; see [`LeaderElector::builder`].
+#[must_use = "a builder does nothing until built"]
 pub struct LeaderElectorBuilder {
     config: ElectionConfig,
     store: Arc<dyn LockStore>,
