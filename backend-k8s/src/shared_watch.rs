@@ -16,9 +16,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{ListParams, WatchParams};
 use kube::core::WatchEvent as KubeEvent;
-use tenure_core::backend::{self, Backoff};
+use tenure_core::backend::{self, Backoff, Fanout, FanoutStream};
 use tenure_core::{StoreError, WatchEvent};
-use tokio::sync::mpsc;
 
 use crate::error::map_error;
 use crate::object::{Codec, ObjectLock};
@@ -128,7 +127,7 @@ impl SharedWatch {
                     api: api.clone(),
                     what: format!("{} in namespace {namespace}", K::RESOURCE),
                     timeout,
-                    listeners: Mutex::default(),
+                    fanout: Fanout::default(),
                     ready: tokio::sync::watch::channel(0).0,
                     started: Mutex::new(false),
                     slots: self.in_flight.clone(),
@@ -141,16 +140,17 @@ impl SharedWatch {
     }
 }
 
-/// The open streams' senders, by object name: each event with the object
-/// it shows (kept by the lock for its next swap).
-type Listeners<K> = HashMap<String, Vec<mpsc::UnboundedSender<(WatchEvent, Option<K>)>>>;
+/// What the hub hands a lock's stream: each event with the object it
+/// shows (kept by the lock for its next swap).
+type Change<K> = (WatchEvent, Option<K>);
 
 /// The watch of one namespace's objects of kind `K`.
 pub(crate) struct Hub<K: Codec> {
     api: kube::Api<K>,
     what: String,
     timeout: Duration,
-    listeners: Mutex<Listeners<K>>,
+    /// The open streams, by object name.
+    fanout: Fanout<Change<K>>,
     /// The number of the watch request now open (0: none is).
     ready: tokio::sync::watch::Sender<u64>,
     started: Mutex<bool>,
@@ -159,26 +159,12 @@ pub(crate) struct Hub<K: Codec> {
 }
 
 impl<K: Codec> Hub<K> {
-    fn listeners(&self) -> std::sync::MutexGuard<'_, Listeners<K>> {
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn dispatch(&self, name: &str, event: (WatchEvent, Option<K>)) {
-        let mut listeners = self.listeners();
-        if let Some(senders) = listeners.get_mut(name) {
-            senders.retain(|s| s.send(event.clone()).is_ok());
-            if senders.is_empty() {
-                listeners.remove(name);
-            }
-        }
+    fn dispatch(&self, name: &str, event: Change<K>) {
+        self.fanout.dispatch(name, event);
     }
 
     fn resync_all(&self) {
-        let mut listeners = self.listeners();
-        for senders in listeners.values_mut() {
-            senders.retain(|s| s.send((WatchEvent::Resync, None)).is_ok());
-        }
-        listeners.retain(|_, senders| !senders.is_empty());
+        self.fanout.resync_all();
     }
 
     /// Registers a stream for `name` and waits until the shared watch is
@@ -186,12 +172,8 @@ impl<K: Codec> Hub<K> {
     pub(crate) async fn listen(
         self: &Arc<Self>,
         name: &str,
-    ) -> Result<mpsc::UnboundedReceiver<(WatchEvent, Option<K>)>, StoreError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.listeners()
-            .entry(name.to_owned())
-            .or_default()
-            .push(tx);
+    ) -> Result<FanoutStream<Change<K>>, StoreError> {
+        let rx = self.fanout.listen(name);
         {
             let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
             if !*started {

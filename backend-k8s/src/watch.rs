@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use kube::api::{ListParams, WatchParams};
 use kube::core::WatchEvent as KubeEvent;
-use tenure_core::backend::{self, Backoff};
+use tenure_core::backend::{self, Backoff, Fanned};
 use tenure_core::{StoreError, Versioned, WatchEvent, WatchStream};
 
 use crate::error::map_error;
@@ -197,7 +197,10 @@ pub(crate) async fn watch_listed<K: Codec>(
         };
         let owner = hub.clone();
         let stream = futures::stream::unfold((rx, owner), |(mut rx, owner)| async move {
-            let event = rx.recv().await?;
+            let event = match rx.next().await? {
+                Fanned::Event(event) => event,
+                Fanned::Resync => (WatchEvent::Resync, None),
+            };
             Some((event, (rx, owner)))
         });
         return Ok((seen, remembering(lock, stream)));

@@ -369,14 +369,14 @@ impl LockStore for RedisStore {
         let store = self.clone();
         Ok(Some(Box::pin(deliveries.map(
             move |delivery| match delivery {
-                watch::Delivery::Value(raw) => match envelope::decode(&raw) {
+                tenure_core::backend::Fanned::Event(raw) => match envelope::decode(&raw) {
                     Ok(versioned) => {
                         store.remember_seen(&versioned.version, &raw);
                         WatchEvent::Put(versioned)
                     }
                     Err(_) => WatchEvent::Resync,
                 },
-                watch::Delivery::Resync => WatchEvent::Resync,
+                tenure_core::backend::Fanned::Resync => WatchEvent::Resync,
             },
         ))))
     }

@@ -4,7 +4,7 @@
 //! opens a new one, subscribes every channel again and tells every stream
 //! to [`Resync`](WatchEvent::Resync).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -13,8 +13,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::aio::{PubSubSink, PubSubStream};
 use tenure_core::StoreError;
-use tenure_core::backend::{self, Backoff};
-use tokio::sync::mpsc;
+use tenure_core::backend::{self, Backoff, Fanned, Fanout};
 use tokio::time::Instant;
 
 use crate::client::Shared;
@@ -26,19 +25,10 @@ use crate::error::classify;
 const MIN_PING_EVERY: Duration = Duration::from_secs(1);
 
 /// What the hub hands a lock's stream: a published value as it came (the
-/// store decodes it, and keeps its exact bytes for its next swap), or word
-/// that changes may have been missed.
-#[derive(Clone, Debug)]
-pub(crate) enum Delivery {
-    /// A stored value as published by the compare-and-swap script.
-    Value(Arc<str>),
-    /// Changes may have been missed (a reconnect, or a payload that is not
-    /// text).
-    Resync,
-}
-
-/// The open streams' senders, by channel.
-type Listeners = HashMap<String, Vec<mpsc::UnboundedSender<Delivery>>>;
+/// store decodes it, and keeps its exact bytes for its next swap), or
+/// `Resync` when changes may have been missed (a reconnect, a payload that
+/// is not text, a stream that fell behind).
+pub(crate) type Delivery = Fanned<Arc<str>>;
 
 /// The pub/sub side of a client.
 #[derive(Default)]
@@ -46,9 +36,8 @@ pub(crate) struct Hub {
     /// The open connection; held across its round trips, so subscribing
     /// and reconnecting never interleave.
     live: tokio::sync::Mutex<Option<Live>>,
-    /// The open streams, by channel. A plain mutex: only held to look up
-    /// or change the map, never across an await.
-    listeners: std::sync::Mutex<Listeners>,
+    /// The open streams, by channel.
+    fanout: Fanout<Arc<str>>,
     /// The generation of `live` (0: none), readable without its lock: a
     /// reader task whose connection was replaced stops.
     current: AtomicU64,
@@ -63,41 +52,22 @@ struct Live {
 }
 
 impl Hub {
-    fn listeners(&self) -> std::sync::MutexGuard<'_, Listeners> {
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The channels that still have an open stream (closed ones dropped).
+    /// The channels that still have an open stream.
     fn watched_channels(&self) -> Vec<String> {
-        let mut listeners = self.listeners();
-        listeners.retain(|_, senders| {
-            senders.retain(|s| !s.is_closed());
-            !senders.is_empty()
-        });
-        listeners.keys().cloned().collect()
+        self.fanout.keys()
     }
 
-    /// Hands `event` to every open stream of `channel`; true if one took it.
-    fn dispatch(&self, channel: &str, event: Delivery) -> bool {
-        let mut listeners = self.listeners();
-        let Some(senders) = listeners.get_mut(channel) else {
-            return false;
-        };
-        senders.retain(|s| s.send(event.clone()).is_ok());
-        if senders.is_empty() {
-            listeners.remove(channel);
-            return false;
+    /// Hands a message to every open stream of `channel`; true if one took it.
+    fn dispatch(&self, channel: &str, message: &redis::Msg) -> bool {
+        match message.get_payload::<String>() {
+            Ok(raw) => self.fanout.dispatch(channel, raw.into()),
+            Err(_) => self.fanout.resync(channel),
         }
-        true
     }
 
     /// Tells every open stream that it may have missed changes.
     fn resync_all(&self) {
-        let mut listeners = self.listeners();
-        for senders in listeners.values_mut() {
-            senders.retain(|s| s.send(Delivery::Resync).is_ok());
-        }
-        listeners.retain(|_, senders| !senders.is_empty());
+        self.fanout.resync_all();
     }
 }
 
@@ -159,17 +129,11 @@ pub(crate) async fn subscribe(
         let opened = connect(shared, &mut live).await?;
         tokio::spawn(serve(Arc::downgrade(shared), opened));
     }
-    let (tx, rx) = mpsc::unbounded_channel();
     // Listening before the server confirms: no message after the
     // confirmation can pass unseen. (One the reader took just before may
     // reach us too: a stale event only costs the consumer a read or a
     // failed swap.)
-    shared
-        .hub
-        .listeners()
-        .entry(channel.to_owned())
-        .or_default()
-        .push(tx);
+    let rx = shared.hub.fanout.listen(channel);
     let conn = live.as_mut().expect("connected above");
     if !conn.subscribed.contains(channel) {
         let request = async {
@@ -195,7 +159,7 @@ pub(crate) async fn subscribe(
     Ok(Box::pin(futures::stream::unfold(
         (rx, owner),
         |(mut rx, owner)| async move {
-            let event = rx.recv().await?;
+            let event = rx.next().await?;
             Some((event, (rx, owner)))
         },
     )))
@@ -241,7 +205,7 @@ async fn read(
                     worked = true;
                     next_ping = Instant::now() + ping;
                     let channel = message.get_channel_name().to_owned();
-                    if !shared.hub.dispatch(&channel, delivery_of(&message)) {
+                    if !shared.hub.dispatch(&channel, &message) {
                         unsubscribe(shared, generation, channel);
                     }
                 }
@@ -277,7 +241,7 @@ fn unsubscribe(shared: Arc<Shared>, generation: u64, channel: String) {
             return;
         };
         // A stream may have come for it in the meantime.
-        if shared.hub.listeners().contains_key(&channel) || !conn.subscribed.remove(&channel) {
+        if shared.hub.fanout.is_listened(&channel) || !conn.subscribed.remove(&channel) {
             return;
         }
         let done =
@@ -316,12 +280,5 @@ async fn reconnect(shared: &Weak<Shared>, generation: u64, worked: bool) -> Opti
         drop(live);
         drop(strong);
         backoff.wait().await;
-    }
-}
-
-fn delivery_of(message: &redis::Msg) -> Delivery {
-    match message.get_payload::<String>() {
-        Ok(raw) => Delivery::Value(raw.into()),
-        Err(_) => Delivery::Resync,
     }
 }

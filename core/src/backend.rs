@@ -35,6 +35,9 @@
 //! released together; a store of yours that uses this module should pin
 //! it the same way.
 
+mod fanout;
+pub use fanout::{Fanned, Fanout, FanoutStream};
+
 use std::fmt;
 use std::future::Future;
 use std::time::Duration;
