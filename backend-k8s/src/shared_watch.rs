@@ -13,17 +13,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use futures::StreamExt;
-use kube::api::{ListParams, WatchParams};
-use kube::core::WatchEvent as KubeEvent;
-use tenure_core::backend::{self, Backoff, Fanout, FanoutStream};
+use tenure_core::backend::{self, Fanout, FanoutStream};
 use tenure_core::{StoreError, WatchEvent};
 
-use crate::error::map_error;
-use crate::object::{Codec, ObjectLock};
-
-/// How long the API server keeps one watch request open.
-const WATCH_SECONDS: u32 = 60;
+use crate::object::Codec;
+use crate::watch::{Change, Watcher};
 
 /// One watch per namespace and kind, shared by every lock built with it
 /// ([`LockBuilder::shared_watch`](crate::LockBuilder::shared_watch)), and
@@ -142,7 +136,7 @@ impl SharedWatch {
 
 /// What the hub hands a lock's stream: each event with the object it
 /// shows (kept by the lock for its next swap).
-type Change<K> = (WatchEvent, Option<K>);
+type Delivery<K> = (WatchEvent, Option<K>);
 
 /// The watch of one namespace's objects of kind `K`.
 pub(crate) struct Hub<K: Codec> {
@@ -150,7 +144,7 @@ pub(crate) struct Hub<K: Codec> {
     what: String,
     timeout: Duration,
     /// The open streams, by object name.
-    fanout: Fanout<Change<K>>,
+    fanout: Fanout<Delivery<K>>,
     /// The number of the watch request now open (0: none is).
     ready: tokio::sync::watch::Sender<u64>,
     started: Mutex<bool>,
@@ -159,7 +153,7 @@ pub(crate) struct Hub<K: Codec> {
 }
 
 impl<K: Codec> Hub<K> {
-    fn dispatch(&self, name: &str, event: Change<K>) {
+    fn dispatch(&self, name: &str, event: Delivery<K>) {
         self.fanout.dispatch(name, event);
     }
 
@@ -172,7 +166,7 @@ impl<K: Codec> Hub<K> {
     pub(crate) async fn listen(
         self: &Arc<Self>,
         name: &str,
-    ) -> Result<FanoutStream<Change<K>>, StoreError> {
+    ) -> Result<FanoutStream<Delivery<K>>, StoreError> {
         let rx = self.fanout.listen(name);
         {
             let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,119 +187,38 @@ impl<K: Codec> Hub<K> {
     }
 }
 
-/// The hub's task: lists to learn where to start, watches the namespace,
-/// resumes after the server ends a watch, and after a failure or a 410
-/// lists again and tells every stream to resync. Stops once the hub is
-/// gone (every lock and stream dropped).
+/// The hub's task: the namespace's [`Watcher`], its events handed to each
+/// lock's stream by object name, every stream told to resync when changes
+/// may have been missed. Stops once the hub is gone (every lock and stream
+/// dropped), at its watch's next event or end.
 async fn serve<K: Codec>(hub: Weak<Hub<K>>) {
-    let mut backoff = Backoff::watch();
-    let mut resource_version: Option<String> = None;
+    let mut watcher = match hub.upgrade() {
+        Some(hub) => Watcher::namespace(
+            hub.api.clone(),
+            hub.what.clone(),
+            hub.timeout,
+            hub.slots.clone(),
+        ),
+        None => return,
+    };
     let mut epoch = 0u64;
     loop {
-        let Some(strong) = hub.upgrade() else { return };
-        let from = match &resource_version {
-            Some(rv) => rv.clone(),
-            None => {
-                let params = ListParams::default().limit(1);
-                let request = async {
-                    let _slot = strong.slots.acquire().await;
-                    strong
-                        .api
-                        .list(&params)
-                        .await
-                        .map_err(|e| map_error(e, K::KIND, &strong.what))
-                };
-                match backend::within(strong.timeout, format!("list {}", strong.what), request)
-                    .await
-                {
-                    Ok(list) => list.metadata.resource_version.unwrap_or_default(),
-                    Err(e) => {
-                        tracing::debug!(watch = %strong.what, error = %e, "shared watch: list failed");
-                        drop(strong);
-                        backoff.wait().await;
-                        continue;
-                    }
+        let change = watcher.next().await;
+        let Some(hub) = hub.upgrade() else { return };
+        match change {
+            Change::Opened { resync } => {
+                if resync && epoch > 0 {
+                    hub.resync_all();
                 }
+                epoch += 1;
+                hub.ready.send_replace(epoch);
             }
-        };
-        let params = WatchParams::default().timeout(WATCH_SECONDS);
-        let events =
-            match tokio::time::timeout(strong.timeout, strong.api.watch(&params, &from)).await {
-                Ok(Ok(events)) => events,
-                Ok(Err(e)) => {
-                    if matches!(&e, kube::Error::Api(status) if status.code == 410) {
-                        resource_version = None;
-                    }
-                    tracing::debug!(watch = %strong.what, error = %e, "shared watch: watch failed");
-                    drop(strong);
-                    backoff.wait().await;
-                    continue;
-                }
-                Err(_) => {
-                    drop(strong);
-                    backoff.wait().await;
-                    continue;
-                }
-            };
-        if resource_version.is_none() && epoch > 0 {
-            // Started again: changes in between may have been missed.
-            strong.resync_all();
-        }
-        resource_version = Some(from);
-        epoch += 1;
-        strong.ready.send_replace(epoch);
-        drop(strong);
-        let mut events = events.boxed();
-        let idle = Duration::from_secs(u64::from(WATCH_SECONDS));
-        loop {
-            let next = match tokio::time::timeout(idle * 2, events.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    resource_version = None; // a silent stream: start again
-                    break;
-                }
-            };
-            let Some(strong) = hub.upgrade() else { return };
-            match next {
-                None => break, // the server ended the watch: resume
-                Some(Ok(KubeEvent::Added(object))) | Some(Ok(KubeEvent::Modified(object))) => {
-                    backoff.reset();
-                    resource_version = object.meta().resource_version.clone();
-                    let name = object.meta().name.clone().unwrap_or_default();
-                    let event = match ObjectLock::versioned(&object) {
-                        Ok(versioned) => (WatchEvent::Put(versioned), Some(object)),
-                        Err(_) => (WatchEvent::Resync, None),
-                    };
-                    strong.dispatch(&name, event);
-                }
-                Some(Ok(KubeEvent::Deleted(object))) => {
-                    backoff.reset();
-                    resource_version = object.meta().resource_version.clone();
-                    let name = object.meta().name.clone().unwrap_or_default();
-                    strong.dispatch(&name, (WatchEvent::Deleted, None));
-                }
-                Some(Ok(KubeEvent::Bookmark(bookmark))) => {
-                    resource_version = Some(bookmark.metadata.resource_version);
-                }
-                Some(Ok(KubeEvent::Error(status))) => {
-                    tracing::debug!(watch = %strong.what, code = status.code, "shared watch: error event, listing again");
-                    resource_version = None;
-                    break;
-                }
-                // One undecodable event: every stream re-reads.
-                Some(Err(kube::Error::SerdeError(_))) => strong.resync_all(),
-                Some(Err(e)) => {
-                    tracing::debug!(watch = %strong.what, error = %e, "shared watch: stream dropped");
-                    // Resume where we were; whatever the gap held comes on
-                    // the next watch, or a 410 makes us list again.
-                    break;
-                }
-            }
-        }
-        if resource_version.is_none()
-            && let Some(strong) = hub.upgrade()
-        {
-            strong.ready.send_replace(0);
+            Change::Object {
+                name,
+                event,
+                object,
+            } => hub.dispatch(&name, (event, object)),
+            Change::Resync => hub.resync_all(),
         }
     }
 }

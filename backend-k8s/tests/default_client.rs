@@ -14,9 +14,10 @@ use common::Env;
 use tenure_core::LockStore;
 use tenure_k8s::LeaseLock;
 
-/// The TCP sockets of this process connected to `port` on loopback, with
-/// their `TCP_NODELAY`.
-fn sockets_to(port: u16) -> Vec<(RawFd, bool)> {
+/// The TCP sockets of this process connected to `port` on loopback: each
+/// socket's inode (new for every socket, unlike a reused fd number) and its
+/// `TCP_NODELAY`.
+fn sockets_to(port: u16) -> Vec<(String, bool)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
@@ -46,7 +47,10 @@ fn sockets_to(port: u16) -> Vec<(RawFd, bool)> {
                 &mut size,
             );
             assert_eq!(got, 0, "getsockopt on fd {fd}");
-            found.push((fd, on != 0));
+            let inode = std::fs::read_link(entry.path())
+                .map(|l| l.display().to_string())
+                .unwrap_or_default();
+            found.push((inode, on != 0));
         }
     }
     found
@@ -81,16 +85,19 @@ async fn a_lock_given_no_client_talks_with_tcp_nodelay() {
             .unwrap()
     };
     // The test's own connections (it made the namespace) are not the lock's.
-    let before: Vec<RawFd> = sockets_to(port).into_iter().map(|(fd, _)| fd).collect();
+    let before: Vec<String> = sockets_to(port).into_iter().map(|(s, _)| s).collect();
     let lock = LeaseLock::builder("nodelay")
         .namespace(env.namespace.clone())
         .build()
         .await
         .expect("a lock from KUBECONFIG");
     lock.get().await.expect("a read");
-    let sockets: Vec<(RawFd, bool)> = sockets_to(port)
+    // A watch holds its connection open while we look (a pooled one may
+    // be closed by then).
+    let _watch = lock.watch().await.expect("a watch");
+    let sockets: Vec<(String, bool)> = sockets_to(port)
         .into_iter()
-        .filter(|(fd, _)| !before.contains(fd))
+        .filter(|(socket, _)| !before.contains(socket))
         .collect();
     assert!(
         !sockets.is_empty(),

@@ -17,9 +17,18 @@ use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, Watch
 use crate::builder::{LockBuilder, Parts};
 use crate::object::{Codec, ObjectLock};
 
-/// How long `get` waits, in turn, for the Lease to catch up with the
-/// ConfigMap before it reports an unknown leader.
-const SETTLE: [Duration; 2] = [Duration::from_millis(20), Duration::from_millis(80)];
+/// How long a MultiLock's second write (the Lease, after the ConfigMap)
+/// may take to land after the first one's reply: a read or a watch that
+/// sees the two objects disagree waits this long before it calls the
+/// leader unknown.
+pub(super) const SECOND_WRITE_MS: u64 = 100;
+
+/// `get` looks at the Lease again after these pauses (together
+/// [`SECOND_WRITE_MS`]).
+const REREAD_AFTER: [Duration; 2] = [
+    Duration::from_millis(SECOND_WRITE_MS / 5),
+    Duration::from_millis(SECOND_WRITE_MS * 4 / 5),
+];
 
 /// A ConfigMap lock (primary) and a Lease lock (secondary) of one name, as
 /// client-go's `MultiLock` (`configmapsleases`): one lock over two objects,
@@ -197,7 +206,7 @@ impl LockStore for MultiLock {
         // before calling the leader unknown (which followers would report
         // as a new leader). Any pair read is safe to act on: an update
         // compares both versions.
-        for pause in SETTLE {
+        for pause in REREAD_AFTER {
             match (&primary, &secondary) {
                 (Some(p), Some(s)) if p.record.holder_identity != s.record.holder_identity => {
                     tokio::time::sleep(pause).await;

@@ -10,7 +10,7 @@
 //! - Both objects deleted: `Deleted`.
 //! - A change that leaves the two different: the other object's write
 //!   may be in flight (a MultiLock writes the ConfigMap, then the Lease),
-//!   so wait up to [`SETTLE`] for it; then `Resync` — read and see. A
+//!   so wait up to [`SETTLE`] for it; then `Resync`: read and see. A
 //!   Lease-only or ConfigMap-only candidate's writes are reported so.
 //! - Either stream's `Resync` is passed on at once.
 
@@ -29,8 +29,8 @@ use crate::object::ObjectLock;
 use crate::watch::{Seen, watch_listed};
 
 /// How long the two objects may disagree before the stream says `Resync`:
-/// enough for a MultiLock's second write after its first one's reply.
-const SETTLE: Duration = Duration::from_millis(100);
+/// a MultiLock's second write (the same wait as `get`'s).
+const SETTLE: Duration = Duration::from_millis(super::SECOND_WRITE_MS);
 /// How many unpaired records of one object are kept.
 const RECENT: usize = 32;
 
