@@ -115,6 +115,11 @@ func main() {
 	meta := metav1.ObjectMeta{Name: *name, Namespace: *namespace}
 
 	if *measureUpdates > 0 {
+		// Writes back to back would meet client-go's client-side rate
+		// limit (QPS 5, burst 10: 200 ms a request) that a leader renewing
+		// every retry period never meets: off, to time the write itself.
+		config.QPS = -1
+		client = kubernetes.NewForConfigOrDie(config)
 		measure(ctx, client, meta, *identity, *measureUpdates)
 		return
 	}
