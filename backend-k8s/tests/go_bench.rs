@@ -224,6 +224,27 @@ async fn measure_tenure_and_client_go_side_by_side() {
     }
 }
 
+/// One graceful hand-off from tenure candidate "a" (on `first`) to "b" (on
+/// `second`), at the fast timing: from a's stop to b's "I lead".
+async fn hand_off(
+    first: Arc<dyn LockStore>,
+    second: Arc<dyn LockStore>,
+    terms: &Terms,
+) -> Duration {
+    let fast = (LEASE, RENEW, RETRY);
+    let a = tenure_candidate(first, "a", fast, terms);
+    wait_for(LEASE * 3, "a leads", || terms.leading("a")).await;
+    let b = tenure_candidate(second, "b", fast, terms);
+    tokio::time::sleep(4 * RETRY).await;
+    let at = now_ns();
+    a.stop().await;
+    wait_for(LEASE * 3, "b leads", || terms.leading("b")).await;
+    let took = since_ns(at, terms.of("b")[0].0);
+    b.stop().await;
+    terms.assert_no_overlap();
+    took
+}
+
 /// tenure's graceful hand-off on the real server with kube's default
 /// client and with tenure's (`TCP_NODELAY` on), interleaved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +252,6 @@ async fn measure_tenure_and_client_go_side_by_side() {
 async fn measure_tenure_hand_off_with_and_without_nagle() {
     let server = OwnApiServer::start();
     let s = Setup::on(&server).await;
-    let fast = (LEASE, RENEW, RETRY);
     let mut by_kind: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     for round in 0..2 * ROUNDS {
         let nodelay = round % 2 == 1;
@@ -257,16 +277,8 @@ async fn measure_tenure_hand_off_with_and_without_nagle() {
                 lock
             }
         };
-        let a = tenure_candidate(open(&name).await, "a", fast, &terms);
-        wait_for(LEASE * 3, "a leads", || terms.leading("a")).await;
-        let b = tenure_candidate(open(&name).await, "b", fast, &terms);
-        tokio::time::sleep(4 * RETRY).await;
-        let at = now_ns();
-        a.stop().await;
-        wait_for(LEASE * 3, "b leads", || terms.leading("b")).await;
-        by_kind[usize::from(nodelay)].push(since_ns(at, terms.of("b")[0].0));
-        b.stop().await;
-        terms.assert_no_overlap();
+        let took = hand_off(open(&name).await, open(&name).await, &terms).await;
+        by_kind[usize::from(nodelay)].push(took);
     }
     let [plain, nodelay] = by_kind;
     eprintln!(
@@ -362,7 +374,6 @@ async fn measure_renew_latency_and_lock_kinds() {
     eprintln!("renew latency, client-go: {}", p99(client_go));
 
     // Graceful hand-off per lock kind, tenure's default client.
-    let fast = (LEASE, RENEW, RETRY);
     for kind in ["lease", "configmap", "multilock"] {
         let mut took = Vec::new();
         for round in 0..ROUNDS {
@@ -400,16 +411,7 @@ async fn measure_renew_latency_and_lock_kinds() {
                     lock
                 }
             };
-            let a = tenure_candidate(open().await, "a", fast, &terms);
-            wait_for(LEASE * 3, "a leads", || terms.leading("a")).await;
-            let b = tenure_candidate(open().await, "b", fast, &terms);
-            tokio::time::sleep(4 * RETRY).await;
-            let at = now_ns();
-            a.stop().await;
-            wait_for(LEASE * 3, "b leads", || terms.leading("b")).await;
-            took.push(since_ns(at, terms.of("b")[0].0));
-            b.stop().await;
-            terms.assert_no_overlap();
+            took.push(hand_off(open().await, open().await, &terms).await);
         }
         eprintln!("tenure hand-off, {kind}: {}", percentiles(took));
     }
