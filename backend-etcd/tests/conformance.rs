@@ -142,11 +142,6 @@ async fn factory() -> EtcdFactory {
 }
 
 tenure_conformance::conformance_tests!(factory);
-// This store keeps a token floor across deletion.
-tenure_conformance::conformance_tests!(factory;
-    fencing_token_rises_across_deletion,
-    hung_store_fails_within_the_request_timeout
-);
 
 /// The whole suite again with every candidate of a scenario on one shared
 /// [`EtcdClient`] (the faulty ones excepted: each sits behind a proxy of

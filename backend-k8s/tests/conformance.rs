@@ -12,7 +12,6 @@ mod lease {
     }
 
     tenure_conformance::conformance_tests!(factory);
-    tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
 }
 
 mod configmap {
@@ -23,7 +22,6 @@ mod configmap {
     }
 
     tenure_conformance::conformance_tests!(factory);
-    tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
 }
 
 mod multilock {
@@ -34,7 +32,6 @@ mod multilock {
     }
 
     tenure_conformance::conformance_tests!(factory);
-    tenure_conformance::conformance_tests!(factory; hung_store_fails_within_the_request_timeout);
 }
 
 /// The suites again with every candidate of a scenario on one client and

@@ -91,52 +91,22 @@ pub fn init_logging() {
 /// Expands to one `#[tokio::test]` per scenario of the suite, each calling
 /// `$factory().await` for a fresh [`StoreFactory`] and then the scenario.
 ///
-/// `conformance_tests!(factory)` runs every scenario that every store must
-/// pass; stores that keep a token floor add
-/// `conformance_tests!(factory; fencing_token_rises_across_deletion)`;
-/// `conformance_tests!(factory; scenario_a, scenario_b)` runs the ones named;
-/// `conformance_tests!(shared factory)` runs the ones where candidates share
-/// one client's connections (for a factory whose `open` shares a client).
+/// `conformance_tests!(factory)` runs every scenario. What a store can do
+/// is the factory's to say (`supports_watch`, `request_timeout`,
+/// `announces_foreign_writes`) or the store's own (`token_floor`), and each
+/// scenario asks: no list of scenarios to keep per store.
+/// `conformance_tests!(shared factory)` runs the ones where candidates
+/// share one client's connections (for a factory whose `open` shares a
+/// client); `conformance_tests!(factory; scenario_a, scenario_b)` runs the
+/// ones named. The one list, with which scenarios share a client, is in
+/// `__scenarios!`.
 #[macro_export]
 macro_rules! conformance_tests {
     (shared $factory:path) => {
-        $crate::conformance_tests!($factory;
-            exactly_one_of_three_leads,
-            crashed_leader_is_replaced_within_lease,
-            graceful_release_hands_off_quickly,
-            transitions_and_fencing_token_rise_by_one,
-            higher_key_preempts_the_holder,
-            follower_reports_each_new_leader_once,
-            watch_reports_each_change_in_order,
-            concurrent_updates_exactly_one_wins,
-            create_twice_conflicts,
-            update_with_stale_version_conflicts,
-            hung_store_fails_within_the_request_timeout
-        );
+        $crate::__scenarios!(__shared_only, $factory);
     };
     ($factory:path) => {
-        $crate::conformance_tests!($factory;
-            get_missing_is_none,
-            create_then_get_round_trips,
-            create_twice_conflicts,
-            update_with_current_version_succeeds,
-            update_with_stale_version_conflicts,
-            concurrent_updates_exactly_one_wins,
-            watch_reports_each_change_in_order,
-            corrupt_record_is_reported_and_kept,
-            invalid_lock_names_are_rejected,
-            exactly_one_of_three_leads,
-            crashed_leader_is_replaced_within_lease,
-            graceful_release_hands_off_quickly,
-            graceful_release_hands_off_by_polling,
-            transitions_and_fencing_token_rise_by_one,
-            higher_key_preempts_the_holder,
-            follower_reports_each_new_leader_once,
-            unreachable_leader_steps_down_and_is_replaced,
-            deleted_record_is_not_a_free_lock,
-            erased_record_is_not_a_free_lock,
-            foreign_write_is_not_a_renewal
-        );
+        $crate::__scenarios!(__every, $factory);
     };
     ($factory:path; $($scenario:ident),+ $(,)?) => {
         $(
@@ -147,5 +117,62 @@ macro_rules! conformance_tests {
                 $crate::scenarios::$scenario(&factory).await;
             }
         )+
+    };
+}
+
+/// The suite's one list: each scenario, and whether it runs again with
+/// every candidate on one shared client (many candidates, watches,
+/// hand-offs, races, a hung store; the record scenarios run once).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenarios {
+    ($then:ident, $factory:path) => {
+        $crate::$then!($factory;
+            [get_missing_is_none, no],
+            [create_then_get_round_trips, no],
+            [create_twice_conflicts, shared],
+            [update_with_current_version_succeeds, no],
+            [update_with_stale_version_conflicts, shared],
+            [concurrent_updates_exactly_one_wins, shared],
+            [watch_reports_each_change_in_order, shared],
+            [corrupt_record_is_reported_and_kept, no],
+            [invalid_lock_names_are_rejected, no],
+            [exactly_one_of_three_leads, shared],
+            [crashed_leader_is_replaced_within_lease, shared],
+            [graceful_release_hands_off_quickly, shared],
+            [graceful_release_hands_off_by_polling, no],
+            [transitions_and_fencing_token_rise_by_one, shared],
+            [higher_key_preempts_the_holder, shared],
+            [follower_reports_each_new_leader_once, shared],
+            [unreachable_leader_steps_down_and_is_replaced, no],
+            [deleted_record_is_not_a_free_lock, no],
+            [erased_record_is_not_a_free_lock, no],
+            [foreign_write_is_not_a_renewal, no],
+            [fencing_token_rises_across_deletion, no],
+            [hung_store_fails_within_the_request_timeout, shared],
+        );
+    };
+}
+
+/// Every scenario of `__scenarios!`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __every {
+    ($factory:path; $([$scenario:ident, $shared:ident]),+ $(,)?) => {
+        $crate::conformance_tests!($factory; $($scenario),+);
+    };
+}
+
+/// The scenarios of `__scenarios!` marked `shared`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __shared_only {
+    ($factory:path; $(,)?) => {};
+    ($factory:path; [$scenario:ident, shared] $(, $rest:tt)* $(,)?) => {
+        $crate::conformance_tests!($factory; $scenario);
+        $crate::__shared_only!($factory; $($rest),*);
+    };
+    ($factory:path; [$scenario:ident, no] $(, $rest:tt)* $(,)?) => {
+        $crate::__shared_only!($factory; $($rest),*);
     };
 }

@@ -5,8 +5,6 @@ async fn factory() -> tenure_conformance::MemoryFactory {
 }
 
 tenure_conformance::conformance_tests!(factory);
-// This store keeps a token floor across deletion.
-tenure_conformance::conformance_tests!(factory; fencing_token_rises_across_deletion);
 
 /// Negative controls of the safety scenarios: each run with the rule it
 /// guards switched back to the unsafe one must fail. One thread, as a

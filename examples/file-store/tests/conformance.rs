@@ -65,4 +65,3 @@ impl StoreFactory for FileFactory {
 }
 
 tenure_conformance::conformance_tests!(factory);
-tenure_conformance::conformance_tests!(factory; fencing_token_rises_across_deletion);
