@@ -64,6 +64,9 @@ enum Reason {
     Requested,
     /// The deadline passed without an extension.
     Deadline,
+    /// `tenure run` asked for SIGKILL at once: another writer took the lock
+    /// while the term was valid, and a successor may already run.
+    Taken,
     /// `tenure run` is gone (its end of the socket closed), or we got SIGTERM.
     Orphaned,
 }
@@ -73,6 +76,7 @@ impl Reason {
         match self {
             Reason::Requested => "requested",
             Reason::Deadline => "deadline",
+            Reason::Taken => "taken",
             Reason::Orphaned => "orphaned",
         }
     }
@@ -260,6 +264,14 @@ impl Supervisor {
         self.signal_all(libc::SIGTERM);
     }
 
+    /// Kills at once (no grace), also when a graceful stop is under way.
+    fn kill_now(&mut self) {
+        self.stopping.get_or_insert(Reason::Taken);
+        self.kill_at = monotonic_ns();
+        self.signal_all(libc::SIGCONT);
+        self.signal_all(libc::SIGKILL);
+    }
+
     /// Signals the command's group and every child of ours (orphans that
     /// left the group and were reparented to us, the subreaper).
     fn signal_all(&self, sig: libc::c_int) {
@@ -341,6 +353,7 @@ impl Supervisor {
                     }
                 }
                 (Some("stop"), _) => self.stop(Reason::Requested, monotonic_ns()),
+                (Some("kill"), _) => self.kill_now(),
                 _ => {}
             }
         }

@@ -146,9 +146,16 @@ pub async fn lead(
             }
             _ = leadership.cancelled(), if !stop_sent => {
                 stop_sent = true;
-                say(format!("stopping the command (SIGTERM, SIGKILL after {:?})", spec.grace));
                 // If the socket is gone the supervisor stops on its own.
-                let _ = writer.write_all(b"stop\n").await;
+                if leadership.was_taken() {
+                    // Another writer took the lock while our lease held: a
+                    // successor may already run, so no grace.
+                    say("the lock was taken while the term was valid: killing the command at once (SIGKILL)");
+                    let _ = writer.write_all(b"kill\n").await;
+                } else {
+                    say(format!("stopping the command (SIGTERM, SIGKILL after {:?})", spec.grace));
+                    let _ = writer.write_all(b"stop\n").await;
+                }
             }
             _ = tick.tick(), if !stop_sent => {
                 let until = leadership.valid_until();

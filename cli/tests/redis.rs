@@ -191,3 +191,62 @@ fn a_password_with_url_delimiters_logs_in() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains(password), "the password leaked: {err}");
 }
+
+/// A command that ignores SIGTERM (only SIGKILL ends it) and logs its start.
+const STUBBORN: &str = r#"echo "start $TENURE_IDENTITY $$ $(date +%s%N) $TENURE_FENCING_TOKEN" >> "$LOG"
+trap '' TERM
+while :; do sleep 0.02; done"#;
+
+/// Another writer releases the leader's record while its lease is valid
+/// (client-go v0.37.2's elector does so after a failed renew: it releases
+/// the record it reads, whoever holds it; see RELIABILITY.md). A successor
+/// may take a released lock at once, so the command must die at once, not
+/// after the grace period. Before the fix, the stubborn command lived out
+/// its whole 4 s grace after the release.
+#[test]
+fn a_lock_released_by_another_writer_kills_the_command_at_once() {
+    let server = RedisServer::local(RedisServerOptions::default());
+    let url = format!("{}/cli-taken", server.url().trim_end_matches('/'));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("children.log");
+    let mut a = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["run", "--lock", &url, "--identity", "a"])
+        .args(["--lease-duration", "10s", "--renew-deadline", "8s"])
+        .args(["--retry-period", "500ms", "--grace", "4s"])
+        .args(["--", "sh", "-c", STUBBORN])
+        .env("LOG", &log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tenure run");
+    let first = wait_for_line(&log, Duration::from_secs(10), |l| l.kind == "start");
+    // The foreign release: a compare-and-swap of a free record over the
+    // leader's, from a client of the test's own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = tenure::connect(&url).await.unwrap();
+        let current = store.get().await.unwrap().expect("the leader's record");
+        assert_eq!(current.record.holder_identity, "a");
+        store
+            .update(&tenure_core::LeaderRecord::default(), &current.version)
+            .await
+            .expect("the foreign release");
+    });
+    let released = Instant::now();
+    // The leader learns of it within a retry period (its watch, or its next
+    // renew), then kills: well inside the 4 s grace.
+    let limit = Duration::from_millis(500) + Duration::from_secs(1);
+    while !is_gone(first.pid) {
+        assert!(
+            released.elapsed() < limit,
+            "the command outlived the foreign release by {:?} (limit {limit:?}; grace 4 s)",
+            released.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = a.kill();
+    let _ = a.wait();
+}

@@ -43,6 +43,8 @@ struct LeadershipInner {
     stop: CancellationToken,
     valid_until: Mutex<Instant>,
     clock: Arc<dyn Clock>,
+    /// Set before `stop` fires when another writer ended the term.
+    taken: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for Leadership {
@@ -79,6 +81,7 @@ impl Leadership {
                 stop,
                 valid_until: Mutex::new(valid_until),
                 clock,
+                taken: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -128,6 +131,27 @@ impl Leadership {
     /// is shutting down (it keeps the lease until the work has returned).
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.inner.stop.cancelled()
+    }
+
+    /// True when the term ended because another writer took, released or
+    /// deleted the record while the term was still ours by its lease (a
+    /// pre-emption by holder key, an operator, a peer's bad release). A
+    /// successor may then lead at once: work that stops gracefully (a
+    /// drain, a grace period) overlaps it, so stop at once where you can.
+    /// Set before [`cancelled`](Self::cancelled) resolves; false for every
+    /// other end (shutdown, the lease running out, a refusing store).
+    ///
+    /// `tenure run` kills its command at once (SIGKILL) in this case, and
+    /// gives it the grace period otherwise.
+    pub fn was_taken(&self) -> bool {
+        self.inner.taken.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Marks the term as ended by another writer (before it is cancelled).
+    pub(crate) fn mark_taken(&self) {
+        self.inner
+            .taken
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// True once the work has been asked to stop.

@@ -255,3 +255,48 @@ fn a_term_names_its_holder_and_its_token_in_one_change() {
         "rounds in which a subscriber saw us named holder before we led"
     );
 }
+
+/// `Leadership::was_taken`: true when another writer released the record
+/// under a valid lease (a successor may lead at once, so work must stop
+/// without grace: `tenure run` SIGKILLs its command then), false when the
+/// term ends by shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_term_ended_by_another_writer_says_it_was_taken() {
+    use tenure_core::{LeaderRecord, LockStore};
+    for foreign in [true, false] {
+        let store = memory();
+        let elector = LeaderElector::builder(Arc::new(store.clone()), "a")
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let run = tokio::spawn({
+            let (elector, shutdown) = (elector.clone(), shutdown.clone());
+            async move {
+                elector
+                    .run(shutdown, move |leadership| {
+                        let tx = tx.clone();
+                        async move {
+                            leadership.cancelled().await;
+                            let _ = tx.send(leadership.was_taken());
+                        }
+                    })
+                    .await
+            }
+        });
+        wait_until(SEC, || elector.is_leader()).await;
+        if foreign {
+            let current = store.get().await.unwrap().unwrap();
+            store
+                .update(&LeaderRecord::default(), &current.version)
+                .await
+                .unwrap();
+        } else {
+            shutdown.cancel();
+        }
+        let taken = tokio::time::timeout(5 * SEC, rx.recv()).await.unwrap();
+        assert_eq!(taken, Some(foreign), "foreign release: {foreign}");
+        shutdown.cancel();
+        let _ = run.await;
+    }
+}

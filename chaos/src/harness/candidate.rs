@@ -70,6 +70,15 @@ impl Candidate {
         lines[lines.len().saturating_sub(3)..].to_vec()
     }
 
+    /// How many of this process's terms another writer ended under a valid
+    /// lease (`tenure run` kills its command at once then, and says so).
+    pub(super) fn terms_taken(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("the lock was taken while the term was valid")
+            .count()
+    }
+
     /// A `tenure run` that exited before it campaigned, saying the store
     /// was unreachable: its documented fail-fast at start.
     pub(super) fn failed_fast(&self) -> bool {

@@ -499,6 +499,11 @@ impl Harness {
             }
         }
         let writes_before = self.ledger.lock().unwrap().writes.len();
+        let taken_before: HashMap<String, usize> = self
+            .candidates
+            .iter()
+            .map(|c| (c.id.clone(), c.terms_taken()))
+            .collect();
         let i = self.index_of(&leader.id);
         let tenure = self.candidates[i].tenure_pid();
         let t0 = mono_ns();
@@ -614,6 +619,7 @@ impl Harness {
         let who = |t: &Term| Who::of(&t.id);
         let mut overlap_ms: f64 = 0.0;
         let mut go_overlap_ms: f64 = 0.0;
+        let mut taken_overlap_ms: f64 = 0.0;
         let mut tokens_rose = true;
         for pair in terms.windows(2) {
             let (a, b) = (&pair[0], &pair[1]);
@@ -627,8 +633,19 @@ impl Harness {
                 continue; // reported as the tail
             }
             let overlap = (a.last - b.first) as f64 / 1e6;
-            if who(a) == Who::Tenure {
+            // A tenure term that another writer ended under a valid lease
+            // (its `tenure run` says so, and kills the command at once):
+            // in a mixed fleet, a Go elector's release of a lease it no
+            // longer held. Its overlap is that writer's, reported apart.
+            let taken = self
+                .candidates
+                .iter()
+                .find(|c| c.id == a.id && c.who == Who::Tenure)
+                .is_some_and(|c| c.terms_taken() > taken_before.get(&c.id).copied().unwrap_or(0));
+            if who(a) == Who::Tenure && !taken {
                 overlap_ms = overlap_ms.max(overlap);
+            } else if who(a) == Who::Tenure {
+                taken_overlap_ms = taken_overlap_ms.max(overlap);
             } else {
                 go_overlap_ms = go_overlap_ms.max(overlap);
             }
@@ -651,6 +668,7 @@ impl Harness {
             led_by: who(&leader),
             overlap_ms: overlap_ms.max(0.0),
             go_overlap_ms: go_overlap_ms.max(0.0),
+            taken_overlap_ms: taken_overlap_ms.max(0.0),
             tail_ms,
             stale_accepted,
             stale_rejected: writes.iter().filter(|w| !w.accepted).count(),

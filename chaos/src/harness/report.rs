@@ -14,6 +14,10 @@ pub(super) struct Outcome {
     /// The same, where the earlier term was a Go elector's (reported, not
     /// a failure of tenure's: see RELIABILITY.md).
     pub(super) go_overlap_ms: f64,
+    /// The same, where the earlier term was tenure's but another writer
+    /// ended it under a valid lease (a Go elector's release of a lease it
+    /// no longer held): the overlap is the stop after that write.
+    pub(super) taken_overlap_ms: f64,
     /// Frozen-tree rounds: how long the old command ran after the resume.
     pub(super) tail_ms: Option<f64>,
     pub(super) stale_accepted: usize,
@@ -61,14 +65,14 @@ pub(super) fn report(
     println!(
         "| fault | rounds | rounds with overlap | max overlap ms | frozen tail ms (max) | stale writes accepted | stale writes rejected | fail-over p50 / p99 / max ms | tokens rose |{}",
         if mixed {
-            " rounds led by Go | Go term ran on: rounds, max ms |"
+            " rounds led by Go | Go term ran on: rounds, max ms | tenure term ended by a Go write: rounds, max overlap ms |"
         } else {
             ""
         }
     );
     println!(
         "|---|---|---|---|---|---|---|---|---|{}",
-        if mixed { "---|---|" } else { "" }
+        if mixed { "---|---|---|" } else { "" }
     );
     let exits: usize = outcomes.iter().map(|o| o.exits).sum();
     println!("candidate processes that exited by themselves (restarted): {exits}");
@@ -140,7 +144,16 @@ pub(super) fn report(
             },
             if rose { "yes" } else { "no" },
             if mixed {
-                format!(" {go_led} | {go_rounds}, {go_max:.0} |")
+                let taken: Vec<f64> = rows
+                    .iter()
+                    .map(|o| o.taken_overlap_ms)
+                    .filter(|t| *t > 0.0)
+                    .collect();
+                format!(
+                    " {go_led} | {go_rounds}, {go_max:.0} | {}, {:.0} |",
+                    taken.len(),
+                    taken.iter().copied().fold(0.0, f64::max)
+                )
             } else {
                 String::new()
             }

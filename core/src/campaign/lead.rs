@@ -245,7 +245,12 @@ where
                 term.renewed(renewed, v, until);
                 Ok(start + retry)
             }
-            Ok(None) => Err(Stop::Lost),
+            Ok(None) => {
+                // Taken, released or deleted by another writer while our
+                // lease held: a successor may lead at once.
+                term.mark_taken();
+                Err(Stop::Lost)
+            }
             Err(e) if e.is_fatal() => {
                 error!(error = %e, "the store refuses this lock: stepping down");
                 Err(Stop::Refused(e))

@@ -98,6 +98,11 @@ impl Term {
     }
 
     /// Asks the work to stop (shutdown); the term stays valid while it returns.
+    /// Another writer ended the term (see `Leadership::was_taken`).
+    pub(super) fn mark_taken(&self) {
+        self.leadership.mark_taken();
+    }
+
     pub(super) fn stop_work(&self) {
         self.leadership.stop_work();
     }
