@@ -69,6 +69,8 @@ struct Harness {
     downstream: String,
     worker: PathBuf,
     dir: tempdir::Dir,
+    /// Terms that began before this were judged by an earlier round.
+    judged_until: i128,
 }
 
 mod tempdir {
@@ -113,6 +115,7 @@ pub async fn run(options: Options) -> Result<bool, String> {
         downstream,
         worker: std::env::current_exe().map_err(|e| e.to_string())?,
         dir: tempdir::Dir(dir),
+        judged_until: 0,
     };
     let ids: Vec<String> = if h.options.candidates == CandidateKind::Mixed {
         MIXED.iter().map(|id| id.to_string()).collect()
@@ -158,9 +161,12 @@ pub async fn run(options: Options) -> Result<bool, String> {
             }
         };
         eprintln!(
-            "round {round}: {} overlap {:.1} ms, stale accepted {}, fail-over {:?} ms",
+            "round {round}: {} struck {} at {:.3} s (monotonic), overlap {:.1} ms, tail {:?} ms, stale accepted {}, fail-over {:?} ms",
             fault.name(),
+            outcome.struck,
+            outcome.at as f64 / 1e9,
             outcome.overlap_ms,
+            outcome.tail_ms.map(|t| t.round()),
             outcome.stale_accepted,
             outcome.failover_ms.map(|f| f.round())
         );
@@ -449,6 +455,16 @@ impl Harness {
     }
 
     async fn round(&mut self, fault: Fault, round: usize) -> Result<Outcome, String> {
+        // Every term that began since the last round's judgement is judged
+        // here, those of this round's set-up (the steps down before a skew
+        // or a Go leader's round) included.
+        let taken_before: HashMap<String, usize> = self
+            .candidates
+            .iter()
+            .map(|c| (c.id.clone(), c.terms_taken()))
+            .collect();
+        let judged_until = self.judged_until;
+        let writes_before = self.ledger.lock().unwrap().writes.len();
         let (exits, exits_by_design) = self.respawn_exited().await?;
         let mut leader = self.stable_leader(Duration::from_secs(20)).await?;
         let skew = matches!(fault, Fault::SkewWithin | Fault::SkewBeyond);
@@ -498,12 +514,6 @@ impl Harness {
                 return Err(format!("{leader:?} leads, not the skewed c0"));
             }
         }
-        let writes_before = self.ledger.lock().unwrap().writes.len();
-        let taken_before: HashMap<String, usize> = self
-            .candidates
-            .iter()
-            .map(|c| (c.id.clone(), c.terms_taken()))
-            .collect();
         let i = self.index_of(&leader.id);
         let tenure = self.candidates[i].tenure_pid();
         let t0 = mono_ns();
@@ -613,6 +623,9 @@ impl Harness {
         tokio::time::sleep(Duration::from_millis(800)).await;
         self.log.refresh();
         let terms = self.log.sorted();
+        if let Some(last) = terms.last() {
+            self.judged_until = last.first;
+        }
         // Overlap of each pair of terms that began since the fault, put on
         // the earlier term's elector (it worked on past the later term's
         // start): tenure's must be none; a Go elector's is reported.
@@ -623,7 +636,7 @@ impl Harness {
         let mut tokens_rose = true;
         for pair in terms.windows(2) {
             let (a, b) = (&pair[0], &pair[1]);
-            if b.first <= t0 {
+            if b.first <= judged_until {
                 continue;
             }
             if b.token <= a.token {
@@ -666,6 +679,8 @@ impl Harness {
                 None
             },
             led_by: who(&leader),
+            struck: leader.id.clone(),
+            at: t0,
             overlap_ms: overlap_ms.max(0.0),
             go_overlap_ms: go_overlap_ms.max(0.0),
             taken_overlap_ms: taken_overlap_ms.max(0.0),

@@ -7,6 +7,10 @@ pub(super) struct Outcome {
     pub(super) fault: Fault,
     /// Whose elector led when the fault struck.
     pub(super) led_by: Who,
+    /// The leader struck (its identity), and when (monotonic ns), for
+    /// finding a round in the candidates' logs.
+    pub(super) struck: String,
+    pub(super) at: i128,
     /// Fault to the next term's first beat, when a new term was expected.
     pub(super) failover_ms: Option<f64>,
     /// Worst overlap of two terms that began in this round (ms; 0: none).
