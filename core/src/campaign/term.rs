@@ -97,12 +97,12 @@ impl Term {
         self.leadership.extend(until);
     }
 
-    /// Asks the work to stop (shutdown); the term stays valid while it returns.
     /// Another writer ended the term (see `Leadership::was_taken`).
     pub(super) fn mark_taken(&self) {
         self.leadership.mark_taken();
     }
 
+    /// Asks the work to stop (shutdown); the term stays valid while it returns.
     pub(super) fn stop_work(&self) {
         self.leadership.stop_work();
     }
