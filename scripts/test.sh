@@ -21,11 +21,17 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 # The Go parts, built once and cached (a cold build takes minutes; a cached
-# one, a second): kube-apiserver for pass 4, and the Go electors that the
-# Kubernetes tests run as peers.
-kube_apiserver=$(bash scripts/kube-apiserver.sh) || { echo "test.sh: building kube-apiserver failed" >&2; exit 1; }
-TENURE_GO_ELECTORS=$(bash scripts/go-binary.sh electors) || { echo "test.sh: building the Go electors failed" >&2; exit 1; }
-export TENURE_KUBE_APISERVER=${TENURE_KUBE_APISERVER:-$kube_apiserver} TENURE_GO_ELECTORS
+# one, a second): kube-apiserver (pass 4, and the chaos quick mix of pass 1)
+# and the Go electors that the Kubernetes tests run as peers. They build in
+# the background while cargo builds the workspace's tests (below): on a
+# fresh machine the two builds overlap instead of queueing.
+go_out=$(mktemp -d)
+(
+  bash scripts/kube-apiserver.sh >"$go_out/apiserver" &&
+    bash scripts/go-binary.sh electors >"$go_out/electors"
+  echo $? >"$go_out/rc"
+) &
+go_builds=$!
 
 docker_answers() {
   command -v docker >/dev/null 2>&1 && docker version >/dev/null 2>&1
@@ -79,6 +85,17 @@ tests() {
     cargo test --all-features --no-fail-fast "${pkg[@]}" -- --test-threads=2 "${ignored[@]}" "${skip[@]}" || failed=1
   fi
 }
+
+# The tests' build, beside the Go builds; then wait for those.
+cargo test --workspace --all-features --no-run -q 2>&1 | grep -v '^ *Executable ' >&2 || true
+wait "$go_builds" || true
+if [ "$(cat "$go_out/rc" 2>/dev/null)" != 0 ]; then
+  echo "test.sh: building kube-apiserver or the Go electors failed (their output is above)" >&2
+  exit 1
+fi
+kube_apiserver=$(cat "$go_out/apiserver")
+TENURE_GO_ELECTORS=$(cat "$go_out/electors")
+export TENURE_KUBE_APISERVER=${TENURE_KUBE_APISERVER:-$kube_apiserver} TENURE_GO_ELECTORS
 
 echo "test.sh: pass 1: the whole workspace" >&2
 tests all
