@@ -83,7 +83,8 @@ pub(super) fn report(
     let by_design: usize = outcomes.iter().map(|o| o.exits_by_design).sum();
     println!(
         "exits by design, restarted: client-go electors that lost the lease (RunOrDie returns), \
-         and `tenure run`s started while the store was down (they fail fast before campaigning): {by_design}"
+         `tenure run`s started while the store was down (they fail fast before campaigning), \
+         and Go electors killed after 10 s stuck in a release without a timeout: {by_design}"
     );
     println!(
         "rounds that failed (no stable leader, or stuck): {}",
