@@ -12,6 +12,16 @@ root=$PWD
 published=(tenure-core tenure-conformance tenure-redis tenure-etcd tenure-k8s tenure tenure-cli)
 args=()
 for p in "${published[@]}"; do args+=(-p "$p"); done
+version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tenure-core"))')
+# To verify the packages, cargo unpacks each into the registry's source
+# cache (a directory per local registry, named `-<hash>`), under the same
+# name and version every run, and reuses a copy unpacked by an earlier run:
+# a second `make package` after a change verified against the old sources.
+# Ours are not on crates.io: remove those copies first.
+cargo_home=${CARGO_HOME:-$HOME/.cargo}
+for p in "${published[@]}"; do
+  rm -rf "$cargo_home"/registry/src/-*/"$p-$version" "$cargo_home"/registry/cache/-*/"$p-$version.crate"
+done
 echo "package.sh: cargo package ${published[*]}" >&2
 # --allow-dirty: CI runs on a clean clone; a developer may have edits.
 # tenure-k8s builds only with a Kubernetes version feature (the user picks
@@ -27,7 +37,6 @@ work=target/outside-store
 rm -rf "$work"
 mkdir -p "$work"
 cp -r examples/file-store/. "$work/"
-version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="tenure-core"))')
 cat >>"$work/Cargo.toml" <<TOML
 
 # Added by scripts/package.sh: the crates \`cargo package\` just built.
