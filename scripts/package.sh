@@ -17,11 +17,14 @@ version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 # cache (a directory per local registry, named `-<hash>`), under the same
 # name and version every run, and reuses a copy unpacked by an earlier run:
 # a second `make package` after a change verified against the old sources.
-# Ours are not on crates.io: remove those copies first.
+# Ours are not on crates.io: remove those copies first. Registry crates
+# count as immutable, so what the last verification compiled of them is
+# reused too: start its build directory afresh as well.
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 for p in "${published[@]}"; do
   rm -rf "$cargo_home"/registry/src/-*/"$p-$version" "$cargo_home"/registry/cache/-*/"$p-$version.crate"
 done
+rm -rf target/package
 echo "package.sh: cargo package ${published[*]}" >&2
 # --allow-dirty: CI runs on a clean clone; a developer may have edits.
 # tenure-k8s builds only with a Kubernetes version feature (the user picks
