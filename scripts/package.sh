@@ -18,20 +18,23 @@ version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,
 # name and version every run, and reuses a copy unpacked by an earlier run:
 # a second `make package` after a change verified against the old sources.
 # Ours are not on crates.io: remove those copies first. Registry crates
-# count as immutable, so what the last verification compiled of them is
-# reused too: start its build directory afresh as well.
+# count as immutable, so what an earlier verification compiled of them is
+# reused too: the packages are verified in a target directory of their own,
+# started afresh each run (as on a fresh machine).
 cargo_home=${CARGO_HOME:-$HOME/.cargo}
 for p in "${published[@]}"; do
   rm -rf "$cargo_home"/registry/src/-*/"$p-$version" "$cargo_home"/registry/cache/-*/"$p-$version.crate"
 done
-rm -rf target/package
+verify=target/package-verify
+rm -rf "$verify"
+packaged=$verify/package
 echo "package.sh: cargo package ${published[*]}" >&2
 # --allow-dirty: CI runs on a clean clone; a developer may have edits.
 # tenure-k8s builds only with a Kubernetes version feature (the user picks
 # one); verify it with `latest`, as its docs.rs build does.
-cargo package --allow-dirty "${args[@]}" --features tenure-k8s/latest
+CARGO_TARGET_DIR="$root/$verify" cargo package --allow-dirty "${args[@]}" --features tenure-k8s/latest
 for p in "${published[@]}"; do
-  crate=$(ls "target/package/$p-"[0-9]*.crate | sort -V | tail -1)
+  crate=$(ls "$packaged/$p-"[0-9]*.crate | sort -V | tail -1)
   echo "package.sh: $(basename "$crate"): $(tar -tzf "$crate" | wc -l) files: $(tar -tzf "$crate" | sed 's|^[^/]*/||' | grep -v '^Cargo.toml.orig$' | tr '\n' ' ')" >&2
 done
 
@@ -44,8 +47,8 @@ cat >>"$work/Cargo.toml" <<TOML
 
 # Added by scripts/package.sh: the crates \`cargo package\` just built.
 [patch.crates-io]
-tenure-core = { path = "$root/target/package/tenure-core-$version" }
-tenure-conformance = { path = "$root/target/package/tenure-conformance-$version" }
+tenure-core = { path = "$root/$packaged/tenure-core-$version" }
+tenure-conformance = { path = "$root/$packaged/tenure-conformance-$version" }
 TOML
 cp Cargo.lock "$work/Cargo.lock"
 echo "package.sh: the outside store's conformance suite (examples/file-store)" >&2
