@@ -224,6 +224,37 @@ async fn measure_tenure_and_client_go_side_by_side() {
     }
 }
 
+/// tenure's lock of `kind` (lease, configmap, multilock) named `name`.
+async fn open_lock(kind: &str, name: &str, ns: &str, client: kube::Client) -> Arc<dyn LockStore> {
+    let ns = ns.to_owned();
+    match kind {
+        "lease" => Arc::new(
+            tenure_k8s::LeaseLock::builder(name)
+                .namespace(ns)
+                .client(client)
+                .build()
+                .await
+                .unwrap(),
+        ),
+        "configmap" => Arc::new(
+            tenure_k8s::ConfigMapLock::builder(name)
+                .namespace(ns)
+                .client(client)
+                .build()
+                .await
+                .unwrap(),
+        ),
+        _ => Arc::new(
+            tenure_k8s::MultiLock::builder(name)
+                .namespace(ns)
+                .client(client)
+                .build()
+                .await
+                .unwrap(),
+        ),
+    }
+}
+
 /// One graceful hand-off from tenure candidate "a" (on `first`) to "b" (on
 /// `second`), at the fast timing: from a's stop to b's "I lead".
 async fn hand_off(
@@ -257,27 +288,17 @@ async fn measure_tenure_hand_off_with_and_without_nagle() {
         let nodelay = round % 2 == 1;
         let terms = Terms::default();
         let name = format!("nagle-{round}");
-        let open = |name: &str| {
-            let client = if nodelay {
+        let client = || {
+            if nodelay {
                 s.env.client()
             } else {
                 s.env.kube_client()
-            };
-            let name = name.to_owned();
-            let ns = s.env.namespace.clone();
-            async move {
-                let lock: Arc<dyn LockStore> = Arc::new(
-                    tenure_k8s::LeaseLock::builder(&name)
-                        .namespace(ns)
-                        .client(client)
-                        .build()
-                        .await
-                        .unwrap(),
-                );
-                lock
             }
         };
-        let took = hand_off(open(&name).await, open(&name).await, &terms).await;
+        let ns = &s.env.namespace;
+        let first = open_lock("lease", &name, ns, client()).await;
+        let second = open_lock("lease", &name, ns, client()).await;
+        let took = hand_off(first, second, &terms).await;
         by_kind[usize::from(nodelay)].push(took);
     }
     let [plain, nodelay] = by_kind;
@@ -379,38 +400,7 @@ async fn measure_renew_latency_and_lock_kinds() {
         for round in 0..ROUNDS {
             let terms = Terms::default();
             let name = format!("kind-{kind}-{round}");
-            let open = || {
-                let (name, ns, client) = (name.clone(), ns.clone(), s.env.client());
-                async move {
-                    let lock: Arc<dyn LockStore> = match kind {
-                        "lease" => Arc::new(
-                            tenure_k8s::LeaseLock::builder(&name)
-                                .namespace(ns)
-                                .client(client)
-                                .build()
-                                .await
-                                .unwrap(),
-                        ),
-                        "configmap" => Arc::new(
-                            tenure_k8s::ConfigMapLock::builder(&name)
-                                .namespace(ns)
-                                .client(client)
-                                .build()
-                                .await
-                                .unwrap(),
-                        ),
-                        _ => Arc::new(
-                            tenure_k8s::MultiLock::builder(&name)
-                                .namespace(ns)
-                                .client(client)
-                                .build()
-                                .await
-                                .unwrap(),
-                        ),
-                    };
-                    lock
-                }
-            };
+            let open = || open_lock(kind, &name, &ns, s.env.client());
             took.push(hand_off(open().await, open().await, &terms).await);
         }
         eprintln!("tenure hand-off, {kind}: {}", percentiles(took));
