@@ -43,17 +43,23 @@ async fn a_release_seen_on_the_watch_is_taken_with_one_write() {
     t.assert_no_overlap();
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_shutdown_reaches_the_work_in_the_same_call() {
-    // The work is told to stop by the shutdown itself, not after the
-    // election task has woken up to pass it on: the release waits for the
-    // work's return only, one task hop sooner.
-    let store = memory();
-    let elector = LeaderElector::builder(Arc::new(store.clone()), "a")
+/// Candidate `id` on `store`, its work sending each term's `Leadership`
+/// and waiting for the term to end.
+#[allow(clippy::type_complexity)]
+fn reporting(
+    id: &'static str,
+    store: &MemoryStore,
+) -> (
+    LeaderElector,
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), tenure_core::ElectionError>>,
+    tokio::sync::mpsc::UnboundedReceiver<tenure_core::Leadership>,
+) {
+    let elector = LeaderElector::builder(Arc::new(store.clone()), id)
         .build()
         .unwrap();
     let shutdown = CancellationToken::new();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let run = tokio::spawn({
         let (elector, shutdown) = (elector.clone(), shutdown.clone());
         async move {
@@ -65,6 +71,16 @@ async fn a_shutdown_reaches_the_work_in_the_same_call() {
                 .await
         }
     });
+    (elector, shutdown, run, rx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_reaches_the_work_in_the_same_call() {
+    // The work is told to stop by the shutdown itself, not after the
+    // election task has woken up to pass it on: the release waits for the
+    // work's return only, one task hop sooner.
+    let store = memory();
+    let (_, shutdown, run, mut rx) = reporting("a", &store);
     let leadership = rx.recv().await.expect("the work started");
     assert!(!leadership.is_cancelled());
     shutdown.cancel();
@@ -265,25 +281,7 @@ async fn a_term_ended_by_another_writer_says_it_was_taken() {
     use tenure_core::{LeaderRecord, LockStore};
     for foreign in [true, false] {
         let store = memory();
-        let elector = LeaderElector::builder(Arc::new(store.clone()), "a")
-            .build()
-            .unwrap();
-        let shutdown = CancellationToken::new();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let run = tokio::spawn({
-            let (elector, shutdown) = (elector.clone(), shutdown.clone());
-            async move {
-                elector
-                    .run(shutdown, move |leadership| {
-                        let tx = tx.clone();
-                        async move {
-                            leadership.cancelled().await;
-                            let _ = tx.send(leadership.was_taken());
-                        }
-                    })
-                    .await
-            }
-        });
+        let (elector, shutdown, run, mut rx) = reporting("a", &store);
         wait_until(SEC, || elector.is_leader()).await;
         if foreign {
             let current = store.get().await.unwrap().unwrap();
@@ -294,8 +292,15 @@ async fn a_term_ended_by_another_writer_says_it_was_taken() {
         } else {
             shutdown.cancel();
         }
-        let taken = tokio::time::timeout(5 * SEC, rx.recv()).await.unwrap();
-        assert_eq!(taken, Some(foreign), "foreign release: {foreign}");
+        let leadership = rx.recv().await.expect("the work started");
+        tokio::time::timeout(5 * SEC, leadership.cancelled())
+            .await
+            .expect("the term ended");
+        assert_eq!(
+            leadership.was_taken(),
+            foreign,
+            "foreign release: {foreign}"
+        );
         shutdown.cancel();
         let _ = run.await;
     }
