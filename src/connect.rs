@@ -261,7 +261,7 @@ async fn connect_etcd(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError>
         builder = builder.prefix(prefix);
     }
     if let Some((user, password)) = url.credentials() {
-        builder = builder.username(user).password(password);
+        builder = builder.auth(user, password);
     }
     if tls {
         // Read without blocking the runtime's thread (a slow or network file system).

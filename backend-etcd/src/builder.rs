@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
-use tenure_core::backend::{self, REDACTED};
+use tenure_core::backend::{self, Pem, REDACTED, Secret};
 use tenure_core::{StoreError, validate_lock_name};
 
 use crate::client::EtcdClient;
@@ -37,10 +37,11 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 /// let tls = EtcdTls::new().ca_pem(ca).client_identity_pem(cert, key);
 /// assert!(!format!("{tls:?}").contains("PRIVATE"));
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct EtcdTls {
-    ca_pem: Option<Vec<u8>>,
-    identity: Option<(Vec<u8>, Vec<u8>)>,
+    ca_pem: Option<Pem>,
+    /// The certificate and its private key.
+    identity: Option<(Pem, PrivateKey)>,
     domain: Option<String>,
 }
 
@@ -53,7 +54,7 @@ impl EtcdTls {
 
     /// Trusts the CA certificate(s) in `pem` for the servers' certificates.
     pub fn ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca_pem = Some(pem.into());
+        self.ca_pem = Some(Pem(pem.into()));
         self
     }
 
@@ -63,7 +64,7 @@ impl EtcdTls {
         cert_pem: impl Into<Vec<u8>>,
         key_pem: impl Into<Vec<u8>>,
     ) -> Self {
-        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self.identity = Some((Pem(cert_pem.into()), PrivateKey(key_pem.into())));
         self
     }
 
@@ -77,10 +78,10 @@ impl EtcdTls {
     fn to_options(&self) -> TlsOptions {
         let mut tls = TlsOptions::new();
         if let Some(ca) = &self.ca_pem {
-            tls = tls.ca_certificate(Certificate::from_pem(ca));
+            tls = tls.ca_certificate(Certificate::from_pem(&ca.0));
         }
         if let Some((cert, key)) = &self.identity {
-            tls = tls.identity(Identity::from_pem(cert, key));
+            tls = tls.identity(Identity::from_pem(&cert.0, &key.0));
         }
         if let Some(domain) = &self.domain {
             tls = tls.domain_name(domain.clone());
@@ -89,21 +90,11 @@ impl EtcdTls {
     }
 }
 
-impl fmt::Debug for EtcdTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdTls")
-            .field("ca", &self.ca_pem.as_ref().map(|_| "<pem>"))
-            .field("client_identity", &self.identity.as_ref().map(|_| REDACTED))
-            .field("domain", &self.domain)
-            .finish()
-    }
-}
-
-/// A password that never prints.
+/// A client's private key (PEM): `Debug` never shows it.
 #[derive(Clone)]
-pub(crate) struct Password(String);
+struct PrivateKey(Vec<u8>);
 
-impl fmt::Debug for Password {
+impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
     }
@@ -121,16 +112,22 @@ impl fmt::Debug for Password {
 /// on first use, so a client can be built before etcd is up.
 #[must_use = "a builder does nothing until built"]
 pub struct EtcdBuilder<Target = EtcdClient> {
+    settings: EtcdSettings,
+    target: PhantomData<fn() -> Target>,
+}
+
+/// What an [`EtcdBuilder`] holds, whatever it builds.
+#[derive(Clone, Debug)]
+struct EtcdSettings {
     endpoints: Vec<String>,
     /// The lock's name, when building an [`EtcdStore`].
     name: Option<String>,
     prefix: String,
-    username: Option<String>,
-    password: Option<Password>,
+    /// User and password.
+    login: Option<(String, Secret)>,
     tls: Option<EtcdTls>,
     request_timeout: Duration,
     max_requests_in_flight: Option<usize>,
-    target: PhantomData<fn() -> Target>,
 }
 
 /// Builds an [`EtcdClient`], shared by many locks.
@@ -143,46 +140,28 @@ pub type EtcdStoreBuilder = EtcdBuilder<EtcdStore>;
 
 impl<T> Clone for EtcdBuilder<T> {
     fn clone(&self) -> Self {
-        EtcdBuilder {
-            endpoints: self.endpoints.clone(),
-            name: self.name.clone(),
-            prefix: self.prefix.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            tls: self.tls.clone(),
-            request_timeout: self.request_timeout,
-            max_requests_in_flight: self.max_requests_in_flight,
-            target: PhantomData,
-        }
+        Self::with(self.settings.clone())
     }
 }
 
 impl<T> fmt::Debug for EtcdBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdBuilder")
-            .field("endpoints", &self.endpoints)
-            .field("name", &self.name)
-            .field("prefix", &self.prefix)
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .field("tls", &self.tls)
-            .field("request_timeout", &self.request_timeout)
-            .field("max_requests_in_flight", &self.max_requests_in_flight)
-            .finish()
+        // The settings' derived Debug: the password is a `Secret`.
+        f.debug_tuple("EtcdBuilder").field(&self.settings).finish()
     }
 }
 
 impl EtcdStoreBuilder {
     pub(crate) fn new_store(endpoints: Vec<String>, name: String) -> Self {
         let mut builder = EtcdClientBuilder::new(endpoints).retarget();
-        builder.name = Some(name);
+        builder.settings.name = Some(name);
         builder
     }
 
     /// Validates the lock name, then builds its client as
     /// [`EtcdClientBuilder::build`] does.
     pub async fn build(mut self) -> Result<EtcdStore, StoreError> {
-        let name = self.name.take().unwrap_or_default();
+        let name = self.settings.name.take().unwrap_or_default();
         validate_lock_name(&name)?;
         let store = self.retarget::<EtcdClient>().build().await?.store(&name)?;
         tracing::debug!(lock = %store.inner.describe, "etcd store ready");
@@ -191,47 +170,38 @@ impl EtcdStoreBuilder {
 }
 
 impl<T> EtcdBuilder<T> {
-    /// The same settings, building something else.
-    fn retarget<U>(self) -> EtcdBuilder<U> {
+    fn with(settings: EtcdSettings) -> Self {
         EtcdBuilder {
-            endpoints: self.endpoints,
-            name: self.name,
-            prefix: self.prefix,
-            username: self.username,
-            password: self.password,
-            tls: self.tls,
-            request_timeout: self.request_timeout,
-            max_requests_in_flight: self.max_requests_in_flight,
+            settings,
             target: PhantomData,
         }
+    }
+
+    /// The same settings, building something else.
+    fn retarget<U>(self) -> EtcdBuilder<U> {
+        EtcdBuilder::with(self.settings)
     }
 
     /// The key prefix (default [`DEFAULT_PREFIX`]); a lock's key is the
     /// prefix followed by the lock name, so give the separator too
     /// (`/app/locks/`).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
-    /// Authenticates as `username` (etcd's user/password auth; give the
-    /// [`password`](Self::password) too).
-    pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
-        self
-    }
-
-    /// The password of [`username`](Self::username). It is kept out of
-    /// every `Debug`, description, log and error.
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(Password(password.into()));
+    /// Logs in as `username` with `password` (etcd's user/password
+    /// auth), one setter for both because etcd needs both. The password is
+    /// kept out of every `Debug`, description, log and error.
+    pub fn auth(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.settings.login = Some((username.into(), Secret::new(password)));
         self
     }
 
     /// Talks TLS (mTLS with a client identity). Endpoints are then given as
     /// `https://host:port` or `host:port`.
     pub fn tls(mut self, tls: EtcdTls) -> Self {
-        self.tls = Some(tls);
+        self.settings.tls = Some(tls);
         self
     }
 
@@ -240,7 +210,7 @@ impl<T> EtcdBuilder<T> {
     /// [`StoreError::Unavailable`], so a hung server cannot hang a caller.
     /// Also bounds connecting and detecting a dead watch connection.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.settings.request_timeout = timeout;
         self
     }
 
@@ -269,7 +239,7 @@ impl<T> EtcdBuilder<T> {
     /// # Ok(()) }
     /// ```
     pub fn max_requests_in_flight(mut self, max: usize) -> Self {
-        self.max_requests_in_flight = Some(max);
+        self.settings.max_requests_in_flight = Some(max);
         self
     }
 
@@ -283,17 +253,15 @@ impl<T> EtcdBuilder<T> {
 
 impl EtcdClientBuilder {
     pub(crate) fn new(endpoints: Vec<String>) -> Self {
-        EtcdBuilder {
+        Self::with(EtcdSettings {
             endpoints,
             name: None,
             prefix: DEFAULT_PREFIX.to_owned(),
-            username: None,
-            password: None,
+            login: None,
             tls: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_requests_in_flight: None,
-            target: PhantomData,
-        }
+        })
     }
 
     /// Validates the settings and creates the client.
@@ -304,67 +272,64 @@ impl EtcdClientBuilder {
     /// [`StoreError::Unauthorized`], an unreachable cluster
     /// [`StoreError::Unavailable`].
     pub async fn build(self) -> Result<EtcdClient, StoreError> {
-        if self.endpoints.is_empty() {
+        let settings = self.settings;
+        if settings.endpoints.is_empty() {
             return Err(StoreError::invalid_config("no etcd endpoint given"));
         }
-        if self.endpoints.iter().any(|e| e.contains('@')) {
+        if settings.endpoints.iter().any(|e| e.contains('@')) {
             // Never echo the endpoint: it may hold a password.
             return Err(StoreError::invalid_config(
-                "credentials in etcd endpoint URLs are not supported; use EtcdClientBuilder::username and ::password",
+                "credentials in etcd endpoint URLs are not supported; use EtcdClientBuilder::auth",
             ));
         }
-        if let Some(bad) = self.endpoints.iter().find_map(|e| endpoint_port_problem(e)) {
+        if let Some(bad) = settings
+            .endpoints
+            .iter()
+            .find_map(|e| endpoint_port_problem(e))
+        {
             return Err(StoreError::invalid_config(bad));
         }
-        if self.request_timeout.is_zero() {
+        if settings.request_timeout.is_zero() {
             return Err(StoreError::invalid_config(
                 "request_timeout must be greater than 0",
             ));
         }
-        if self.max_requests_in_flight == Some(0) {
+        if settings.max_requests_in_flight == Some(0) {
             return Err(StoreError::invalid_config(
                 "max_requests_in_flight must be at least 1",
             ));
         }
         let mut options = ConnectOptions::new()
-            .with_connect_timeout(self.request_timeout)
-            .with_keep_alive(KEEP_ALIVE_INTERVAL, self.request_timeout)
+            .with_connect_timeout(settings.request_timeout)
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, settings.request_timeout)
             .with_keep_alive_while_idle(false)
             // A member cut off from the quorum fails calls instead of
             // serving a stale view (and cancels watches).
             .with_require_leader(true);
-        match (&self.username, &self.password) {
-            (Some(name), Some(password)) => {
-                options = options
-                    .with_user(name.clone(), password.0.clone())
-                    .with_auto_token_refresh(true);
-            }
-            (None, None) => {}
-            _ => {
-                return Err(StoreError::invalid_config(
-                    "etcd authentication needs both a username and a password",
-                ));
-            }
+        if let Some((name, password)) = &settings.login {
+            options = options
+                .with_user(name.clone(), password.expose())
+                .with_auto_token_refresh(true);
         }
-        if let Some(tls) = &self.tls {
+        if let Some(tls) = &settings.tls {
             options = options.with_tls(tls.to_options());
         }
-        let connect = Client::connect(&self.endpoints, Some(options));
-        let client = backend::within(self.request_timeout, "connecting to etcd", async {
+        let connect = Client::connect(&settings.endpoints, Some(options));
+        let client = backend::within(settings.request_timeout, "connecting to etcd", async {
             connect.await.map_err(map_error)
         })
         .await?;
         let client = EtcdClient {
             client,
-            endpoints: self.endpoints.into(),
-            username: self.username,
-            prefix: self.prefix,
-            request_timeout: self.request_timeout,
-            tls: self.tls.is_some(),
-            slots: self
+            endpoints: settings.endpoints.into(),
+            username: settings.login.map(|(user, _)| user),
+            prefix: settings.prefix,
+            request_timeout: settings.request_timeout,
+            tls: settings.tls.is_some(),
+            slots: settings
                 .max_requests_in_flight
                 .map(|max| Arc::new(tokio::sync::Semaphore::new(max))),
-            max_requests_in_flight: self.max_requests_in_flight,
+            max_requests_in_flight: settings.max_requests_in_flight,
         };
         tracing::debug!(client = ?client, "etcd client ready");
         Ok(client)
@@ -419,8 +384,7 @@ mod tests {
     #[test]
     fn debug_hides_password_and_key() {
         let b = EtcdStoreBuilder::new_store(vec!["h:1".into()], "l".into())
-            .username("root")
-            .password("s3cret-pw")
+            .auth("root", "s3cret-pw")
             .tls(EtcdTls::new().client_identity_pem("CERT", "PRIVATE-KEY-BYTES"));
         let dbg = format!("{b:?}");
         assert!(!dbg.contains("s3cret-pw"), "{dbg}");

@@ -55,7 +55,7 @@ impl EtcdStore {
     /// use tenure_etcd::EtcdStore;
     /// let store = EtcdStore::builder(["http://10.0.0.1:2379", "http://10.0.0.2:2379"], "my-lock")
     ///     .prefix("/my-app/locks/")
-    ///     .username("app").password("secret")
+    ///     .auth("app", "secret")
     ///     .build()
     ///     .await?;
     /// # let _ = store; Ok(()) }

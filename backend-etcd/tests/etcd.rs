@@ -368,8 +368,7 @@ async fn auth_wrong_password_is_unauthorized() {
     let eps = etcd.endpoints();
 
     let wrong = EtcdStore::builder(eps.clone(), "auth")
-        .username("root")
-        .password("not-the-password")
+        .auth("root", "not-the-password")
         .build()
         .await;
     match wrong {
@@ -386,8 +385,7 @@ async fn auth_wrong_password_is_unauthorized() {
         Err(StoreError::Unauthorized { .. })
     ));
     let nobody = EtcdStore::builder(eps.clone(), "auth")
-        .username("nobody")
-        .password("nobody-pw")
+        .auth("nobody", "nobody-pw")
         .build()
         .await
         .unwrap();
@@ -399,8 +397,7 @@ async fn auth_wrong_password_is_unauthorized() {
 
     // The right password works.
     let root = EtcdStore::builder(eps, "auth")
-        .username("root")
-        .password(SECRET)
+        .auth("root", SECRET)
         .build()
         .await
         .unwrap();
@@ -440,9 +437,7 @@ async fn no_secret_in_debug_describe_errors_or_logs() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let builder = EtcdStore::builder(eps.clone(), "secrets")
-        .username("root")
-        .password(SECRET);
+    let builder = EtcdStore::builder(eps.clone(), "secrets").auth("root", SECRET);
     let mut seen = vec![format!("{builder:?}")];
     let s = builder.build().await.unwrap();
     seen.push(format!("{s:?}"));
@@ -455,8 +450,7 @@ async fn no_secret_in_debug_describe_errors_or_logs() {
     seen.push(format!("{:?}", s.get().await));
     // Errors: a wrong password, a stale version, an unreachable server.
     let wrong = EtcdStore::builder(eps.clone(), "secrets")
-        .username("root")
-        .password(format!("{SECRET}-wrong"))
+        .auth("root", format!("{SECRET}-wrong"))
         .build()
         .await
         .unwrap_err();
@@ -472,8 +466,7 @@ async fn no_secret_in_debug_describe_errors_or_logs() {
         )],
         "secrets",
     )
-    .username("root")
-    .password(SECRET)
+    .auth("root", SECRET)
     .request_timeout(Duration::from_millis(500))
     .build()
     .await

@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Script};
 use tenure_core::StoreError;
-use tenure_core::backend::{REDACTED, Redactor, redact_url};
+use tenure_core::backend::{Pem, Redactor, Secret, redact_url};
 use tokio::sync::Mutex;
 use tracing::Instrument;
 
@@ -266,16 +266,22 @@ impl Drop for AbandonGuard<'_> {
 /// ```
 #[must_use = "a builder does nothing until built"]
 pub struct RedisBuilder<Target = RedisClient> {
-    url: String,
+    settings: RedisSettings,
+    target: PhantomData<fn() -> Target>,
+}
+
+/// What a [`RedisBuilder`] holds, whatever it builds.
+#[derive(Clone, Debug)]
+struct RedisSettings {
+    url: Url,
     /// The lock's name, when building a [`RedisStore`].
     name: Option<String>,
     prefix: String,
     username: Option<String>,
-    password: Option<String>,
+    password: Option<Secret>,
     request_timeout: Duration,
     expire_after_leases: u32,
-    root_cert_pem: Option<Vec<u8>>,
-    target: PhantomData<fn() -> Target>,
+    root_cert_pem: Option<Pem>,
 }
 
 /// Builds a [`RedisClient`], shared by many locks.
@@ -288,39 +294,31 @@ pub type RedisStoreBuilder = RedisBuilder<RedisStore>;
 
 impl<T> Clone for RedisBuilder<T> {
     fn clone(&self) -> Self {
-        RedisBuilder {
-            url: self.url.clone(),
-            name: self.name.clone(),
-            prefix: self.prefix.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-            request_timeout: self.request_timeout,
-            expire_after_leases: self.expire_after_leases,
-            root_cert_pem: self.root_cert_pem.clone(),
-            target: PhantomData,
-        }
+        Self::with(self.settings.clone())
     }
 }
 
 impl<T> fmt::Debug for RedisBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBuilder")
-            .field("url", &redact_url(&self.url))
-            .field("name", &self.name)
-            .field("prefix", &self.prefix)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| REDACTED))
-            .field("request_timeout", &self.request_timeout)
-            .field("expire_after_leases", &self.expire_after_leases)
-            .field("root_cert_pem", &self.root_cert_pem.is_some())
-            .finish()
+        // The settings' derived Debug: the passwords are redacted.
+        f.debug_tuple("RedisBuilder").field(&self.settings).finish()
+    }
+}
+
+/// A Redis URL, which may hold a password: `Debug` shows it redacted.
+#[derive(Clone)]
+struct Url(String);
+
+impl fmt::Debug for Url {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
     }
 }
 
 impl RedisClientBuilder {
     pub(crate) fn new(url: String) -> Self {
-        RedisBuilder {
-            url,
+        Self::with(RedisSettings {
+            url: Url(url),
             name: None,
             prefix: DEFAULT_PREFIX.to_owned(),
             username: None,
@@ -328,8 +326,7 @@ impl RedisClientBuilder {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             expire_after_leases: 0,
             root_cert_pem: None,
-            target: PhantomData,
-        }
+        })
     }
 
     /// Checks the settings, connects and checks that the server answers.
@@ -349,7 +346,7 @@ impl RedisClientBuilder {
 impl RedisStoreBuilder {
     pub(crate) fn new_store(url: String, name: String) -> Self {
         let mut builder = RedisClientBuilder::new(url).retarget();
-        builder.name = Some(name);
+        builder.settings.name = Some(name);
         builder
     }
 
@@ -359,45 +356,42 @@ impl RedisStoreBuilder {
     /// Errors: [`StoreError::InvalidName`] for a bad lock name, then those
     /// of [`RedisClientBuilder::build`].
     pub async fn build(mut self) -> Result<RedisStore, StoreError> {
-        let name = self.name.take().unwrap_or_default();
+        let name = self.settings.name.take().unwrap_or_default();
         tenure_core::validate_lock_name(&name)?;
         self.retarget::<RedisClient>().build().await?.store(&name)
     }
 }
 
 impl<T> RedisBuilder<T> {
-    /// The same settings, building something else.
-    fn retarget<U>(self) -> RedisBuilder<U> {
+    fn with(settings: RedisSettings) -> Self {
         RedisBuilder {
-            url: self.url,
-            name: self.name,
-            prefix: self.prefix,
-            username: self.username,
-            password: self.password,
-            request_timeout: self.request_timeout,
-            expire_after_leases: self.expire_after_leases,
-            root_cert_pem: self.root_cert_pem,
+            settings,
             target: PhantomData,
         }
+    }
+
+    /// The same settings, building something else.
+    fn retarget<U>(self) -> RedisBuilder<U> {
+        RedisBuilder::with(self.settings)
     }
 
     /// The prefix of every lock's key (default `tenure:`): the key is
     /// `{prefix}{{lock}}` (see [`lock_key`](crate::lock_key)).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.settings.prefix = prefix.into();
         self
     }
 
     /// The ACL user to log in as (overrides the URL's).
     pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
+        self.settings.username = Some(username.into());
         self
     }
 
     /// The password to log in with (overrides the URL's). It never appears
     /// in `Debug`, [`describe`](tenure_core::LockStore::describe), logs or errors.
     pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
+        self.settings.password = Some(Secret::new(password));
         self
     }
 
@@ -405,7 +399,7 @@ impl<T> RedisBuilder<T> {
     /// fails with [`StoreError::Unavailable`] (default 5 s), so a server
     /// that stopped answering cannot hang a call.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.settings.request_timeout = timeout;
         self
     }
 
@@ -420,26 +414,27 @@ impl<T> RedisBuilder<T> {
     /// before then (10 is a good value), and do not use expiry when
     /// fencing tokens must rise forever.
     pub fn expire_after_leases(mut self, leases: u32) -> Self {
-        self.expire_after_leases = leases;
+        self.settings.expire_after_leases = leases;
         self
     }
 
     /// Trusts only these CA certificates (PEM) for `rediss://` connections,
     /// instead of the system's roots (the default).
     pub fn tls_root_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_cert_pem = Some(pem.into());
+        self.settings.root_cert_pem = Some(Pem(pem.into()));
         self
     }
 
     /// Everything a client's `build` does but the round trip.
     pub(crate) fn build_unconnected(self) -> Result<RedisClient, StoreError> {
-        if self.request_timeout.is_zero() {
+        let settings = self.settings;
+        if settings.request_timeout.is_zero() {
             return Err(StoreError::invalid_config(
                 "request_timeout must be above zero",
             ));
         }
         let mut redactor = Redactor::default();
-        if let Ok(url) = url::Url::parse(&self.url)
+        if let Ok(url) = url::Url::parse(&settings.url.0)
             && let Some(p) = url.password()
         {
             redactor.add(p);
@@ -447,23 +442,29 @@ impl<T> RedisBuilder<T> {
                 redactor.add(&decoded);
             }
         }
-        if let Some(p) = &self.password {
-            redactor.add(p);
+        if let Some(p) = &settings.password {
+            redactor.add(p.expose());
         }
-        let mut info: ConnectionInfo = self.url.as_str().into_connection_info().map_err(|e| {
-            StoreError::invalid_config(redactor.scrub(format!("invalid Redis URL: {e}")))
-        })?;
+        let mut info: ConnectionInfo =
+            settings
+                .url
+                .0
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| {
+                    StoreError::invalid_config(redactor.scrub(format!("invalid Redis URL: {e}")))
+                })?;
         if let Some(p) = &info.redis.password {
             redactor.add(p);
         }
-        if let Some(user) = self.username {
+        if let Some(user) = settings.username {
             info.redis.username = Some(user);
         }
-        if let Some(password) = self.password {
-            info.redis.password = Some(password);
+        if let Some(password) = settings.password {
+            info.redis.password = Some(password.expose().to_owned());
         }
         let target = describe_target(&info);
-        let client = match self.root_cert_pem {
+        let client = match settings.root_cert_pem {
             None => redis::Client::open(info),
             Some(root_cert) => {
                 if !matches!(info.addr, ConnectionAddr::TcpTls { .. }) {
@@ -475,7 +476,7 @@ impl<T> RedisBuilder<T> {
                     info,
                     redis::TlsCertificates {
                         client_tls: None,
-                        root_cert: Some(root_cert),
+                        root_cert: Some(root_cert.0),
                     },
                 )
             }
@@ -487,9 +488,9 @@ impl<T> RedisBuilder<T> {
             shared: Arc::new(Shared {
                 client,
                 target,
-                prefix: self.prefix,
-                request_timeout: self.request_timeout,
-                expire_after_leases: self.expire_after_leases,
+                prefix: settings.prefix,
+                request_timeout: settings.request_timeout,
+                expire_after_leases: settings.expire_after_leases,
                 redactor,
                 script: Script::new(CAS_SCRIPT),
                 hub: Hub::default(),

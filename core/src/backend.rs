@@ -47,6 +47,49 @@ use crate::store::StoreError;
 /// What a secret is replaced with, everywhere.
 pub const REDACTED: &str = "***";
 
+/// A secret (a password, a token) held by a builder or a client: its
+/// `Debug` prints [`REDACTED`], so a derived `Debug` of the settings that
+/// hold it cannot leak it.
+///
+/// ```
+/// use tenure_core::backend::Secret;
+///
+/// let password = Secret::new("hunter2");
+/// assert_eq!(password.expose(), "hunter2");
+/// assert_eq!(format!("{password:?}"), "***");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Holds `secret`.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself, to hand to the store's client; never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// PEM bytes (a certificate) that `Debug` shows as `<pem>`, not as
+/// thousands of numbers.
+#[derive(Clone)]
+pub struct Pem(pub Vec<u8>);
+
+impl fmt::Debug for Pem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<pem>")
+    }
+}
+
 /// Exponential backoff between reconnection attempts of a watch:
 /// `min`, doubling up to `max`, back to `min` after a success; with
 /// [`jittered`](Self::jittered), each wait drawn between half and all of
