@@ -88,7 +88,7 @@
 //! // A coordination.k8s.io/v1 Lease, as client-go writes it.
 //! let lock = LeaseLock::builder("my-controller")
 //!     .namespace("default")
-//!     .renew_deadline(Duration::from_secs(10))
+//!     .request_timeout(Duration::from_secs(5))
 //!     .build()
 //!     .await?;
 //! let identity = std::env::var("HOSTNAME")?;

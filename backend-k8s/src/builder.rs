@@ -10,29 +10,26 @@ use tenure_core::{StoreError, validate_lock_name};
 
 use crate::SharedWatch;
 
-/// The default renew deadline the request timeout is derived from, as
-/// [`ElectionConfig`](tenure_core::ElectionConfig)'s default.
-pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
-
-/// The shortest request timeout derived from a renew deadline.
-pub const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one request to the API server may take unless
+/// [`LockBuilder::request_timeout`] says otherwise: half the elector's
+/// default renew deadline, as the Redis and etcd stores' default.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds a [`LeaseLock`](crate::LeaseLock),
 /// [`ConfigMapLock`](crate::ConfigMapLock) or
 /// [`MultiLock`](crate::MultiLock); see their `builder` functions.
 ///
-/// Each request to the API server gets a timeout of
-/// `max(1 s, renew_deadline / 2)` (with the default renew deadline of 10 s:
-/// 5 s), so that a hung API server costs a leader at most half its renew
-/// deadline per attempt; [`request_timeout`](Self::request_timeout) sets it
-/// directly.
+/// Each request to the API server times out after
+/// [`request_timeout`](Self::request_timeout) (default 5 s). Keep it at
+/// most half the elector's renew deadline, so that a hung API server costs
+/// a leader at most half its renew deadline per attempt and leaves time
+/// for a retry.
 #[must_use = "a builder does nothing until built"]
 pub struct LockBuilder<L> {
     name: String,
     namespace: Option<String>,
     client: Option<Client>,
-    renew_deadline: Duration,
-    request_timeout: Option<Duration>,
+    request_timeout: Duration,
     owners: Vec<OwnerReference>,
     shared_watch: Option<SharedWatch>,
     lock: PhantomData<fn() -> L>,
@@ -45,7 +42,7 @@ impl<L> fmt::Debug for LockBuilder<L> {
             .field("name", &self.name)
             .field("namespace", &self.namespace)
             .field("client", &self.client.as_ref().map(|_| "given"))
-            .field("request_timeout", &self.effective_request_timeout())
+            .field("request_timeout", &self.request_timeout)
             .field("owners", &self.owners.len())
             .field("shared_watch", &self.shared_watch.is_some())
             .finish()
@@ -68,8 +65,7 @@ impl<L> LockBuilder<L> {
             name: name.to_owned(),
             namespace: None,
             client: None,
-            renew_deadline: DEFAULT_RENEW_DEADLINE,
-            request_timeout: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             owners: Vec::new(),
             shared_watch: None,
             lock: PhantomData,
@@ -91,19 +87,22 @@ impl<L> LockBuilder<L> {
         self
     }
 
-    /// The elector's renew deadline: each request times out after
-    /// `max(1 s, renew_deadline / 2)` unless
-    /// [`request_timeout`](Self::request_timeout) is set.
-    pub fn renew_deadline(mut self, renew_deadline: Duration) -> Self {
-        self.renew_deadline = renew_deadline;
+    /// The timeout of each request (default [`DEFAULT_REQUEST_TIMEOUT`]);
+    /// a timed-out request is [`StoreError::Unavailable`]. Give at most
+    /// half the elector's renew deadline, so a leader whose request hung
+    /// has time to retry before its term ends.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
         self
     }
 
-    /// The timeout of each request (a timed-out request is
-    /// [`StoreError::Unavailable`]).
-    pub fn request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = Some(timeout);
-        self
+    /// Sets the request timeout to `max(1 s, renew_deadline / 2)`. This
+    /// copied the elector's setting and could drift from it: give
+    /// [`request_timeout`](Self::request_timeout) instead, as on every
+    /// other store.
+    #[deprecated(note = "use request_timeout (at most half the elector's renew deadline)")]
+    pub fn renew_deadline(self, renew_deadline: Duration) -> Self {
+        self.request_timeout((renew_deadline / 2).max(Duration::from_secs(1)))
     }
 
     /// Adds an owner reference to the object when the lock creates it (say,
@@ -123,16 +122,10 @@ impl<L> LockBuilder<L> {
         self
     }
 
-    /// The request timeout the built lock will use.
-    pub fn effective_request_timeout(&self) -> Duration {
-        self.request_timeout
-            .unwrap_or_else(|| (self.renew_deadline / 2).max(MIN_REQUEST_TIMEOUT))
-    }
-
     /// Validates the name and resolves the client and namespace.
     pub(crate) async fn parts(self) -> Result<Parts, StoreError> {
         validate_lock_name(&self.name)?;
-        let timeout = self.effective_request_timeout();
+        let timeout = self.request_timeout;
         if timeout.is_zero() {
             return Err(StoreError::invalid_config(
                 "the request timeout must be above zero",

@@ -59,7 +59,7 @@ mod shared_watch;
 mod watch;
 mod wire;
 
-pub use builder::{DEFAULT_RENEW_DEADLINE, LockBuilder, MIN_REQUEST_TIMEOUT};
+pub use builder::{DEFAULT_REQUEST_TIMEOUT, LockBuilder};
 pub use client::client_for;
 pub use locks::{ConfigMapLock, LeaseLock};
 pub use multilock::MultiLock;

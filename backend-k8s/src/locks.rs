@@ -128,7 +128,7 @@ object_lock! {
     ///
     /// let lock = LeaseLock::builder("my-controller")
     ///     .namespace("default")
-    ///     .renew_deadline(Duration::from_secs(10)) // requests time out after 5 s
+    ///     .request_timeout(Duration::from_secs(5)) // at most half the renew deadline
     ///     .build()
     ///     .await?;
     /// # Ok(()) }

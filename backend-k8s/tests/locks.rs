@@ -205,25 +205,38 @@ async fn an_unreachable_server_is_unavailable() {
 }
 
 #[tokio::test]
-async fn request_timeouts_follow_the_renew_deadline() {
+async fn the_request_timeout_is_the_stores_own_setting() {
     let env = env().await;
     let build = |b: tenure_k8s::LockBuilder<LeaseLock>| b.client(env.client()).namespace(NAMESPACE);
     let default = build(LeaseLock::builder("t")).build().await.unwrap();
-    assert_eq!(default.request_timeout(), Duration::from_secs(5));
-    let short = build(LeaseLock::builder("t").renew_deadline(Duration::from_millis(600)));
     assert_eq!(
-        short.build().await.unwrap().request_timeout(),
-        Duration::from_secs(1)
-    );
-    let long = build(LeaseLock::builder("t").renew_deadline(Duration::from_secs(30)));
-    assert_eq!(
-        long.build().await.unwrap().request_timeout(),
-        Duration::from_secs(15)
+        default.request_timeout(),
+        tenure_k8s::DEFAULT_REQUEST_TIMEOUT
     );
     let given = build(LeaseLock::builder("t").request_timeout(Duration::from_millis(250)));
     assert_eq!(
         given.build().await.unwrap().request_timeout(),
         Duration::from_millis(250)
+    );
+    #[allow(deprecated)] // the old way still works: half the deadline, at least 1 s
+    let (short, long) = (
+        build(LeaseLock::builder("t").renew_deadline(Duration::from_millis(600))),
+        build(LeaseLock::builder("t").renew_deadline(Duration::from_secs(30))),
+    );
+    assert_eq!(
+        short.build().await.unwrap().request_timeout(),
+        Duration::from_secs(1)
+    );
+    assert_eq!(
+        long.build().await.unwrap().request_timeout(),
+        Duration::from_secs(15)
+    );
+    let zero = build(LeaseLock::builder("t").request_timeout(Duration::ZERO))
+        .build()
+        .await;
+    assert!(
+        matches!(zero, Err(StoreError::InvalidConfig { .. })),
+        "{zero:?}"
     );
 }
 
