@@ -35,7 +35,7 @@ async fn a_client_has_at_most_its_cap_of_calls_in_flight() {
         let version = write(&store, &record).await;
         held.push((store, version));
     }
-    proxy.set(Fault::Latency(LATENCY));
+    proxy.set(Fault::Slow(LATENCY));
     let start = Instant::now();
     let renewals = held.iter().map(|(s, v)| s.update(&record, v));
     for renewal in futures::future::join_all(renewals).await {

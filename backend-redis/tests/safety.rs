@@ -183,7 +183,7 @@ async fn a_request_abandoned_by_its_caller_never_hangs_the_next_one() {
         .await
         .unwrap();
     store.get().await.unwrap();
-    proxy.set(tenure_conformance::Fault::BlackHole);
+    proxy.set(tenure_conformance::Fault::Hang);
     // The caller gives up long before request_timeout.
     let gave_up = tokio::time::timeout(Duration::from_millis(200), store.get()).await;
     assert!(gave_up.is_err());

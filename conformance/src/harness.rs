@@ -7,16 +7,21 @@ use async_trait::async_trait;
 use tenure_core::{LockStore, StoreError};
 
 /// How a [`FaultSwitch`] treats traffic between a client and its store.
+///
+/// The faults a network can show, named as their in-process twins in
+/// [`tenure_core::testing::Fault`] (which adds those only a wrapper can
+/// make: a lost reply, a starved caller). One vocabulary, two layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Forward everything.
     Pass,
-    /// Accept connections and bytes but never answer (a hung store).
-    BlackHole,
     /// Reset every connection (a store that refuses).
-    Reset,
+    Fail,
+    /// Accept connections and bytes but never answer (a hung store, a
+    /// black-holed network).
+    Hang,
     /// Forward with this extra delay on each direction.
-    Latency(Duration),
+    Slow(Duration),
 }
 
 /// Turns faults on and off for one store handle.

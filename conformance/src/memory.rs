@@ -79,9 +79,9 @@ impl FaultSwitch for Switch {
         use tenure_core::testing::Fault as Injected;
         self.0.set(match fault {
             Fault::Pass => Injected::Pass,
-            Fault::BlackHole => Injected::Hang,
-            Fault::Reset => Injected::Fail,
-            Fault::Latency(d) => Injected::Slow(d),
+            Fault::Fail => Injected::Fail,
+            Fault::Hang => Injected::Hang,
+            Fault::Slow(d) => Injected::Slow(d),
         });
     }
 }

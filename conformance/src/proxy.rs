@@ -21,7 +21,7 @@ use crate::harness::{Fault, FaultSwitch};
 /// use tenure_conformance::{Fault, FaultProxy};
 /// let proxy = FaultProxy::start(redis).await?;
 /// // point the client at proxy.addr(), then:
-/// proxy.set(Fault::BlackHole);
+/// proxy.set(Fault::Hang);
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -93,9 +93,9 @@ async fn serve(client: TcpStream, upstream: SocketAddr, mut fault: watch::Receiv
     let _ = client.set_nodelay(true);
     let current = *fault.borrow_and_update();
     match current {
-        Fault::Reset => return reset(client),
-        Fault::BlackHole => return swallow(client, fault).await,
-        Fault::Pass | Fault::Latency(_) => {}
+        Fault::Fail => return reset(client),
+        Fault::Hang => return swallow(client, fault).await,
+        Fault::Pass | Fault::Slow(_) => {}
     }
     let Ok(server) = TcpStream::connect(upstream).await else {
         return reset(client);
@@ -124,9 +124,9 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, fault: watch::Rec
         let current = *fault.borrow();
         match current {
             Fault::Pass => {}
-            Fault::Latency(d) => tokio::time::sleep(d).await,
-            Fault::BlackHole => continue, // swallowed: the peer waits forever
-            Fault::Reset => return,
+            Fault::Slow(d) => tokio::time::sleep(d).await,
+            Fault::Hang => continue, // swallowed: the peer waits forever
+            Fault::Fail => return,
         }
         if to.write_all(&buf[..n]).await.is_err() {
             return;
@@ -135,10 +135,10 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, fault: watch::Rec
 }
 
 async fn wait_for_reset(fault: &mut watch::Receiver<Fault>) {
-    let _ = fault.wait_for(|f| *f == Fault::Reset).await;
+    let _ = fault.wait_for(|f| *f == Fault::Fail).await;
 }
 
-/// Reads and discards until the client gives up or the fault becomes Reset.
+/// Reads and discards until the client gives up or the fault becomes Fail.
 async fn swallow(mut client: TcpStream, mut fault: watch::Receiver<Fault>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -193,14 +193,14 @@ mod tests {
         let proxy = FaultProxy::start(echo_server().await).await.unwrap();
         assert_eq!(round_trip(proxy.addr()).await.unwrap(), b"ping");
 
-        proxy.set(Fault::BlackHole);
+        proxy.set(Fault::Hang);
         let hung = tokio::time::timeout(Duration::from_millis(300), round_trip(proxy.addr())).await;
         assert!(hung.is_err(), "a black-holed connection must not answer");
 
-        proxy.set(Fault::Reset);
+        proxy.set(Fault::Fail);
         assert!(round_trip(proxy.addr()).await.is_err());
 
-        proxy.set(Fault::Latency(Duration::from_millis(100)));
+        proxy.set(Fault::Slow(Duration::from_millis(100)));
         let start = std::time::Instant::now();
         assert_eq!(round_trip(proxy.addr()).await.unwrap(), b"ping");
         assert!(start.elapsed() >= Duration::from_millis(200));

@@ -198,7 +198,7 @@ async fn fallback_to_slow_path_after_fast_path_fails() {
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
-    store.set(Mode::LoseNextReply);
+    store.set(Fault::LoseNextReply);
     tokio::time::sleep(3 * SEC).await; // the renew at 2 s lands, its reply is lost
     let lost = record(&memory).await;
     tokio::time::sleep(10 * SEC).await;
@@ -217,14 +217,14 @@ async fn fallback_to_slow_path_after_fast_path_fails() {
     assert_eq!(t.terms().len(), 1);
 }
 
-async fn step_down_on(mode: Mode) {
+async fn step_down_on(fault: Fault) {
     let memory = memory();
     let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
     tokio::time::sleep(Duration::from_millis(500)).await; // last renew at t0 + 0
-    store.set(mode);
+    store.set(fault);
     wait_until(11 * SEC, || !a.elector.is_leader()).await;
     // is_leader turns off by the clock; the work is told when the task runs.
     wait_until(SEC, || t.terms()[0].end.is_some()).await;
@@ -234,24 +234,24 @@ async fn step_down_on(mode: Mode) {
     assert_eq!(
         term.end.unwrap() - term.start,
         10 * SEC,
-        "{mode:?}: step down at the deadline"
+        "{fault:?}: step down at the deadline"
     );
     assert!(t.events().contains(&"a stopped".to_owned()));
     // Losing is not the end: when the store is back, it campaigns again and
     // the new term gets a new token.
-    store.set(Mode::Pass);
+    store.set(Fault::Pass);
     wait_until(20 * SEC, || a.elector.is_leader()).await;
     assert_eq!(a.elector.state().fencing_token, Some(1));
 }
 
 #[tokio::test(start_paused = true)]
 async fn renew_deadline_step_down_when_the_store_fails() {
-    step_down_on(Mode::Fail).await;
+    step_down_on(Fault::Fail).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn renew_deadline_step_down_when_the_store_hangs() {
-    step_down_on(Mode::Hang).await;
+    step_down_on(Fault::Hang).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -262,11 +262,11 @@ async fn validity_counts_from_the_request_start() {
     // i.e. 6 s after the work started, not 10.
     let memory = memory();
     let store = test_store(&memory);
-    store.set(Mode::Slow(SEC));
+    store.set(Fault::Slow(SEC));
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(5 * SEC, || a.elector.is_leader()).await;
-    store.set(Mode::Hang);
+    store.set(Fault::Hang);
     wait_until(11 * SEC, || !a.elector.is_leader()).await;
     wait_until(SEC, || t.terms()[0].end.is_some()).await;
     let term = t.terms()[0].clone();
@@ -315,7 +315,7 @@ async fn release_retries_on_conflict() {
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
-    store.set(Mode::LoseNextReply);
+    store.set(Fault::LoseNextReply);
     tokio::time::sleep(3 * SEC).await;
     a.shutdown.cancel();
     a.task.await.unwrap().unwrap();
@@ -402,7 +402,7 @@ async fn fencing_token_rises_across_successive_leaders() {
     wait_until(20 * SEC, || c.elector.is_leader()).await;
     let d = start(Arc::new(memory.clone()), spec("d"), &t);
     tokio::time::sleep(SEC).await;
-    c_store.set(Mode::Fail); // c steps down, d takes over after the lease
+    c_store.set(Fault::Fail); // c steps down, d takes over after the lease
     wait_until(20 * SEC, || d.elector.is_leader()).await;
     let tokens: Vec<(String, u64)> = t
         .terms()
@@ -535,9 +535,9 @@ async fn skew_rate_two_times_fast_clock_never_overlaps() {
             (&slow_store, &fast)
         };
         tokio::time::sleep(20 * SEC).await;
-        leader_store.set(Mode::Hang);
+        leader_store.set(Fault::Hang);
         wait_until(120 * SEC, || next.elector.is_leader()).await;
-        leader_store.set(Mode::Pass);
+        leader_store.set(Fault::Pass);
         t.assert_no_overlap();
     }
     assert_eq!(t.terms().len(), 5);
@@ -600,7 +600,7 @@ async fn a_failing_store_after_expiry_is_retried_at_the_poll_rate() {
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     tokio::time::sleep(SEC).await;
-    store.set(Mode::Fail);
+    store.set(Fault::Fail);
     let before = store.attempts();
     tokio::time::sleep(40 * SEC).await; // the lease expires at 15 s
     let tries = store.attempts() - before;
@@ -608,7 +608,7 @@ async fn a_failing_store_after_expiry_is_retried_at_the_poll_rate() {
         tries <= 45,
         "{tries} calls in 40 s: a retry loop without a pause"
     );
-    store.set(Mode::Pass);
+    store.set(Fault::Pass);
     wait_until(5 * SEC, || a.elector.is_leader()).await;
 }
 
@@ -626,7 +626,7 @@ async fn preemption_still_happens_when_the_first_attempt_failed() {
     );
     wait_until(SEC, || low.elector.is_leader()).await;
     let store = test_store(&memory);
-    store.set(Mode::Fail);
+    store.set(Fault::Fail);
     let high = start(
         store.clone(),
         Spec {
@@ -637,7 +637,7 @@ async fn preemption_still_happens_when_the_first_attempt_failed() {
         &t,
     );
     tokio::time::sleep(3 * SEC).await;
-    store.set(Mode::Pass);
+    store.set(Fault::Pass);
     wait_until(6 * SEC, || high.elector.is_leader()).await;
     wait_until(SEC, || !low.elector.is_leader()).await;
 }
@@ -707,7 +707,7 @@ async fn without_reacquire_a_lost_term_is_an_error() {
     let run = elector.run(CancellationToken::new(), move |l| {
         let failing = failing.clone();
         async move {
-            failing.set(Mode::Fail);
+            failing.set(Fault::Fail);
             l.cancelled().await;
         }
     });
@@ -739,7 +739,7 @@ async fn shutdown_during_a_winning_attempt_releases_what_it_won() {
     use tenure_core::{CancellationToken, LeaderElector};
     let memory = memory();
     let store = test_store(&memory);
-    store.set(Mode::Slow(SEC)); // get lands at 1 s, the create at 2 s
+    store.set(Fault::Slow(SEC)); // get lands at 1 s, the create at 2 s
     let elector = LeaderElector::builder(store.clone(), "a").build().unwrap();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

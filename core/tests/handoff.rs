@@ -167,7 +167,7 @@ async fn is_leader_turns_false_when_validity_ends_not_when_the_release_lands() {
     let leader = start(store.clone(), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
     let mut states = leader.elector.subscribe();
-    store.set(tenure_core::testing::Fault::Slow(2 * SEC));
+    store.set(Fault::Slow(2 * SEC));
     leader.shutdown.cancel();
     tokio::time::timeout(Duration::from_millis(10), states.wait_for(|s| !s.is_leader))
         .await
@@ -205,7 +205,7 @@ async fn a_candidate_stepping_down_is_healthy_while_its_release_is_slow() {
     // validity at the shutdown moves that to 10 s before it. So 9 s into
     // the release, a term still counted would be 19 s without a renew,
     // past the 15 s lease (the old code failed here with `since: 19s`).
-    store.set(tenure_core::testing::Fault::Slow(20 * SEC));
+    store.set(Fault::Slow(20 * SEC));
     leader.shutdown.cancel();
     tokio::time::sleep(9 * SEC).await;
     assert!(!leader.elector.is_leader());

@@ -48,7 +48,7 @@ async fn leader_gauge_follows_leadership() {
     let a = start(store.clone(), spec("a"), &t);
     wait_until(Duration::from_secs(1), || a.elector.is_leader()).await;
     assert_eq!(gauge(snapshotter, "memory://gauge"), Some(1.0));
-    store.set(Mode::Fail);
+    store.set(Fault::Fail);
     wait_until(Duration::from_secs(11), || !a.elector.is_leader()).await;
     // is_leader reads the clock; the gauge is set when the task runs next.
     wait_until(Duration::from_millis(100), || {
@@ -68,7 +68,7 @@ async fn leader_gauge_turns_off_when_validity_ends_not_when_the_release_lands() 
     let a = start(store.clone(), spec("a"), &t);
     wait_until(Duration::from_secs(1), || a.elector.is_leader()).await;
     assert_eq!(gauge(snapshotter, "memory://gauge-release"), Some(1.0));
-    store.set(Mode::Slow(Duration::from_secs(2)));
+    store.set(Fault::Slow(Duration::from_secs(2)));
     a.shutdown.cancel();
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(!a.elector.is_leader());

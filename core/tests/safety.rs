@@ -61,7 +61,7 @@ async fn a_deleted_record_is_the_last_holders_record_unchanged() {
     let follower = start(Arc::new(store.clone()), spec("follower"), &t);
     tokio::time::sleep(5 * SEC).await;
     assert_eq!(follower.elector.leader().as_deref(), Some("leader"));
-    leader_store.set(Mode::Hang);
+    leader_store.set(Fault::Hang);
     let cut = Instant::now();
     store.delete();
     wait_until(15 * SEC + POLL + SEC, || follower.elector.is_leader()).await;
@@ -175,15 +175,15 @@ async fn a_record_deleted_while_the_follower_was_blind_is_waited_out_from_when_i
     tokio::time::sleep(3 * SEC).await;
     assert_eq!(follower.elector.leader().as_deref(), Some("leader"));
     // The follower is blind for 20 s; the leader renews all along.
-    follower_store.set(Mode::Hang);
+    follower_store.set(Fault::Hang);
     tokio::time::sleep(20 * SEC).await;
     assert!(leader.elector.is_leader());
     // The leader is cut off (still valid for up to renew_deadline), the
     // record is deleted, and the follower sees again.
-    leader_store.set(Mode::Hang);
+    leader_store.set(Fault::Hang);
     store.delete();
     let found = Instant::now();
-    follower_store.set(Mode::Pass);
+    follower_store.set(Fault::Pass);
     wait_until(15 * SEC + 10 * SEC + POLL + SEC, || {
         follower.elector.is_leader()
     })
@@ -375,7 +375,7 @@ async fn a_renew_that_answers_once_validity_ended_does_not_revive_the_term() {
     let leader = start(leader_store.clone(), spec("leader"), &t);
     wait_until(SEC, || leader.elector.is_leader()).await;
     let late = DEFAULT.renew - DEFAULT.retry + 1;
-    leader_store.set(Mode::Starved(Duration::from_secs(late)));
+    leader_store.set(Fault::Starved(Duration::from_secs(late)));
     tokio::time::sleep(Duration::from_secs(3 * DEFAULT.renew)).await;
     assert!(
         t.events().iter().any(|e| e == "leader stopped"),
@@ -468,7 +468,7 @@ async fn lock_delay_holds_the_created_record() {
         })
     };
     tokio::time::sleep(SEC / 2).await;
-    x_store.set(tenure_core::testing::Fault::Fail);
+    x_store.set(Fault::Fail);
     // Whatever X wrote meanwhile goes (deleted), then A's term begins.
     tokio::time::sleep(SEC * 4 / 10).await;
     memory.delete();
@@ -478,7 +478,7 @@ async fn lock_delay_holds_the_created_record() {
     memory.delete();
     let deleted = Instant::now();
     tokio::time::sleep(SEC).await;
-    x_store.set(tenure_core::testing::Fault::Pass);
+    x_store.set(Fault::Pass);
     wait_until(15 * SEC + 2 * POLL, || x.is_leader()).await;
     let after = deleted.elapsed();
     assert!(

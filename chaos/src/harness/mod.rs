@@ -574,7 +574,7 @@ impl Harness {
             }
             Fault::CutOff | Fault::SkewWithin | Fault::SkewBeyond => {
                 for p in &self.candidates[i].proxies {
-                    p.set(ProxyFault::BlackHole);
+                    p.set(ProxyFault::Hang);
                 }
                 tokio::time::sleep(HOLD).await;
                 for p in &self.candidates[i].proxies {

@@ -473,7 +473,7 @@ pub async fn unreachable_leader_steps_down_and_is_replaced(f: &dyn StoreFactory)
     ];
     tokio::time::sleep(2 * RETRY).await;
     assert!(cut.is_leader() && leaders(&others).is_empty());
-    switch.set(Fault::BlackHole);
+    switch.set(Fault::Hang);
     let partitioned = Instant::now();
     wait_for(RENEW + MARGIN, "the cut-off leader steps down", || {
         !cut.is_leader()

@@ -30,7 +30,7 @@ pub async fn hung_store_fails_within_the_request_timeout(f: &dyn StoreFactory) {
     let record = LeaderRecord::held_by("a", Duration::from_secs(15));
     let v1 = store.create(&record).await.expect("create");
 
-    switch.set(Fault::BlackHole);
+    switch.set(Fault::Hang);
     let slowest = timeout + Duration::from_secs(2);
     for _ in 0..2 {
         let start = Instant::now();
@@ -56,7 +56,7 @@ pub async fn hung_store_fails_within_the_request_timeout(f: &dyn StoreFactory) {
         assert!(start.elapsed() < slowest, "{:?}", start.elapsed());
     }
 
-    switch.set(Fault::Reset);
+    switch.set(Fault::Fail);
     let start = Instant::now();
     let refused = store.get().await;
     assert!(
@@ -88,7 +88,7 @@ pub async fn hung_store_fails_within_the_request_timeout(f: &dyn StoreFactory) {
 /// call: the elector's own bounds (each attempt within the renew deadline).
 async fn a_hung_store_cannot_hang_the_elector(f: &dyn StoreFactory) {
     let (store, switch) = f.open_faulty("hung").await.expect("open faulty");
-    switch.set(Fault::BlackHole);
+    switch.set(Fault::Hang);
     let t = Timeline::default();
     let c = spawn(store, "a", &t, PLAIN);
     tokio::time::sleep(2 * LEASE).await;

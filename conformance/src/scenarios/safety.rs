@@ -49,7 +49,7 @@ async fn vanished_record_is_not_a_free_lock(f: &dyn StoreFactory, lock: &str, ho
     let follower = candidate(f, lock, "follower", &t, PLAIN).await;
     tokio::time::sleep(3 * RETRY).await;
     assert_eq!(follower.elector.leader().as_deref(), Some("old"));
-    switch.set(Fault::BlackHole);
+    switch.set(Fault::Hang);
     let cut = Instant::now();
     match how {
         Vanish::Delete => f.delete(lock).await,

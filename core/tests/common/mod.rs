@@ -15,7 +15,7 @@ use tokio::time::Instant;
 /// The engine's tests wrap a [`MemoryStore`] in the one fault-injecting
 /// store every suite shares.
 #[allow(unused_imports)] // not every test file injects faults
-pub use tenure_core::testing::Fault as Mode;
+pub use tenure_core::testing::Fault;
 pub type TestStore = FaultyStore<MemoryStore>;
 
 /// Wraps a clone of `memory` (which keeps the same record).
