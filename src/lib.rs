@@ -119,10 +119,10 @@ pub use tenure_core::metrics::LEADER_GAUGE;
 /// Re-exported so users need not depend on these crates for the types in our API.
 pub use tenure_core::{CancellationToken, async_trait};
 pub use tenure_core::{
-    Clock, ConfigError, ElectionConfig, ElectionError, ElectionState, ElectionTask, ErrorSource,
-    HealthError, KeyComparison, LeaderElector, LeaderElectorBuilder, LeaderRecord, Leadership,
-    LockStore, MAX_DURATION, MemoryStore, StoreError, TokioClock, UNKNOWN_HOLDER, Version,
-    Versioned, WatchEvent, WatchStream, validate_lock_name,
+    Clock, ConfigError, ElectionConfig, ElectionError, ElectionState, ElectionTask, ErrorChain,
+    ErrorSource, HealthError, KeyComparison, LeaderElector, LeaderElectorBuilder, LeaderRecord,
+    Leadership, LockStore, MAX_DURATION, MemoryStore, StoreError, TokioClock, UNKNOWN_HOLDER,
+    Version, Versioned, WatchEvent, WatchStream, validate_lock_name,
 };
 
 /// The Redis store (feature `redis`).

@@ -8,19 +8,20 @@ use tonic::Code;
 /// the server's message are kept: neither carries the request's
 /// credentials or token.
 pub(crate) fn map_error(err: Error) -> StoreError {
-    let mapped = match &err {
-        Error::GRpcStatus(status) => map_status(status.code(), status.message()),
-        Error::TransportError(e) => StoreError::unavailable(format!("etcd transport error: {e}")),
-        Error::IoError(e) => StoreError::unavailable(format!("etcd I/O error: {e}")),
-        Error::WatchError(e) => StoreError::unavailable(format!("etcd watch error: {e}")),
-        Error::InvalidUri(e) => StoreError::invalid_config(format!("invalid etcd endpoint: {e}")),
-        Error::InvalidArgs(e) => {
-            StoreError::invalid_config(format!("invalid etcd client arguments: {e}"))
+    // Each cause is said once: a gRPC status (the server's answer) in the
+    // message, as the whole story; a failure below it as the source, under
+    // a message of our own.
+    let words = match &err {
+        Error::GRpcStatus(status) => return map_status(status.code(), status.message()),
+        Error::TransportError(_) | Error::IoError(_) | Error::WatchError(_) => {
+            return StoreError::unavailable("etcd connection failed").with_source(err);
         }
-        Error::EndpointError(e) => StoreError::invalid_config(format!("etcd endpoint error: {e}")),
-        other => StoreError::other(format!("etcd client error: {other}")),
+        Error::InvalidUri(_) => "invalid etcd endpoint",
+        Error::InvalidArgs(_) => "invalid etcd client arguments",
+        Error::EndpointError(_) => "etcd endpoint error",
+        _ => return StoreError::other("etcd client error").with_source(err),
     };
-    mapped.with_source(err)
+    StoreError::invalid_config(words).with_source(err)
 }
 
 /// True when the call failed before the request reached a server (the

@@ -125,7 +125,7 @@ impl EtcdStore {
         match tokio::time::timeout_at(deadline, attempts).await {
             Ok(result) => result.map_err(|e| {
                 let e = map_error(e);
-                tracing::debug!(lock = %self.inner.describe, error = %e, "etcd {what} failed");
+                tracing::debug!(lock = %self.inner.describe, error = %tenure_core::ErrorChain(&e), "etcd {what} failed");
                 e
             }),
             Err(_) => {
@@ -213,7 +213,7 @@ impl LockStore for EtcdStore {
         match resp.take_kvs().first() {
             None => Ok(None),
             Some(kv) => decode(kv).map(Some).inspect_err(|e| {
-                tracing::warn!(lock = %self.inner.describe, error = %e, "foreign value under the lock key; leaving it untouched");
+                tracing::warn!(lock = %self.inner.describe, error = %tenure_core::ErrorChain(e), "foreign value under the lock key; leaving it untouched");
             }),
         }
     }

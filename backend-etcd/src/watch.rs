@@ -105,7 +105,7 @@ impl State {
                         self.pending.push_back(WatchEvent::Resync);
                     }
                     Err(e) => {
-                        tracing::debug!(lock = %self.describe, error = %e, "etcd watch could not be re-established; retrying")
+                        tracing::debug!(lock = %self.describe, error = %tenure_core::ErrorChain(&e), "etcd watch could not be re-established; retrying")
                     }
                 }
                 continue;
@@ -117,7 +117,7 @@ impl State {
                     self.open = None;
                 }
                 Err(e) => {
-                    tracing::debug!(lock = %self.describe, error = %map_error(e), "etcd watch failed; re-establishing");
+                    tracing::debug!(lock = %self.describe, error = %tenure_core::ErrorChain(&map_error(e)), "etcd watch failed; re-establishing");
                     self.open = None;
                 }
             }

@@ -579,8 +579,15 @@ async fn unreachable_endpoint_is_unavailable() {
         .await
         .expect("no round trip without a user");
     let start = Instant::now();
-    assert!(matches!(s.get().await, Err(StoreError::Unavailable { .. })));
+    let e = s.get().await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
     assert!(start.elapsed() < Duration::from_secs(3));
+    // The chain says why, each cause once.
+    tenure_core::testing::assert_causes_said_once(&e);
+    assert!(
+        tenure_core::ErrorChain(&e).to_string().contains("connect"),
+        "{e:?}"
+    );
 }
 
 /// The compare-and-swap round trip against the local etcd:

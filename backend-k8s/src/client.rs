@@ -36,7 +36,7 @@ use tower::retry::RetryLayer;
 /// ```
 pub fn client_for(config: Config) -> Result<Client, StoreError> {
     let bad = |e: kube::Error| {
-        StoreError::invalid_config(format!("cannot build a Kubernetes client: {e}")).with_source(e)
+        StoreError::invalid_config("cannot build a Kubernetes client").with_source(e)
     };
     if config.proxy_url.is_some() || config.auth_info.exec.is_some() {
         return Client::try_from(config).map_err(bad);
@@ -71,8 +71,7 @@ pub fn client_for(config: Config) -> Result<Client, StoreError> {
 /// `kube::Client::try_default()` finds it, built by [`client_for`].
 pub(crate) async fn infer() -> Result<Client, StoreError> {
     let config = Config::infer().await.map_err(|e| {
-        StoreError::invalid_config(format!("no Kubernetes client configuration: {e}"))
-            .with_source(e)
+        StoreError::invalid_config("no Kubernetes client configuration").with_source(e)
     })?;
     client_for(config)
 }

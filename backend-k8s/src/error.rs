@@ -10,7 +10,11 @@ use tenure_core::StoreError;
 /// kube's messages carry no credentials (the API server's say who we are,
 /// never with what).
 pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
-    let mapped = match &e {
+    // Each cause is said once: the API server's answer and a body that
+    // does not decode are said in the message, as the whole story; a
+    // failure below them (credentials, the connection) is the source, under
+    // a message of our own.
+    match &e {
         kube::Error::Api(status) => {
             let detail = if status.reason.is_empty() {
                 status.message.clone()
@@ -28,21 +32,23 @@ pub(crate) fn map_error(e: kube::Error, kind: &str, name: &str) -> StoreError {
                 code => StoreError::other(format!("HTTP {code}: {detail}")),
             }
         }
-        kube::Error::SerdeError(e) => {
-            StoreError::corrupt(format!("the {kind} {name:?} is not a valid {kind}: {e}"))
+        kube::Error::SerdeError(err) => {
+            StoreError::corrupt(format!("the {kind} {name:?} is not a valid {kind}: {err}"))
         }
         // Getting credentials failed (an exec plugin or a token file being
         // rotated): often transient, so not fatal; the API server's own
         // 401/403 above is.
-        kube::Error::Auth(e) => StoreError::unavailable(format!("credentials: {e}")),
+        kube::Error::Auth(_) => StoreError::unavailable("cannot get credentials").with_source(e),
         kube::Error::HyperError(_)
         | kube::Error::Service(_)
         | kube::Error::ReadEvents(_)
         | kube::Error::FromUtf8(_)
-        | kube::Error::LinesCodecMaxLineLengthExceeded => StoreError::unavailable(e.to_string()),
-        _ => StoreError::other(e.to_string()),
-    };
-    mapped.with_source(e)
+        | kube::Error::LinesCodecMaxLineLengthExceeded => {
+            StoreError::unavailable(format!("request for the {kind} {name:?} failed"))
+                .with_source(e)
+        }
+        _ => StoreError::other(format!("request for the {kind} {name:?} failed")).with_source(e),
+    }
 }
 
 /// The error of a write that lost a race, given a read made after it: a

@@ -191,7 +191,7 @@ impl<K: Codec> Watcher<K> {
                         // Watch from there at once.
                         Ok(_) => self.delivered = true,
                         Err(e) => {
-                            tracing::debug!(watch = %self.what, error = %e, "watch: list failed");
+                            tracing::debug!(watch = %self.what, error = %tenure_core::ErrorChain(&e), "watch: list failed");
                             self.phase = Phase::List;
                             self.resync = true;
                         }
@@ -209,7 +209,7 @@ impl<K: Codec> Watcher<K> {
                             return Change::Opened { resync };
                         }
                         Err(e) => {
-                            tracing::debug!(watch = %self.what, error = %e, "watch: reconnecting");
+                            tracing::debug!(watch = %self.what, error = %tenure_core::ErrorChain(&e), "watch: reconnecting");
                             self.resync = true;
                         }
                     }
@@ -286,7 +286,7 @@ impl<K: Codec> Watcher<K> {
                         // One undecodable event: the stream goes on.
                         Some(Err(kube::Error::SerdeError(_))) => (from, Change::Resync),
                         Some(Err(e)) => {
-                            tracing::debug!(watch = %self.what, error = %e, "watch: stream dropped, resuming");
+                            tracing::debug!(watch = %self.what, error = %tenure_core::ErrorChain(&e), "watch: stream dropped, resuming");
                             self.phase = Phase::Resume(from);
                             self.resync = true;
                             continue;

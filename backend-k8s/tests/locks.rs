@@ -198,10 +198,11 @@ async fn an_unreachable_server_is_unavailable() {
     let lock = LeaseLock::new(kube::Client::try_from(config).unwrap(), NAMESPACE, "x")
         .await
         .unwrap();
-    assert!(matches!(
-        lock.get().await,
-        Err(StoreError::Unavailable { .. })
-    ));
+    let e = lock.get().await.unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+    // The chain says why, each cause once.
+    tenure_core::testing::assert_causes_said_once(&e);
+    assert!(std::error::Error::source(&e).is_some(), "{e:?}");
 }
 
 #[tokio::test]

@@ -201,7 +201,7 @@ impl Shared {
                     self.discard(generation).await;
                 }
                 let err = classify(e, &self.redactor);
-                tracing::debug!(op, key, error = %err, "redis operation failed");
+                tracing::debug!(op, key, error = %tenure_core::ErrorChain(&err), "redis operation failed");
                 Err(err)
             }
             Err(_) => {

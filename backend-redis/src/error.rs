@@ -5,14 +5,13 @@ use tenure_core::StoreError;
 use tenure_core::backend::Redactor;
 
 /// Classifies a Redis error as tenure's [`StoreError`].
+///
+/// The message is the client's own, scrubbed of secrets, and there is no
+/// source: a Redis error's text is the whole story (its I/O cause
+/// included), so a chain says it once, and an unscrubbed copy of it can
+/// never leak through `source()`.
 pub(crate) fn classify(e: RedisError, redactor: &Redactor) -> StoreError {
-    let raw = e.to_string();
-    let message = redactor.scrub(raw.as_str());
-    // The client's error is kept as the source only when its message holds
-    // no secret: the source's own Display is not scrubbed.
-    let clean = message == raw;
-    let kind = classify_kind(&e, message);
-    if clean { kind.with_source(e) } else { kind }
+    classify_kind(&e, redactor.scrub(e.to_string()))
 }
 
 fn classify_kind(e: &RedisError, message: String) -> StoreError {
@@ -66,9 +65,12 @@ mod tests {
         ));
         let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(matches!(classify(io, &r), StoreError::Unavailable { .. }));
-        // The client's error is the source, unless its message holds a secret.
+        // The client's text is said once, in the message, with no source.
         let io2 = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(std::error::Error::source(&classify(io2, &r)).is_some());
+        let said = classify(io2, &r);
+        assert!(std::error::Error::source(&said).is_none());
+        let chain = tenure_core::ErrorChain(&said).to_string();
+        assert_eq!(chain.matches("refused").count(), 1, "{chain}");
         let mut secret = Redactor::default();
         secret.add("hunter2");
         let leaky = RedisError::from((ErrorKind::AuthenticationFailed, "bad", "hunter2".into()));

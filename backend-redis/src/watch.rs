@@ -275,7 +275,9 @@ async fn reconnect(shared: &Weak<Shared>, generation: u64, worked: bool) -> Opti
                 tracing::debug!("redis watch reconnected");
                 return Some(opened);
             }
-            Err(e) => tracing::debug!(error = %e, "redis watch reconnect failed"),
+            Err(e) => {
+                tracing::debug!(error = %tenure_core::ErrorChain(&e), "redis watch reconnect failed")
+            }
         }
         drop(live);
         drop(strong);

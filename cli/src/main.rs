@@ -68,11 +68,16 @@ impl Failure {
     }
 }
 
+/// An error and its causes, each once, on one line.
+pub fn said(e: &(dyn std::error::Error + 'static)) -> String {
+    tenure::ErrorChain(e).to_string()
+}
+
 impl From<tenure::ConnectError> for Failure {
     fn from(e: tenure::ConnectError) -> Self {
         match &e {
-            tenure::ConnectError::Store(s) if !s.is_bad_input() => Failure::runtime(e.to_string()),
-            _ => Failure::input(e.to_string()),
+            tenure::ConnectError::Store(s) if !s.is_bad_input() => Failure::runtime(said(&e)),
+            _ => Failure::input(said(&e)),
         }
     }
 }
@@ -80,9 +85,9 @@ impl From<tenure::ConnectError> for Failure {
 impl From<tenure::StoreError> for Failure {
     fn from(e: tenure::StoreError) -> Self {
         if e.is_bad_input() {
-            Failure::input(e.to_string())
+            Failure::input(said(&e))
         } else {
-            Failure::runtime(e.to_string())
+            Failure::runtime(said(&e))
         }
     }
 }

@@ -125,8 +125,8 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             }
         };
         result.map_err(|e| match &e {
-            tenure::ElectionError::Store(s) if s.is_bad_input() => Failure::input(e.to_string()),
-            _ => Failure::runtime(e.to_string()),
+            tenure::ElectionError::Store(s) if s.is_bad_input() => Failure::input(crate::said(&e)),
+            _ => Failure::runtime(crate::said(&e)),
         })?;
         let ended = outcome.lock().unwrap().take();
         match ended {

@@ -76,7 +76,9 @@ pub use elector::{ElectionError, ElectionTask, HealthError, LeaderElector, Leade
 pub use leadership::{ElectionState, Leadership};
 pub use memory::MemoryStore;
 pub use record::{LeaderRecord, UNKNOWN_HOLDER, Version, Versioned};
-pub use store::{ErrorSource, LockStore, StoreError, WatchEvent, WatchStream, validate_lock_name};
+pub use store::{
+    ErrorChain, ErrorSource, LockStore, StoreError, WatchEvent, WatchStream, validate_lock_name,
+};
 
 /// Re-exported so users need not depend on these crates for the types in our API.
 pub use async_trait::async_trait;

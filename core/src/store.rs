@@ -317,6 +317,49 @@ pub fn validate_lock_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An error and its causes on one line, `error: cause: cause`: how tenure
+/// logs errors, and how the CLI prints them. Each cause appears once,
+/// because tenure's errors put only their own words in their message and
+/// leave the client library's to [`source`](std::error::Error::source).
+///
+/// ```
+/// use tenure_core::{ErrorChain, StoreError};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let e = StoreError::unavailable("redis GET").with_source(io);
+/// assert_eq!(
+///     ErrorChain(&e).to_string(),
+///     "store unavailable: redis GET: connection refused"
+/// );
+/// ```
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut said = self.0.to_string();
+        f.write_str(&said)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            // Client libraries often repeat their source in their own
+            // message (kube's `ServiceError: {source}`): say it once.
+            let text = e.to_string();
+            if !said.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            said = text;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

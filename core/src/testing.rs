@@ -178,3 +178,34 @@ impl<S: LockStore> LockStore for FaultyStore<S> {
         self.inner.describe()
     }
 }
+
+/// Panics if `e`'s message repeats the text of its source: a tenure
+/// error says its own words and leaves the cause to `source()`, so
+/// [`ErrorChain`](crate::ErrorChain) prints each cause once (it also skips
+/// the repeats client libraries make further down the chain). Store
+/// crates' tests call it on their errors.
+///
+/// ```
+/// use tenure_core::StoreError;
+/// use tenure_core::testing::assert_causes_said_once;
+///
+/// let io = std::io::Error::other("connection refused");
+/// assert_causes_said_once(&StoreError::unavailable("redis GET").with_source(io));
+/// ```
+pub fn assert_causes_said_once(e: &(dyn std::error::Error + 'static)) {
+    if let Some(source) = e.source() {
+        let (said, cause) = (e.to_string(), source.to_string());
+        assert!(
+            cause.is_empty() || !said.contains(&cause),
+            "{said:?} repeats its source {cause:?}"
+        );
+    }
+    let chain = crate::ErrorChain(e).to_string();
+    let parts: Vec<&str> = chain.split(": ").collect();
+    for (i, part) in parts.iter().enumerate().skip(1) {
+        assert!(
+            parts[i - 1] != *part,
+            "{part:?} is said twice in a row: {chain}"
+        );
+    }
+}

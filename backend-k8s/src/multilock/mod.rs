@@ -153,7 +153,7 @@ impl MultiLock {
                 // (both versions moved on, so nothing reads as unchanged).
                 tracing::warn!(
                     lock = %self.describe(),
-                    error = %e,
+                    error = %tenure_core::ErrorChain(&e),
                     "multilock: the ConfigMap was written but the Lease was not; the write failed"
                 );
                 return Err(e);

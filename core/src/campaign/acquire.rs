@@ -10,6 +10,7 @@ use super::{Campaign, Hint, Won, next_event};
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};
+use crate::store::ErrorChain;
 use crate::store::{StoreError, WatchEvent};
 
 impl<W, Fut> Campaign<W>
@@ -65,10 +66,12 @@ where
                     Err(e) if e.is_fatal() => {
                         // Returned to the caller, who reports it: logged
                         // at error too, the CLI showed it twice.
-                        info!(error = %e, "giving up: the store refuses this lock");
+                        info!(error = %ErrorChain(&e), "giving up: the store refuses this lock");
                         return Err(e);
                     }
-                    Err(e) => warn!(error = %e, "failed to acquire the lock; will retry"),
+                    Err(e) => {
+                        warn!(error = %ErrorChain(&e), "failed to acquire the lock; will retry")
+                    }
                 }
                 next_poll = self.inner.clock.now() + self.jittered(self.inner.config.retry_period);
             }

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 
 use super::{Campaign, Won};
 use crate::leadership::Leadership;
+use crate::store::ErrorChain;
 use crate::store::StoreError;
 
 impl<W, Fut> Campaign<W>
@@ -75,7 +76,7 @@ where
                 Ok(None) => return Ok(None),
                 Err(e) if e.is_fatal() => return Err(e),
                 Err(e) => {
-                    warn!(error = %e, "failed to renew the record held for lock_delay; will retry")
+                    warn!(error = %ErrorChain(&e), "failed to renew the record held for lock_delay; will retry")
                 }
             }
         }

@@ -24,6 +24,7 @@ use crate::elector::ElectionError;
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned, now_micros};
+use crate::store::ErrorChain;
 use crate::store::{StoreError, WatchEvent};
 
 /// Where a term is.
@@ -252,11 +253,11 @@ where
                 Err(Stop::Lost)
             }
             Err(e) if e.is_fatal() => {
-                error!(error = %e, "the store refuses this lock: stepping down");
+                error!(error = %ErrorChain(&e), "the store refuses this lock: stepping down");
                 Err(Stop::Refused(e))
             }
             Err(e) => {
-                warn!(error = %e, "failed to renew; will retry");
+                warn!(error = %ErrorChain(&e), "failed to renew; will retry");
                 if planted::is(Bug::FailedRenewCountsAsDone) {
                     term.renewed(record, version, start + renew_deadline);
                 }
@@ -374,7 +375,7 @@ where
                         None => match self.inner.store.get().await {
                             Ok(c) => c,
                             Err(e) => {
-                                warn!(error = %e, "failed to release the lock");
+                                warn!(error = %ErrorChain(&e), "failed to release the lock");
                                 return;
                             }
                         },
@@ -390,7 +391,7 @@ where
                     }
                 }
                 Err(e) => {
-                    warn!(error = %e, "failed to release the lock; it will expire on its own");
+                    warn!(error = %ErrorChain(&e), "failed to release the lock; it will expire on its own");
                     return;
                 }
             }

@@ -29,6 +29,7 @@ use crate::elector::{ElectionError, Inner};
 use crate::leadership::Leadership;
 use crate::planted::{self, Bug};
 use crate::record::{LeaderRecord, Version, Versioned};
+use crate::store::ErrorChain;
 use crate::store::{WatchEvent, WatchStream};
 
 /// A term just won.
@@ -312,7 +313,7 @@ fn watch_store(
         Ok(None) => return None,
         Ok(Some(stream)) => Feed::Open(stream),
         Err(e) => {
-            debug!(error = %e, "watch failed; retrying");
+            debug!(error = %ErrorChain(&e), "watch failed; retrying");
             Feed::Wait
         }
     };
@@ -337,7 +338,7 @@ fn watch_store(
                     Ok(None) => return None,
                     Ok(Some(stream)) => Feed::Open(stream),
                     Err(e) => {
-                        debug!(error = %e, "watch failed; retrying");
+                        debug!(error = %ErrorChain(&e), "watch failed; retrying");
                         Feed::Wait
                     }
                 },
