@@ -165,9 +165,9 @@ fn percent_decode(s: &str) -> String {
 /// | URL | store |
 /// |---|---|
 /// | `memory://name` | a [`MemoryStore`] (this process only) |
-/// | `redis://[user:pass@]host:port/name[?prefix=p]`, `rediss://` (TLS) | `RedisStore` (feature `redis`) |
-/// | `etcd://[user:pass@]host:port[,host:port]/name[?prefix=p]`, `etcds://` | `EtcdStore` (feature `etcd`) |
-/// | `k8s://namespace/name[?kind=lease\|configmap]` | `LeaseLock` / `ConfigMapLock` (feature `k8s`) |
+/// | `redis://[user:pass@]host:port/name[?db=0&prefix=p]`, `rediss://...[&ca=ca.pem]` (TLS) | `RedisStore` (feature `redis`) |
+/// | `etcd://[user:pass@]host:port[,host:port]/name[?prefix=p]`, `etcds://...?ca=ca.pem[&cert=c.pem&key=k.pem]` | `EtcdStore` (feature `etcd`) |
+/// | `k8s://namespace/name[?kind=lease\|configmap\|multilock][&events=COMPONENT]` | `LeaseLock` / `ConfigMapLock` / `MultiLock` (feature `k8s`); `events` records client-go's leader election Events, reported by `COMPONENT` |
 ///
 /// The lock name must be a DNS-1123 subdomain ([`tenure_core::validate_lock_name`]).
 ///
@@ -185,7 +185,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LockStore>, ConnectError> {
             let name = parsed.hosts.first().map(String::as_str).unwrap_or("");
             Ok(Arc::new(MemoryStore::new(name)?))
         }
-        "redis" | "rediss" => connect_redis(url, &parsed).await,
+        "redis" | "rediss" => connect_redis(&parsed).await,
         "etcd" | "etcds" => connect_etcd(&parsed).await,
         "k8s" => connect_k8s(&parsed).await,
         other => Err(ConnectError::UnknownScheme(other.to_owned())),
@@ -193,7 +193,7 @@ pub async fn connect(url: &str) -> Result<Arc<dyn LockStore>, ConnectError> {
 }
 
 #[cfg(feature = "redis")]
-async fn connect_redis(_: &str, url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+async fn connect_redis(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
     let lock = lock_name(url)?;
     let host = match url.hosts.as_slice() {
         [one] => one,
@@ -240,7 +240,7 @@ fn invalid(url: &LockUrl, why: &str) -> ConnectError {
 }
 
 #[cfg(not(feature = "redis"))]
-async fn connect_redis(_: &str, url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
+async fn connect_redis(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> {
     Err(ConnectError::FeatureDisabled {
         scheme: url.scheme.clone(),
         feature: "redis",
@@ -308,6 +308,10 @@ async fn connect_k8s(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> 
             let mut builder = <$lock>::builder(lock);
             if let Some(ns) = namespace {
                 builder = builder.namespace(ns);
+            }
+            // `events=COMPONENT`: record client-go's leader election Events.
+            if let Some(component) = url.param("events") {
+                builder = builder.events(tenure_k8s::EventReporter::new(component));
             }
             Arc::new(builder.build().await?) as Arc<dyn LockStore>
         }};

@@ -9,6 +9,7 @@ use kube::Client;
 use tenure_core::{StoreError, validate_lock_name};
 
 use crate::SharedWatch;
+use crate::events::EventReporter;
 
 /// How long one request to the API server may take unless
 /// [`LockBuilder::request_timeout`] says otherwise: half the elector's
@@ -32,6 +33,7 @@ pub struct LockBuilder<L> {
     request_timeout: Duration,
     owners: Vec<OwnerReference>,
     shared_watch: Option<SharedWatch>,
+    events: Option<EventReporter>,
     lock: PhantomData<fn() -> L>,
 }
 
@@ -45,6 +47,7 @@ impl<L> fmt::Debug for LockBuilder<L> {
             .field("request_timeout", &self.request_timeout)
             .field("owners", &self.owners.len())
             .field("shared_watch", &self.shared_watch.is_some())
+            .field("events", &self.events)
             .finish()
     }
 }
@@ -57,6 +60,7 @@ pub(crate) struct Parts {
     pub(crate) timeout: Duration,
     pub(crate) owners: Vec<OwnerReference>,
     pub(crate) shared_watch: Option<SharedWatch>,
+    pub(crate) events: Option<EventReporter>,
 }
 
 impl<L> LockBuilder<L> {
@@ -68,6 +72,7 @@ impl<L> LockBuilder<L> {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             owners: Vec::new(),
             shared_watch: None,
+            events: None,
             lock: PhantomData,
         }
     }
@@ -112,6 +117,32 @@ impl<L> LockBuilder<L> {
         self
     }
 
+    /// Records Events on the lock object when a term starts and ends, as
+    /// client-go's resource locks do: `<identity> became leader` and
+    /// `<identity> stopped leading`, reason `LeaderElection`, reported by
+    /// `reporter`. Off by default. Needs `create` on `events` (core group)
+    /// in the lock's namespace: see `deploy/rbac.yaml`.
+    ///
+    /// Never in the election's way: each Event is created by a task of its
+    /// own, at most [`MAX_IN_FLIGHT`](crate::events::MAX_IN_FLIGHT) at once;
+    /// an error (RBAC forbids Events, the server is down) is logged and
+    /// counted ([`LeaseLock::event_counts`](crate::LeaseLock::event_counts)), never returned.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tenure_core::StoreError> {
+    /// use tenure_k8s::{EventReporter, LeaseLock};
+    ///
+    /// let lock = LeaseLock::builder("billing-cron")
+    ///     .events(EventReporter::new("billing-cron"))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn events(mut self, reporter: EventReporter) -> Self {
+        self.events = Some(reporter);
+        self
+    }
+
     /// Watches the lock's object through `watches`, one watch of the
     /// namespace shared by every lock built with it, instead of a watch
     /// request of its own. kube's client speaks HTTP/1.1, so each watch
@@ -146,6 +177,7 @@ impl<L> LockBuilder<L> {
             timeout,
             owners: self.owners,
             shared_watch: self.shared_watch,
+            events: self.events,
         })
     }
 }

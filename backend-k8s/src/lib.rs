@@ -52,6 +52,7 @@
 mod builder;
 mod client;
 mod error;
+pub mod events;
 mod locks;
 mod multilock;
 mod object;
@@ -61,6 +62,7 @@ mod wire;
 
 pub use builder::{DEFAULT_REQUEST_TIMEOUT, LockBuilder};
 pub use client::client_for;
+pub use events::{EventCounts, EventReporter};
 pub use locks::{ConfigMapLock, LeaseLock};
 pub use multilock::MultiLock;
 pub use shared_watch::{DEFAULT_MAX_REQUESTS_IN_FLIGHT, SharedWatch};

@@ -41,6 +41,7 @@ macro_rules! object_lock {
                         parts.timeout,
                         parts.owners,
                         parts.shared_watch.as_ref(),
+                        parts.events,
                     ),
                 }
             }
@@ -58,6 +59,12 @@ macro_rules! object_lock {
             /// The timeout of each request.
             pub fn request_timeout(&self) -> std::time::Duration {
                 self.inner.timeout
+            }
+
+            /// How the lock's Events fared, when it records them
+            /// ([`LockBuilder::events`]).
+            pub fn event_counts(&self) -> Option<crate::EventCounts> {
+                self.inner.events.as_ref().map(|e| e.counts())
             }
         }
 
@@ -99,6 +106,10 @@ macro_rules! object_lock {
 
             async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
                 watch::watch(&self.inner).await.map(Some)
+            }
+
+            fn record_event(&self, identity: &str, event: tenure_core::LeaderEvent) {
+                self.inner.record_event(identity, event);
             }
 
             fn describe(&self) -> String {

@@ -10,14 +10,16 @@ use std::time::Duration;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tenure_core::{LeaderRecord, StoreError, Version, Versioned};
+use tenure_core::{LeaderEvent, LeaderRecord, StoreError, Version, Versioned};
 
 use crate::error::map_error;
+use crate::events::{EventReporter, Events};
 use crate::wire;
 
 /// How one kind of object holds the record.
@@ -133,6 +135,8 @@ pub(crate) struct ObjectLock<K: Codec> {
     pub(crate) hub: Option<std::sync::Arc<crate::shared_watch::Hub<K>>>,
     /// The shared watch's cap on requests in flight.
     slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Records Events on the object, when asked to.
+    pub(crate) events: Option<Events>,
 }
 
 impl<K: Codec> ObjectLock<K> {
@@ -143,7 +147,9 @@ impl<K: Codec> ObjectLock<K> {
         timeout: Duration,
         owners: Vec<OwnerReference>,
         shared_watch: Option<&crate::SharedWatch>,
+        events: Option<EventReporter>,
     ) -> Self {
+        let events = events.map(|r| Events::new(client.clone(), &namespace, r, timeout));
         let api = Api::namespaced(client, &namespace);
         let hub = shared_watch.map(|s| s.hub::<K>(&api, &namespace, timeout));
         let slots = shared_watch.map(|s| s.request_slots());
@@ -156,6 +162,29 @@ impl<K: Codec> ObjectLock<K> {
             last_seen: Arc::new(Mutex::new(None)),
             hub,
             slots,
+            events,
+        }
+    }
+
+    /// Records an Event on the object (client-go's `RecordEvent`), if asked
+    /// to; returns at once.
+    pub(crate) fn record_event(&self, identity: &str, event: LeaderEvent) {
+        let Some(events) = &self.events else { return };
+        events.record(self.subject(), identity, event);
+    }
+
+    /// The object as an Event's subject: its uid and version as last seen.
+    fn subject(&self) -> ObjectReference {
+        let last = self.last_seen.lock().unwrap_or_else(|e| e.into_inner());
+        let meta = last.as_ref().map(|o| o.meta());
+        ObjectReference {
+            api_version: Some(K::api_version(&()).into_owned()),
+            kind: Some(K::kind(&()).into_owned()),
+            namespace: Some(self.namespace.clone()),
+            name: Some(self.name.clone()),
+            uid: meta.and_then(|m| m.uid.clone()),
+            resource_version: meta.and_then(|m| m.resource_version.clone()),
+            ..ObjectReference::default()
         }
     }
 

@@ -10,22 +10,37 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::Env;
 use serde_json::{Value, json};
 use tenure_core::{CancellationToken, LeaderElector, LeaderRecord, LockStore, StoreError};
-use tenure_k8s::LeaseLock;
+use tenure_k8s::{EventReporter, LeaseLock, LockBuilder};
 
 /// The Role of `deploy/rbac.yaml` for Lease locks, with its verbs on the
 /// named lock replaced by `verbs`, bound to the user `tenure`.
 async fn grant(env: &Env, role: &str, lock: &str, verbs: &[&str]) {
+    grant_with(env, role, lock, verbs, false).await;
+}
+
+/// As [`grant`], with the file's Events rule when `events`.
+async fn grant_with(env: &Env, role: &str, lock: &str, verbs: &[&str], events: bool) {
     let yaml = include_str!("../deploy/rbac.yaml");
-    // The file's Lease rules, read rather than copied, so the test follows it.
+    // The file's rules, read rather than copied, so the test follows it.
     assert!(
         yaml.contains("resources: [\"leases\"]")
             && yaml.contains("verbs: [\"get\", \"update\", \"list\", \"watch\"]")
+            && yaml.contains("resources: [\"events\"]\n    verbs: [\"create\"]")
     );
+    let mut rules = vec![
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}),
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+               "resourceNames": [lock], "verbs": verbs}),
+    ];
+    if events {
+        rules.push(json!({"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}));
+    }
     let ns = &env.namespace;
     let objects: [(String, Value); 2] = [
         (
@@ -33,11 +48,7 @@ async fn grant(env: &Env, role: &str, lock: &str, verbs: &[&str]) {
             json!({
                 "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                 "metadata": {"name": role, "namespace": ns},
-                "rules": [
-                    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-                    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                     "resourceNames": [lock], "verbs": verbs},
-                ],
+                "rules": rules,
             }),
         ),
         (
@@ -58,6 +69,15 @@ async fn grant(env: &Env, role: &str, lock: &str, verbs: &[&str]) {
 
 /// A LeaseLock through the least-privilege user's token.
 async fn lock_as_tenure(env: &Env, name: &str) -> LeaseLock {
+    lock_as_tenure_with(env, name, |b| b).await
+}
+
+/// As [`lock_as_tenure`], with more of the builder's settings.
+async fn lock_as_tenure_with(
+    env: &Env,
+    name: &str,
+    more: impl FnOnce(LockBuilder<LeaseLock>) -> LockBuilder<LeaseLock>,
+) -> LeaseLock {
     let path = std::env::var("TENURE_K8S_TENURE_KUBECONFIG").expect(
         "TENURE_K8S_TENURE_KUBECONFIG: the least-privilege kubeconfig that scripts/kube-apiserver-up.sh writes",
     );
@@ -66,7 +86,7 @@ async fn lock_as_tenure(env: &Env, name: &str) -> LeaseLock {
         .await
         .unwrap();
     config.default_namespace = env.namespace.clone();
-    LeaseLock::builder(name)
+    more(LeaseLock::builder(name))
         .namespace(env.namespace.clone())
         .client(kube::Client::try_from(config).unwrap())
         .build()
@@ -241,4 +261,147 @@ async fn the_cli_says_unauthorized_in_one_line_without_the_token() {
         assert!(!err.contains(&token), "the token leaked: {err}");
         assert!(!marker.exists(), "the command ran without a term");
     }
+}
+
+/// Leads, renews a few times and shuts down (releasing) with `lock`.
+async fn lead_and_release(lock: Arc<LeaseLock>, identity: &str) {
+    let elector = LeaderElector::builder(lock, identity.to_owned())
+        .lease_duration(Duration::from_secs(3))
+        .renew_deadline(Duration::from_secs(2))
+        .retry_period(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let run = {
+        let (elector, shutdown) = (elector.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            elector
+                .run(shutdown, |l| async move { l.cancelled().await })
+                .await
+        })
+    };
+    let start = tokio::time::Instant::now();
+    while !elector.is_leader() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{identity} did not lead"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(elector.is_leader(), "{identity} lost its term");
+    shutdown.cancel();
+    run.await.unwrap().expect("ran and released");
+}
+
+/// Waits (bounded) until `counts` says every Event was answered.
+async fn settled(lock: &LeaseLock, answered: u64) -> tenure_k8s::EventCounts {
+    let start = tokio::time::Instant::now();
+    loop {
+        let c = lock.event_counts().expect("events are on");
+        if c.recorded + c.failed + c.dropped >= answered
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real kube-apiserver with RBAC: make test runs it in its kube-apiserver pass"]
+async fn events_are_recorded_on_the_lease_as_client_go_records_them() {
+    require_real_server();
+    let env = Env::start().await;
+    let verbs = ["get", "update", "list", "watch"];
+    grant_with(&env, "tenure-events", "rbac-events", &verbs, true).await;
+    let lock = Arc::new(
+        lock_as_tenure_with(&env, "rbac-events", |b| {
+            b.events(EventReporter::new("billing-cron"))
+        })
+        .await,
+    );
+    lead_and_release(lock.clone(), "pod-a").await;
+    let counts = settled(&lock, 2).await;
+    assert_eq!(
+        (counts.recorded, counts.failed, counts.dropped),
+        (2, 0, 0),
+        "{counts:?}"
+    );
+    let ns = &env.namespace;
+    let (code, lease) = env
+        .raw(
+            http::Method::GET,
+            &format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/rbac-events"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{lease}");
+    let (code, list) = env
+        .raw(
+            http::Method::GET,
+            &format!(
+                "/api/v1/namespaces/{ns}/events?fieldSelector=involvedObject.name%3Drbac-events"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{list}");
+    let mut events: Vec<Value> = list["items"].as_array().unwrap().clone();
+    events.sort_by_key(|e| {
+        e["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    let said: Vec<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        said,
+        ["pod-a became leader", "pod-a stopped leading"],
+        "{list}"
+    );
+    for e in &events {
+        // The fields client-go's legacy recorder writes (tools/record).
+        assert_eq!(e["reason"], "LeaderElection");
+        assert_eq!(e["type"], "Normal");
+        assert_eq!(e["count"], 1);
+        assert_eq!(e["source"]["component"], "billing-cron");
+        assert_eq!(e["source"]["host"], "pod-a");
+        assert_eq!(e["reportingComponent"], "billing-cron");
+        assert_eq!(e["reportingInstance"], "pod-a");
+        let subject = &e["involvedObject"];
+        assert_eq!(subject["kind"], "Lease");
+        assert_eq!(subject["apiVersion"], "coordination.k8s.io/v1");
+        assert_eq!(subject["namespace"], ns.as_str());
+        assert_eq!(subject["uid"], lease["metadata"]["uid"], "{e}");
+        assert!(
+            e["firstTimestamp"].is_string() && e["lastTimestamp"].is_string(),
+            "{e}"
+        );
+        let name = e["metadata"]["name"].as_str().unwrap();
+        assert!(name.starts_with("rbac-events."), "{name}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real kube-apiserver with RBAC: make test runs it in its kube-apiserver pass"]
+async fn forbidden_events_are_counted_and_the_election_goes_on() {
+    require_real_server();
+    let env = Env::start().await;
+    let verbs = ["get", "update", "list", "watch"];
+    // The Lease rules only: no Events.
+    grant(&env, "tenure-no-events", "rbac-no-events", &verbs).await;
+    let lock = Arc::new(
+        lock_as_tenure_with(&env, "rbac-no-events", |b| {
+            b.events(EventReporter::new("billing-cron"))
+        })
+        .await,
+    );
+    // Leads, renews and releases as if Events were off.
+    lead_and_release(lock.clone(), "pod-a").await;
+    let counts = settled(&lock, 2).await;
+    assert_eq!((counts.recorded, counts.failed), (0, 2), "{counts:?}");
 }

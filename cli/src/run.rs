@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// Istio-style priority key written with the record.
     #[arg(long, default_value = "")]
     holder_key: String,
+    /// Record client-go's leader election Events on the lock object
+    /// ("<identity> became leader", "stopped leading"), reported by
+    /// COMPONENT. k8s:// locks only; needs `create` on events.
+    #[arg(long, value_name = "COMPONENT")]
+    events: Option<String>,
     /// How often the term's validity is copied to the supervisor's
     /// deadline. For tests only: a long period makes the supervisor stop
     /// the command at a deadline the term outlives.
@@ -50,6 +55,25 @@ pub struct RunArgs {
     /// The command to run while leader.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// The lock URL, with `--events` as the k8s URL's `events` option.
+fn lock_url(args: &RunArgs) -> Result<String, Failure> {
+    let Some(component) = &args.events else {
+        return Ok(args.lock.clone());
+    };
+    if !args.lock.starts_with("k8s://") {
+        return Err(Failure::input(
+            "--events records Kubernetes Events: it needs a k8s:// lock",
+        ));
+    }
+    if component.is_empty() || component.contains(['&', '?', '#', '=']) {
+        return Err(Failure::input(format!(
+            "--events {component:?}: give a component name, such as my-controller"
+        )));
+    }
+    let sep = if args.lock.contains('?') { '&' } else { '?' };
+    Ok(format!("{}{sep}events={component}", args.lock))
 }
 
 /// What ended one `elector.run`.
@@ -65,7 +89,7 @@ enum Stop {
 pub async fn run(args: RunArgs) -> Result<u8, Failure> {
     let timing = Timing::from_args(&args)?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let store = tenure::connect(&args.lock).await?;
+    let store = tenure::connect(&lock_url(&args)?).await?;
     // Fail fast with one clear line on an unreachable or refusing store.
     store.get().await?;
     let elector = LeaderElector::builder(store.clone(), identity.clone())

@@ -77,7 +77,8 @@ pub use leadership::{ElectionState, Leadership};
 pub use memory::MemoryStore;
 pub use record::{LeaderRecord, UNKNOWN_HOLDER, Version, Versioned};
 pub use store::{
-    ErrorChain, ErrorSource, LockStore, StoreError, WatchEvent, WatchStream, validate_lock_name,
+    ErrorChain, ErrorSource, LeaderEvent, LockStore, StoreError, WatchEvent, WatchStream,
+    validate_lock_name,
 };
 
 /// Re-exported so users need not depend on these crates for the types in our API.

@@ -243,8 +243,41 @@ pub trait LockStore: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
+    /// Told that `identity` became leader or stopped leading, as client-go
+    /// tells its lock (`RecordEvent`), for stores that publish such news
+    /// (a Kubernetes lock records an Event on its object, when asked to).
+    /// The default does nothing.
+    ///
+    /// Called on the election's task: it must return at once and never
+    /// fail the election, so an implementation hands the work to a task
+    /// of its own, bounded, and only logs what goes wrong.
+    fn record_event(&self, identity: &str, event: LeaderEvent) {
+        let _ = (identity, event);
+    }
+
     /// A human name of the lock (store and key), with no secret in it.
     fn describe(&self) -> String;
+}
+
+/// What [`LockStore::record_event`] is told: the same two moments, and
+/// the same words, as client-go's elector records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaderEvent {
+    /// A term started: `<identity> became leader`.
+    BecameLeader,
+    /// A term ended, however it ended: `<identity> stopped leading`.
+    StoppedLeading,
+}
+
+impl LeaderEvent {
+    /// client-go's words for it: `became leader`, `stopped leading`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaderEvent::BecameLeader => "became leader",
+            LeaderEvent::StoppedLeading => "stopped leading",
+        }
+    }
 }
 
 /// A shared store is a store: an `Arc<S>` (or `Arc<dyn LockStore>`) can be
@@ -273,6 +306,10 @@ impl<S: LockStore + ?Sized> LockStore for Arc<S> {
 
     async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
         (**self).token_floor().await
+    }
+
+    fn record_event(&self, identity: &str, event: LeaderEvent) {
+        (**self).record_event(identity, event)
     }
 
     fn describe(&self) -> String {

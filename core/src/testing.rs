@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::record::{LeaderRecord, Version, Versioned};
-use crate::store::{LockStore, StoreError, WatchStream};
+use crate::store::{LeaderEvent, LockStore, StoreError, WatchStream};
 
 /// What a [`FaultyStore`] does to each call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,7 @@ pub struct FaultyStore<S = Arc<dyn LockStore>> {
     creates: AtomicUsize,
     updates: AtomicUsize,
     attempts: AtomicUsize,
+    events: Mutex<Vec<(String, LeaderEvent)>>,
 }
 
 impl<S: LockStore> FaultyStore<S> {
@@ -79,6 +80,7 @@ impl<S: LockStore> FaultyStore<S> {
             creates: AtomicUsize::new(0),
             updates: AtomicUsize::new(0),
             attempts: AtomicUsize::new(0),
+            events: Mutex::new(Vec::new()),
         })
     }
 
@@ -103,6 +105,15 @@ impl<S: LockStore> FaultyStore<S> {
             self.creates.load(Ordering::SeqCst),
             self.updates.load(Ordering::SeqCst),
         )
+    }
+
+    /// What [`LockStore::record_event`] was told, in order (a fault does
+    /// not stop it: recording never fails the election).
+    pub fn events(&self) -> Vec<(String, LeaderEvent)> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Every call, the failed ones too.
@@ -172,6 +183,14 @@ impl<S: LockStore> LockStore for FaultyStore<S> {
     async fn token_floor(&self) -> Result<Option<u64>, StoreError> {
         self.gate().await?;
         self.inner.token_floor().await
+    }
+
+    fn record_event(&self, identity: &str, event: LeaderEvent) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((identity.to_owned(), event));
+        self.inner.record_event(identity, event);
     }
 
     fn describe(&self) -> String {

@@ -765,3 +765,42 @@ async fn shutdown_during_a_winning_attempt_releases_what_it_won() {
         "what the attempt won is released"
     );
 }
+
+/// client-go's `RecordEvent`: the store is told "became leader" when a term
+/// starts and "stopped leading" when it ends, however it ends (lost, or shut
+/// down), once each, while the store fails (recording never fails).
+#[tokio::test(start_paused = true)]
+async fn the_store_is_told_of_each_term_start_and_end_once() {
+    use tenure_core::LeaderEvent::{BecameLeader, StoppedLeading};
+    let memory = memory();
+    let store = test_store(&memory);
+    let t = Timeline::default();
+    let a = start(store.clone(), spec("a"), &t);
+    wait_until(SEC, || a.elector.is_leader()).await;
+    assert_eq!(store.events(), [("a".to_owned(), BecameLeader)]);
+    // A lost term (the store fails until the renew deadline passes).
+    store.set(Fault::Fail);
+    wait_until(11 * SEC, || !a.elector.is_leader()).await;
+    wait_until(SEC, || store.events().len() == 2).await;
+    store.set(Fault::Pass);
+    wait_until(20 * SEC, || a.elector.is_leader()).await;
+    // Then a shutdown.
+    a.shutdown.cancel();
+    a.task.await.unwrap().unwrap();
+    let said: Vec<_> = store
+        .events()
+        .into_iter()
+        .map(|(who, e)| (who, e.as_str()))
+        .collect();
+    let a_ = || "a".to_owned();
+    assert_eq!(
+        said,
+        [
+            (a_(), "became leader"),
+            (a_(), "stopped leading"),
+            (a_(), "became leader"),
+            (a_(), "stopped leading"),
+        ]
+    );
+    assert_eq!(store.events()[3].1, StoppedLeading);
+}

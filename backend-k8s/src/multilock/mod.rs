@@ -174,6 +174,7 @@ impl LockBuilder<MultiLock> {
             timeout,
             owners,
             shared_watch,
+            events,
         } = self.parts().await?;
         Ok(MultiLock {
             primary: ObjectLock::new(
@@ -183,6 +184,7 @@ impl LockBuilder<MultiLock> {
                 timeout,
                 owners.clone(),
                 shared_watch.as_ref(),
+                events.clone(),
             ),
             secondary: ObjectLock::new(
                 client,
@@ -191,6 +193,7 @@ impl LockBuilder<MultiLock> {
                 timeout,
                 owners,
                 shared_watch.as_ref(),
+                events,
             ),
         })
     }
@@ -237,6 +240,12 @@ impl LockStore for MultiLock {
 
     async fn watch(&self) -> Result<Option<WatchStream>, StoreError> {
         watch::watch(&self.primary, &self.secondary).await.map(Some)
+    }
+
+    /// On both objects, as client-go's MultiLock records it.
+    fn record_event(&self, identity: &str, event: tenure_core::LeaderEvent) {
+        self.primary.record_event(identity, event);
+        self.secondary.record_event(identity, event);
     }
 
     fn describe(&self) -> String {

@@ -20,6 +20,7 @@ use crate::elector::Inner;
 use crate::leadership::Leadership;
 use crate::metrics;
 use crate::record::{LeaderRecord, Version};
+use crate::store::LeaderEvent;
 
 /// The term being led: what to renew, and the work it runs.
 pub(super) struct Term {
@@ -61,6 +62,9 @@ impl Term {
         inner.set_term(Some(leadership.clone()));
         inner.publish_term(Some(token));
         metrics::leader_on(&inner.config.name);
+        inner
+            .store
+            .record_event(&inner.config.identity, LeaderEvent::BecameLeader);
         let work = AbortOnDrop(tokio::spawn(work(leadership.clone())));
         Term {
             inner,
@@ -133,6 +137,9 @@ impl Term {
         self.inner.set_term(None);
         self.inner.publish_term(None);
         metrics::leader_off(&self.inner.config.name);
+        self.inner
+            .store
+            .record_event(&self.inner.config.identity, LeaderEvent::StoppedLeading);
     }
 
     /// Ends validity (if not yet) and calls `on_stopped_leading`, once:
