@@ -1,5 +1,6 @@
 //! Building a lock: which client, namespace, timeout and owners.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub struct LockBuilder<L> {
     owners: Vec<OwnerReference>,
     shared_watch: Option<SharedWatch>,
     events: Option<EventReporter>,
+    labels: BTreeMap<String, String>,
     lock: PhantomData<fn() -> L>,
 }
 
@@ -48,11 +50,13 @@ impl<L> fmt::Debug for LockBuilder<L> {
             .field("owners", &self.owners.len())
             .field("shared_watch", &self.shared_watch.is_some())
             .field("events", &self.events)
+            .field("labels", &self.labels)
             .finish()
     }
 }
 
 /// What a built lock is made of.
+#[derive(Clone)]
 pub(crate) struct Parts {
     pub(crate) client: Client,
     pub(crate) namespace: String,
@@ -61,6 +65,7 @@ pub(crate) struct Parts {
     pub(crate) owners: Vec<OwnerReference>,
     pub(crate) shared_watch: Option<SharedWatch>,
     pub(crate) events: Option<EventReporter>,
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 impl<L> LockBuilder<L> {
@@ -73,6 +78,7 @@ impl<L> LockBuilder<L> {
             owners: Vec::new(),
             shared_watch: None,
             events: None,
+            labels: BTreeMap::new(),
             lock: PhantomData,
         }
     }
@@ -108,6 +114,15 @@ impl<L> LockBuilder<L> {
     #[deprecated(note = "use request_timeout (at most half the elector's renew deadline)")]
     pub fn renew_deadline(self, renew_deadline: Duration) -> Self {
         self.request_timeout((renew_deadline / 2).max(Duration::from_secs(1)))
+    }
+
+    /// Adds a label to the lock object when the lock creates it, as
+    /// client-go's `NewWithLabels` does (say, `app: billing`, to find or
+    /// clean up the locks of one app); an existing object's labels are
+    /// kept as they are.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
     }
 
     /// Adds an owner reference to the object when the lock creates it (say,
@@ -178,6 +193,7 @@ impl<L> LockBuilder<L> {
             owners: self.owners,
             shared_watch: self.shared_watch,
             events: self.events,
+            labels: self.labels,
         })
     }
 }

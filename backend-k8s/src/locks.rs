@@ -34,15 +34,7 @@ macro_rules! object_lock {
 
             pub(crate) fn from_parts(parts: Parts) -> Self {
                 $lock {
-                    inner: ObjectLock::new(
-                        parts.client,
-                        parts.namespace,
-                        parts.name,
-                        parts.timeout,
-                        parts.owners,
-                        parts.shared_watch.as_ref(),
-                        parts.events,
-                    ),
+                    inner: ObjectLock::new(parts),
                 }
             }
 

@@ -12,14 +12,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
 use kube::api::{Api, PostParams};
-use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tenure_core::{LeaderEvent, LeaderRecord, StoreError, Version, Versioned};
 
+use crate::builder::Parts;
 use crate::error::map_error;
-use crate::events::{EventReporter, Events};
+use crate::events::Events;
 use crate::wire;
 
 /// How one kind of object holds the record.
@@ -137,22 +138,28 @@ pub(crate) struct ObjectLock<K: Codec> {
     slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Records Events on the object, when asked to.
     pub(crate) events: Option<Events>,
+    /// Labels of an object the lock creates.
+    labels: BTreeMap<String, String>,
 }
 
 impl<K: Codec> ObjectLock<K> {
-    pub(crate) fn new(
-        client: Client,
-        namespace: String,
-        name: String,
-        timeout: Duration,
-        owners: Vec<OwnerReference>,
-        shared_watch: Option<&crate::SharedWatch>,
-        events: Option<EventReporter>,
-    ) -> Self {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let Parts {
+            client,
+            namespace,
+            name,
+            timeout,
+            owners,
+            shared_watch,
+            events,
+            labels,
+        } = parts;
         let events = events.map(|r| Events::new(client.clone(), &namespace, r, timeout));
         let api = Api::namespaced(client, &namespace);
-        let hub = shared_watch.map(|s| s.hub::<K>(&api, &namespace, timeout));
-        let slots = shared_watch.map(|s| s.request_slots());
+        let hub = shared_watch
+            .as_ref()
+            .map(|s| s.hub::<K>(&api, &namespace, timeout));
+        let slots = shared_watch.as_ref().map(|s| s.request_slots());
         ObjectLock {
             api,
             namespace,
@@ -163,6 +170,7 @@ impl<K: Codec> ObjectLock<K> {
             hub,
             slots,
             events,
+            labels,
         }
     }
 
@@ -279,6 +287,7 @@ impl<K: Codec> ObjectLock<K> {
             name: Some(self.name.clone()),
             namespace: Some(self.namespace.clone()),
             owner_references: Some(self.owners.clone()).filter(|o| !o.is_empty()),
+            labels: Some(self.labels.clone()).filter(|l| !l.is_empty()),
             ..ObjectMeta::default()
         };
         let object = K::new_object(metadata, record)?;

@@ -265,6 +265,44 @@ async fn owner_references_are_set_on_create() {
     assert_eq!(raw["metadata"]["ownerReferences"][0]["kind"], "Deployment");
 }
 
+/// client-go's `NewWithLabels`: labels on the object the lock creates,
+/// kept (with others') by every later write.
+#[tokio::test]
+async fn labels_are_set_on_create_and_kept() {
+    let env = env().await;
+    for kind in ["lease", "configmap"] {
+        let name = format!("labelled-{kind}");
+        let (lock, path): (Box<dyn LockStore>, String) = if kind == "lease" {
+            let b = LeaseLock::builder(&name)
+                .client(env.client())
+                .namespace(NAMESPACE);
+            let lock = b
+                .label("app", "billing")
+                .label("tier", "cron")
+                .build()
+                .await
+                .unwrap();
+            (Box::new(lock), env.lease_path(&name))
+        } else {
+            let b = ConfigMapLock::builder(&name)
+                .client(env.client())
+                .namespace(NAMESPACE);
+            let lock = b
+                .label("app", "billing")
+                .label("tier", "cron")
+                .build()
+                .await
+                .unwrap();
+            (Box::new(lock), env.configmap_path(&name))
+        };
+        let v = lock.create(&held("a")).await.unwrap();
+        lock.update(&held("b"), &v).await.unwrap();
+        let raw = env.get_object(&path).await.unwrap();
+        assert_eq!(raw["metadata"]["labels"]["app"], "billing", "{kind}: {raw}");
+        assert_eq!(raw["metadata"]["labels"]["tier"], "cron", "{kind}: {raw}");
+    }
+}
+
 async fn next_put(stream: &mut tenure_core::WatchStream) -> (Vec<WatchEvent>, LeaderRecord) {
     let mut skipped = Vec::new();
     loop {

@@ -287,3 +287,33 @@ fn a_port_out_of_range_is_bad_input() {
         "invalid",
     );
 }
+
+#[test]
+fn events_need_a_kubernetes_lock_and_a_component_name() {
+    assert_fails(
+        &[
+            "run",
+            "--lock",
+            "memory://x",
+            "--events",
+            "my-job",
+            "--",
+            "true",
+        ],
+        2,
+        "it needs a k8s:// lock",
+    );
+    assert_fails(
+        &[
+            "run",
+            "--lock",
+            "k8s://ns/x",
+            "--events",
+            "a&b",
+            "--",
+            "true",
+        ],
+        2,
+        "give a component name",
+    );
+}

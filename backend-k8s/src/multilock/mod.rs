@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use tenure_core::{LeaderRecord, LockStore, StoreError, Version, Versioned, WatchStream};
 
-use crate::builder::{LockBuilder, Parts};
+use crate::builder::LockBuilder;
 use crate::object::{Codec, ObjectLock};
 
 /// How long a MultiLock's second write (the Lease, after the ConfigMap)
@@ -167,34 +167,10 @@ impl LockBuilder<MultiLock> {
     /// Builds the lock: validates the name, and creates the default client
     /// if none was given. Contacts no server.
     pub async fn build(self) -> Result<MultiLock, StoreError> {
-        let Parts {
-            client,
-            namespace,
-            name,
-            timeout,
-            owners,
-            shared_watch,
-            events,
-        } = self.parts().await?;
+        let parts = self.parts().await?;
         Ok(MultiLock {
-            primary: ObjectLock::new(
-                client.clone(),
-                namespace.clone(),
-                name.clone(),
-                timeout,
-                owners.clone(),
-                shared_watch.as_ref(),
-                events.clone(),
-            ),
-            secondary: ObjectLock::new(
-                client,
-                namespace,
-                name,
-                timeout,
-                owners,
-                shared_watch.as_ref(),
-                events,
-            ),
+            primary: ObjectLock::new(parts.clone()),
+            secondary: ObjectLock::new(parts),
         })
     }
 }
