@@ -435,3 +435,122 @@ async fn a_migration_fleet_mixes_lease_only_and_multilock_candidates_across_lang
         terms.assert_no_overlap();
     }
 }
+
+/// Events: tenure's `LockBuilder::events` and client-go's own recorder
+/// (`tools/record`, wired into its LeaseLock as controllers do) record the
+/// same Events on one Lease: the same reason, type, count, reporter and
+/// subject (the same Lease uid), and the same two messages, each with its
+/// own identity. A real API server only (the fixture has no Events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real kube-apiserver (Events): make test runs it in its kube-apiserver pass"]
+async fn tenure_and_client_go_record_the_same_events() {
+    assert!(
+        common::real_cluster(),
+        "Events need a real API server: run `make test` (its kube-apiserver pass), \
+         or TENURE_K8S_REAL=1 KUBECONFIG=... with scripts/kube-apiserver-up.sh"
+    );
+    let s = Setup::start().await;
+    let name = "go-events";
+    let go = s.go(
+        "client-go",
+        "lease",
+        name,
+        "go-a",
+        &["-events", "billing-cron"],
+    );
+    wait_for(Duration::from_secs(10), "go-a leads", || {
+        s.terms.leading("go-a")
+    })
+    .await;
+    go.stop();
+    let lock = tenure_k8s::LeaseLock::builder(name)
+        .namespace(s.env.namespace.clone())
+        .client(s.env.client())
+        .events(tenure_k8s::EventReporter::new("billing-cron"))
+        .build()
+        .await
+        .unwrap();
+    let lock = Arc::new(lock);
+    let rust = rust_candidate(lock.clone(), "rust-b", &s.terms);
+    wait_for(Duration::from_secs(10), "rust-b leads", || {
+        s.terms.leading("rust-b")
+    })
+    .await;
+    rust.stop().await;
+
+    let path = format!(
+        "/api/v1/namespaces/{}/events?fieldSelector=involvedObject.name%3D{name}",
+        s.env.namespace
+    );
+    let start = tokio::time::Instant::now();
+    let events = loop {
+        let (code, list) = s.env.raw(http::Method::GET, &path, None).await;
+        assert_eq!(code, 200, "{list}");
+        let items = list["items"].as_array().unwrap().clone();
+        if items.len() >= 4 || start.elapsed() > Duration::from_secs(10) {
+            break items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by = |id: &str| -> Vec<serde_json::Value> {
+        let mut mine: Vec<_> = events
+            .iter()
+            .filter(|e| {
+                e["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with(&format!("{id} "))
+            })
+            .cloned()
+            .collect();
+        mine.sort_by_key(|e| {
+            e["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        });
+        mine
+    };
+    let (theirs, ours) = (by("go-a"), by("rust-b"));
+    let said = |es: &[serde_json::Value]| -> Vec<String> {
+        es.iter()
+            .map(|e| e["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        said(&theirs),
+        ["go-a became leader", "go-a stopped leading"],
+        "{events:?}"
+    );
+    assert_eq!(
+        said(&ours),
+        ["rust-b became leader", "rust-b stopped leading"],
+        "{events:?}"
+    );
+    let fields = [
+        "/reason",
+        "/type",
+        "/count",
+        "/source/component",
+        "/reportingComponent",
+        "/involvedObject/kind",
+        "/involvedObject/apiVersion",
+        "/involvedObject/namespace",
+        "/involvedObject/name",
+        "/involvedObject/uid",
+    ];
+    for (go_event, our_event) in theirs.iter().zip(&ours) {
+        for field in fields {
+            let (g, o) = (go_event.pointer(field), our_event.pointer(field));
+            assert!(g.is_some(), "client-go's Event has no {field}: {go_event}");
+            assert_eq!(g, o, "{field}: client-go's {go_event}\nours {our_event}");
+        }
+        // The instance is each one's identity.
+        assert_eq!(go_event["source"]["host"], "go-a");
+        assert_eq!(our_event["source"]["host"], "rust-b");
+        assert_eq!(our_event["reportingInstance"], "rust-b");
+        for key in ["firstTimestamp", "lastTimestamp", "involvedObject"] {
+            assert_eq!(go_event[key].is_null(), our_event[key].is_null(), "{key}");
+        }
+    }
+}

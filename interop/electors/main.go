@@ -36,11 +36,15 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
 
 	istio "istio.io/istio/pilot/pkg/leaderelection/k8sleaderelection"
 	istiolock "istio.io/istio/pilot/pkg/leaderelection/k8sleaderelection/k8sresourcelock"
@@ -81,6 +85,7 @@ func main() {
 	preemptBelow := flag.String("preempt-below", "", "istio: pre-empt a holder whose key sorts below this")
 	once := flag.Bool("once", false, "istio: return after one term, as client-go's RunOrDie does (default: campaign again, as Istio's pilot does)")
 	measureUpdates := flag.Int("measure-updates", 0, "client-go: instead of campaigning, write the Lease N times in a row as a leader renews it (resourcelock.LeaseLock.Update) and print each write's time as JSON")
+	events := flag.String("events", "", "client-go: record leader election Events (tools/record) reported by this component")
 	contentType := flag.String("content-type", "", "request encoding (default: client-go's, protobuf for built-in types; tenure's API fixture speaks only application/json)")
 	flag.Parse()
 	if *name == "" || *identity == "" {
@@ -130,10 +135,24 @@ func main() {
 			fmt.Fprintln(os.Stderr, "electors: client-go has only Lease locks")
 			os.Exit(2)
 		}
+		lockConfig := resourcelock.ResourceLockConfig{Identity: *identity}
+		if *events != "" {
+			// client-go's own recorder, as controllers wire it.
+			broadcaster := record.NewBroadcaster()
+			broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+			lockConfig.EventRecorder = broadcaster.NewRecorder(scheme.Scheme,
+				corev1.EventSource{Component: *events, Host: *identity})
+			defer func() {
+				// Events are sent by a goroutine of the broadcaster's: let
+				// the last one reach the server before the process exits.
+				time.Sleep(time.Second)
+				broadcaster.Shutdown()
+			}()
+		}
 		lock := &resourcelock.LeaseLock{
 			LeaseMeta:  meta,
 			Client:     client.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: *identity},
+			LockConfig: lockConfig,
 		}
 		get = func(ctx context.Context) (string, int, error) {
 			r, _, err := lock.Get(ctx)
