@@ -56,6 +56,7 @@ pub mod events;
 mod locks;
 mod multilock;
 mod object;
+pub mod pod_label;
 mod shared_watch;
 mod watch;
 mod wire;
@@ -65,6 +66,7 @@ pub use client::client_for;
 pub use events::{EventCounts, EventReporter};
 pub use locks::{ConfigMapLock, LeaseLock};
 pub use multilock::MultiLock;
+pub use pod_label::PodLabel;
 pub use shared_watch::{DEFAULT_MAX_REQUESTS_IN_FLIGHT, SharedWatch};
 /// How the objects are written, as client-go and Istio write them: the
 /// annotation names, and readers that turn an object written by any of

@@ -185,22 +185,6 @@ async fn without_update_the_write_is_unauthorized() {
     }
 }
 
-/// The `tenure` binary beside this test's (the workspace build makes it).
-fn tenure_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("tenure");
-    assert!(
-        bin.exists(),
-        "no tenure binary at {} (cargo build -p tenure-cli; make test builds it)",
-        bin.display()
-    );
-    bin
-}
-
 #[tokio::test]
 #[ignore = "needs a real kube-apiserver with RBAC: make test runs it in its kube-apiserver pass"]
 async fn the_cli_says_unauthorized_in_one_line_without_the_token() {
@@ -239,7 +223,7 @@ async fn the_cli_says_unauthorized_in_one_line_without_the_token() {
         if args[0] == "run" {
             args.push(marker.display().to_string());
         }
-        let out = tokio::process::Command::new(tenure_binary())
+        let out = tokio::process::Command::new(common::tenure_binary())
             .args(&args)
             .env("KUBECONFIG", &kubeconfig)
             .output()

@@ -11,6 +11,20 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::output::{self, say};
 use crate::term::{self, CommandSpec, Outcome, OutcomeSlot};
 use crate::{Failure, parse_duration};
+#[cfg(feature = "k8s")]
+use tenure::k8s::PodLabel;
+
+/// Without the k8s feature there is no Pod to label.
+#[cfg(not(feature = "k8s"))]
+#[derive(Clone)]
+enum PodLabel {}
+
+#[cfg(not(feature = "k8s"))]
+impl PodLabel {
+    async fn while_leading<F: std::future::Future>(&self, _: &Leadership, _: F) -> F::Output {
+        match *self {}
+    }
+}
 
 /// Arguments of `tenure run`.
 #[derive(Args, Debug)]
@@ -47,6 +61,13 @@ pub struct RunArgs {
     /// COMPONENT. k8s:// locks only; needs `create` on events.
     #[arg(long, value_name = "COMPONENT")]
     events: Option<String>,
+    /// Label this Pod KEY=VALUE (VALUE default "true") while leading, so a
+    /// Service can select the leader; the label comes off before the
+    /// release, and a crashed leader's is cleared by the next. k8s:// locks
+    /// only; the Pod is $POD_NAME (else $HOSTNAME) in $POD_NAMESPACE (else
+    /// the lock's namespace); needs get, list and patch on pods.
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    label_pod: Option<String>,
     /// How often the term's validity is copied to the supervisor's
     /// deadline. For tests only: a long period makes the supervisor stop
     /// the command at a deadline the term outlives.
@@ -74,6 +95,68 @@ fn lock_url(args: &RunArgs) -> Result<String, Failure> {
     }
     let sep = if args.lock.contains('?') { '&' } else { '?' };
     Ok(format!("{}{sep}events={component}", args.lock))
+}
+
+/// `--label-pod`: the Pod to label while leading.
+async fn pod_label(args: &RunArgs) -> Result<Option<PodLabel>, Failure> {
+    let Some(label) = &args.label_pod else {
+        return Ok(None);
+    };
+    let Some(rest) = args.lock.strip_prefix("k8s://") else {
+        return Err(Failure::input(
+            "--label-pod labels a Kubernetes Pod: it needs a k8s:// lock",
+        ));
+    };
+    let (key, value) = label.split_once('=').unwrap_or((label, "true"));
+    if key.is_empty() {
+        return Err(Failure::input(
+            "--label-pod: give a label key, as in --label-pod leader",
+        ));
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let Some(pod) = env("POD_NAME").or_else(|| env("HOSTNAME")) else {
+        return Err(Failure::input(
+            "--label-pod: set POD_NAME (the downward API's metadata.name) to the Pod's name",
+        ));
+    };
+    pod_label_for(rest, key, value, pod, env("POD_NAMESPACE")).await
+}
+
+#[cfg(feature = "k8s")]
+async fn pod_label_for(
+    lock: &str,
+    key: &str,
+    value: &str,
+    pod: String,
+    namespace: Option<String>,
+) -> Result<Option<PodLabel>, Failure> {
+    use tenure::k8s::kube;
+    let config = kube::Config::infer().await.map_err(|e| {
+        Failure::input(format!(
+            "--label-pod: no Kubernetes client configuration: {e}"
+        ))
+    })?;
+    let lock_namespace = lock.split('/').next().filter(|ns| !ns.is_empty());
+    let namespace = namespace
+        .or(lock_namespace.map(str::to_owned))
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = tenure::k8s::client_for(config)?;
+    Ok(Some(
+        PodLabel::new(client, &namespace, pod, key).value(value),
+    ))
+}
+
+#[cfg(not(feature = "k8s"))]
+async fn pod_label_for(
+    _: &str,
+    _: &str,
+    _: &str,
+    _: String,
+    _: Option<String>,
+) -> Result<Option<PodLabel>, Failure> {
+    Err(Failure::input(
+        "--label-pod: this tenure was built without the k8s feature",
+    ))
 }
 
 /// What ended one `elector.run`.
@@ -116,6 +199,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         // they can be found and stopped before the lock is released.
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
+    let label = pod_label(&args).await?;
     say(format!("{identity} campaigning for {}", store.describe()));
     loop {
         let shutdown = CancellationToken::new();
@@ -124,8 +208,21 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             let spec = spec.clone();
             let outcome = outcome.clone();
             let shutdown = shutdown.clone();
+            let label = label.clone();
             move |leadership: Leadership| {
-                term::lead(spec.clone(), leadership, outcome.clone(), shutdown.clone())
+                let lead = term::lead(
+                    spec.clone(),
+                    leadership.clone(),
+                    outcome.clone(),
+                    shutdown.clone(),
+                );
+                let label = label.clone();
+                async move {
+                    match label {
+                        Some(label) => label.while_leading(&leadership, lead).await,
+                        None => lead.await,
+                    }
+                }
             }
         };
         let stop = Arc::new(Mutex::new(Stop::Exit));

@@ -521,3 +521,20 @@ impl StoreFactory for KubeFactory {
 pub fn foreign_spec() -> Value {
     json!({"holderIdentity": "foreign"})
 }
+
+/// The `tenure` binary beside this test's (the workspace build makes it).
+#[allow(dead_code)] // not every test file runs the CLI
+pub fn tenure_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("tenure");
+    assert!(
+        bin.exists(),
+        "no tenure binary at {} (cargo build -p tenure-cli; make test builds it)",
+        bin.display()
+    );
+    bin
+}
