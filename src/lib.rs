@@ -120,9 +120,9 @@ pub use tenure_core::metrics::LEADER_GAUGE;
 pub use tenure_core::{CancellationToken, async_trait};
 pub use tenure_core::{
     Clock, ConfigError, ElectionConfig, ElectionError, ElectionState, ElectionTask, ErrorChain,
-    ErrorSource, HealthError, KeyComparison, LeaderElector, LeaderElectorBuilder, LeaderEvent,
-    LeaderRecord, Leadership, LockStore, MAX_DURATION, MemoryStore, StoreError, TokioClock,
-    UNKNOWN_HOLDER, Version, Versioned, WatchEvent, WatchStream, validate_lock_name,
+    ErrorSource, HealthError, JITTER_FACTOR, KeyComparison, LeaderElector, LeaderElectorBuilder,
+    LeaderEvent, LeaderRecord, Leadership, LockStore, MAX_DURATION, MemoryStore, StoreError,
+    TokioClock, UNKNOWN_HOLDER, Version, Versioned, WatchEvent, WatchStream, validate_lock_name,
 };
 
 /// The Redis store (feature `redis`).

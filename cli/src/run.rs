@@ -302,7 +302,7 @@ impl Timing {
                 args.lease_duration, args.renew_deadline
             )));
         }
-        let floor = args.retry_period.mul_f64(tenure_core::JITTER_FACTOR);
+        let floor = args.retry_period.mul_f64(tenure::JITTER_FACTOR);
         let room = args.renew_deadline.saturating_sub(floor);
         let grace = args.grace.unwrap_or(room / 2);
         if room.is_zero() || grace >= room {

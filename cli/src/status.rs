@@ -3,7 +3,6 @@
 use std::time::{Duration, SystemTime};
 
 use clap::Args;
-use tenure_core::record::format_time;
 
 use crate::Failure;
 
@@ -77,4 +76,10 @@ pub async fn status(args: StatusArgs) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// A record's time as its JSON form writes it: RFC 3339 in UTC with
+/// microseconds (Kubernetes' `MicroTime`).
+fn format_time(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }

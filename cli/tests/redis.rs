@@ -231,7 +231,7 @@ fn a_lock_released_by_another_writer_kills_the_command_at_once() {
         let current = store.get().await.unwrap().expect("the leader's record");
         assert_eq!(current.record.holder_identity, "a");
         store
-            .update(&tenure_core::LeaderRecord::default(), &current.version)
+            .update(&tenure::LeaderRecord::default(), &current.version)
             .await
             .expect("the foreign release");
     });

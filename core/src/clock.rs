@@ -4,6 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+#[cfg(any(test, feature = "test-hooks"))]
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -34,16 +35,20 @@ impl Clock for TokioClock {
 /// A clock that runs `rate` times as fast as tokio's (2.0: twice as fast).
 /// For testing the rule that lease / renew deadline must exceed the skew rate.
 ///
+/// Test support (feature `test-hooks`): `tenure_core::testing::ScaledClock`.
+///
 /// ```
-/// use tenure_core::ScaledClock;
+/// use tenure_core::testing::ScaledClock;
 /// let fast = ScaledClock::new(2.0);
 /// ```
+#[cfg(any(test, feature = "test-hooks"))]
 #[derive(Clone, Copy, Debug)]
 pub struct ScaledClock {
     origin: Instant,
     rate: f64,
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl ScaledClock {
     /// A clock starting now that advances `rate` seconds per real second.
     /// A `rate` that is not finite and positive is taken as 1.
@@ -60,6 +65,7 @@ impl ScaledClock {
     }
 }
 
+#[cfg(any(test, feature = "test-hooks"))]
 impl Clock for ScaledClock {
     fn now(&self) -> Instant {
         self.origin + self.origin.elapsed().mul_f64(self.rate)

@@ -488,7 +488,10 @@ impl LeaderElectorBuilder {
         self
     }
 
-    /// Measure time on this clock (tests of clock skew rate).
+    /// Measure time on this clock (tests of clock skew rate, the
+    /// simulation). Test support: feature `test-hooks`.
+    #[cfg(feature = "test-hooks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-hooks")))]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

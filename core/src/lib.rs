@@ -70,7 +70,7 @@ pub mod store;
 #[cfg(feature = "test-hooks")]
 pub mod testing;
 
-pub use clock::{Clock, ScaledClock, TokioClock};
+pub use clock::{Clock, TokioClock};
 pub use config::{ConfigError, ElectionConfig, JITTER_FACTOR, KeyComparison, MAX_DURATION};
 pub use elector::{ElectionError, ElectionTask, HealthError, LeaderElector, LeaderElectorBuilder};
 pub use leadership::{ElectionState, Leadership};

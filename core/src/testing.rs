@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use crate::clock::ScaledClock;
 use crate::record::{LeaderRecord, Version, Versioned};
 use crate::store::{LeaderEvent, LockStore, StoreError, WatchStream};
 

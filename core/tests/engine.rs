@@ -514,7 +514,7 @@ async fn skew_rate_two_times_fast_clock_never_overlaps() {
         fast_store.clone(),
         Spec {
             timing,
-            clock: Some(Arc::new(tenure_core::ScaledClock::new(2.0))),
+            clock: Some(Arc::new(tenure_core::testing::ScaledClock::new(2.0))),
             ..spec("fast")
         },
         &t,
