@@ -15,21 +15,21 @@ use crate::stats::Samples;
 
 /// Election timing.
 #[derive(Clone, Copy, Debug)]
-pub struct Timing {
+pub(crate) struct Timing {
     pub lease: Duration,
     pub renew: Duration,
     pub retry: Duration,
 }
 
 /// client-go's defaults.
-pub const DEFAULT: Timing = Timing {
+pub(crate) const DEFAULT: Timing = Timing {
     lease: Duration::from_secs(15),
     renew: Duration::from_secs(10),
     retry: Duration::from_secs(2),
 };
 
 /// The short timing for fail-over.
-pub const SHORT: Timing = Timing {
+pub(crate) const SHORT: Timing = Timing {
     lease: Duration::from_secs(2),
     renew: Duration::from_millis(1500),
     retry: Duration::from_millis(400),
@@ -37,7 +37,7 @@ pub const SHORT: Timing = Timing {
 
 /// How a candidate talks to its store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Style {
+pub(crate) enum Style {
     /// tenure as shipped: watch wake-ups, one round trip per renew.
     Tenure,
     /// tenure without the watch (polling only).
@@ -46,14 +46,14 @@ pub enum Style {
     ClientGo,
 }
 
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub elector: LeaderElector,
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), ElectionError>>,
 }
 
 impl Candidate {
-    pub async fn start(
+    pub(crate) async fn start(
         f: &dyn StoreFactory,
         lock: &str,
         id: String,
@@ -64,7 +64,7 @@ impl Candidate {
     }
 
     /// A candidate whose store marks the hand-off's steps in `stamps`.
-    pub async fn start_stamped(
+    pub(crate) async fn start_stamped(
         f: &dyn StoreFactory,
         lock: &str,
         id: String,
@@ -107,7 +107,7 @@ impl Candidate {
         }
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
@@ -132,7 +132,7 @@ async fn next_leader(cands: &[Candidate], limit: Duration) -> Option<usize> {
 
 /// How the leader leaves in [`hand_offs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     /// Graceful shutdown after the followers waited this long (1 s: their
     /// watches are settled; 20 ms: the newest is fresh): its work returns
     /// at once, it releases.
@@ -144,7 +144,7 @@ pub enum Exit {
 
 /// `candidates` candidates; `runs` times the leader leaves (and is replaced
 /// by a new candidate): time from its exit until another leads.
-pub async fn hand_offs(
+pub(crate) async fn hand_offs(
     f: &dyn StoreFactory,
     lock: &str,
     runs: usize,
@@ -160,7 +160,7 @@ pub async fn hand_offs(
 
 /// Release hand-offs between two candidates with watches, each cut into
 /// its steps ([`Phases`]).
-pub async fn release_phases(
+pub(crate) async fn release_phases(
     f: &dyn StoreFactory,
     lock: &str,
     runs: usize,
@@ -238,7 +238,7 @@ fn rand_duration(max: Duration) -> Duration {
 
 /// Renew cost: the leader's renew is one compare-and-swap on the version it
 /// wrote last; `runs` of them back to back.
-pub async fn renew_latency(f: &dyn StoreFactory, lock: &str, runs: usize) -> Samples {
+pub(crate) async fn renew_latency(f: &dyn StoreFactory, lock: &str, runs: usize) -> Samples {
     let store = f.open(lock).await.expect("open the lock");
     let mut record = LeaderRecord::held_by("bench-leader", DEFAULT.lease);
     let mut version = store.create(&record).await.expect("create");
@@ -254,7 +254,7 @@ pub async fn renew_latency(f: &dyn StoreFactory, lock: &str, runs: usize) -> Sam
 
 /// Operations per second the store receives from `n` candidates on one
 /// lock at default timing, counted by `count` (a server-side counter).
-pub async fn store_load<C, Fut>(
+pub(crate) async fn store_load<C, Fut>(
     f: &dyn StoreFactory,
     lock: &str,
     n: usize,
@@ -321,7 +321,7 @@ impl LockStore for ReadBeforeWrite {
 /// free record, a waiter task swaps on the version its watch shows as soon
 /// as the event comes. Timed like [`release_phases`] from the release
 /// write, so set beside it the difference is the engine's.
-pub async fn store_handoff(
+pub(crate) async fn store_handoff(
     f: &dyn StoreFactory,
     lock: &str,
     runs: usize,

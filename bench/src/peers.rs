@@ -62,7 +62,11 @@ impl EtcdCandidate {
 /// resign: 20 ms is a fresh waiter, whose watch on the previous key etcd has
 /// not yet synced (it catches such watchers up only periodically, ~100 ms);
 /// 1 s is a settled one, the steady state of a real deployment.
-pub async fn etcd_election_handoff(endpoints: &[String], runs: usize, settle: Duration) -> Samples {
+pub(crate) async fn etcd_election_handoff(
+    endpoints: &[String],
+    runs: usize,
+    settle: Duration,
+) -> Samples {
     let name = "bench-election-handoff";
     let mut a = EtcdCandidate::new(endpoints, 15).await;
     let mut b = EtcdCandidate::new(endpoints, 15).await;
@@ -92,7 +96,7 @@ pub async fn etcd_election_handoff(endpoints: &[String], runs: usize, settle: Du
 
 /// etcd election fail-over: the leader stops keeping its lease alive (a
 /// crash); time until the waiting candidate's `campaign` returns.
-pub async fn etcd_election_failover(endpoints: &[String], runs: usize, ttl: i64) -> Samples {
+pub(crate) async fn etcd_election_failover(endpoints: &[String], runs: usize, ttl: i64) -> Samples {
     let name = "bench-election-failover";
     let mut samples = Samples::default();
     let mut leader = EtcdCandidate::new(endpoints, ttl).await;

@@ -15,7 +15,7 @@ use crate::stats::Samples;
 
 /// The steps of one hand-off, each the first time it happened.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Marks {
+pub(crate) struct Marks {
     /// The leader's write of the free record was sent.
     pub release: Option<Instant>,
     /// The successor's watch handed the free record to its elector.
@@ -28,21 +28,21 @@ pub struct Marks {
 
 /// Marks shared by every candidate of one measure.
 #[derive(Debug, Default)]
-pub struct Stamps(Mutex<Marks>);
+pub(crate) struct Stamps(Mutex<Marks>);
 
 impl Stamps {
     /// Forgets the last hand-off's marks.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         *self.0.lock().unwrap() = Marks::default();
     }
 
-    pub fn marks(&self) -> Marks {
+    pub(crate) fn marks(&self) -> Marks {
         *self.0.lock().unwrap()
     }
 
     /// Starts one timed hand-off after `settle` of idleness: forgets the
     /// last hand-off's marks and marks the release as sent now; its start.
-    pub async fn start_after(&self, settle: std::time::Duration) -> Instant {
+    pub(crate) async fn start_after(&self, settle: std::time::Duration) -> Instant {
         tokio::time::sleep(settle).await;
         self.reset();
         let start = Instant::now();
@@ -53,7 +53,7 @@ impl Stamps {
     /// Sets one mark now, if not set yet; with `after_release`, only once
     /// the release was sent (earlier writes and events are not this
     /// hand-off's).
-    pub fn mark(&self, pick: fn(&mut Marks) -> &mut Option<Instant>, after_release: bool) {
+    pub(crate) fn mark(&self, pick: fn(&mut Marks) -> &mut Option<Instant>, after_release: bool) {
         let now = Instant::now();
         let mut m = self.0.lock().unwrap();
         if after_release && m.release.is_none() {
@@ -65,7 +65,7 @@ impl Stamps {
 
 /// Each step's duration over many hand-offs.
 #[derive(Debug, Default)]
-pub struct Phases {
+pub(crate) struct Phases {
     /// Shutdown called → free record sent (tenure only).
     pub to_release: Samples,
     /// Free record sent → successor's elector has the event.
@@ -83,7 +83,7 @@ pub struct Phases {
 impl Phases {
     /// Adds one hand-off: started at `start` (shutdown or the release),
     /// seen leading at `seen`. A hand-off with a step missing is skipped.
-    pub fn push(&mut self, start: Instant, m: Marks, seen: Instant) {
+    pub(crate) fn push(&mut self, start: Instant, m: Marks, seen: Instant) {
         let (Some(release), Some(event), Some(sent), Some(done)) =
             (m.release, m.event, m.swap_sent, m.swap_done)
         else {
@@ -97,7 +97,7 @@ impl Phases {
         self.from_release.push(seen - release);
     }
 
-    pub fn extend(&mut self, other: Phases) {
+    pub(crate) fn extend(&mut self, other: Phases) {
         self.to_release.extend(other.to_release);
         self.to_event.extend(other.to_event);
         self.to_swap.extend(other.to_swap);
@@ -109,7 +109,7 @@ impl Phases {
 
 /// The timed hand-offs of one measure: each one's time and its steps.
 #[derive(Debug, Default)]
-pub struct Timed {
+pub(crate) struct Timed {
     pub samples: Samples,
     pub phases: Phases,
 }
@@ -118,7 +118,7 @@ impl Timed {
     /// Waits (at most 5 s) for the waiter's swap, which it reports on
     /// `done`, and records the hand-off begun at `start`; what the waiter
     /// reported (the version the leader releases next).
-    pub async fn finish<V>(
+    pub(crate) async fn finish<V>(
         &mut self,
         start: Instant,
         stamps: &Stamps,
@@ -140,7 +140,7 @@ impl Timed {
 /// yields after that is the event; the next write of a held record is the
 /// successor's swap.
 #[derive(Debug)]
-pub struct StampedStore {
+pub(crate) struct StampedStore {
     pub inner: Arc<dyn LockStore>,
     pub stamps: Arc<Stamps>,
 }
@@ -197,7 +197,7 @@ impl LockStore for StampedStore {
 }
 
 /// The p50 of every phase, as one markdown row.
-pub fn row(who: &str, p: &Phases, tenure: bool) -> String {
+pub(crate) fn row(who: &str, p: &Phases, tenure: bool) -> String {
     let ms = |s: &Samples| format!("{:.3}", s.p50().as_secs_f64() * 1e3);
     let first = if tenure {
         ms(&p.to_release)

@@ -21,17 +21,17 @@ use crate::measure::Timing;
 use crate::stats::{Ms, Samples};
 
 /// Opens lock `name` for one candidate.
-pub type OpenFn = Box<
+pub(crate) type OpenFn = Box<
     dyn Fn(String) -> Pin<Box<dyn Future<Output = Result<Arc<dyn LockStore>, StoreError>> + Send>>
         + Send
         + Sync,
 >;
 
 /// A server-side request counter.
-pub type CountFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync>;
+pub(crate) type CountFn = Box<dyn Fn() -> Pin<Box<dyn Future<Output = u64> + Send>> + Send + Sync>;
 
 /// One store as the scale run sees it.
-pub struct Target {
+pub(crate) struct Target {
     pub open: OpenFn,
     /// Requests the server has answered so far.
     pub count: Option<CountFn>,
@@ -43,7 +43,7 @@ pub struct Target {
 const HANDOFFS: usize = 20;
 
 /// The table's head.
-pub fn header(name: &str) {
+pub(crate) fn header(name: &str) {
     println!("\n### {name}\n");
     println!(
         "| locks | all held after | memory per held lock | memory per followed lock | connections to the store | store calls/s per lock | server requests/s per lock | renews/s | CPU per renew | hand-off p50 | hand-off p99 |"
@@ -54,7 +54,7 @@ pub fn header(name: &str) {
 /// Runs `n` locks on `target` and prints its table row. Run each size in
 /// a process of its own: memory freed by a larger run stays with the
 /// process and would hide a smaller run's.
-pub async fn row(target: &Target, n: usize, window: Duration, timing: Timing) {
+pub(crate) async fn row(target: &Target, n: usize, window: Duration, timing: Timing) {
     match one_size(target, n, window, timing).await {
         Ok(row) => println!("{row}"),
         Err(e) => println!("| {n} | failed: {e} | | | | | | | | | |"),

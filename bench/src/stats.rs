@@ -5,23 +5,23 @@ use std::time::Duration;
 
 /// A set of measured durations.
 #[derive(Clone, Debug, Default)]
-pub struct Samples(Vec<Duration>);
+pub(crate) struct Samples(Vec<Duration>);
 
 impl Samples {
-    pub fn push(&mut self, d: Duration) {
+    pub(crate) fn push(&mut self, d: Duration) {
         self.0.push(d);
     }
 
-    pub fn extend(&mut self, other: Samples) {
+    pub(crate) fn extend(&mut self, other: Samples) {
         self.0.extend(other.0);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 
     /// The `p`-th percentile (nearest rank), 0 when empty.
-    pub fn percentile(&self, p: f64) -> Duration {
+    pub(crate) fn percentile(&self, p: f64) -> Duration {
         if self.0.is_empty() {
             return Duration::ZERO;
         }
@@ -31,21 +31,21 @@ impl Samples {
         v[rank.min(v.len()) - 1]
     }
 
-    pub fn p50(&self) -> Duration {
+    pub(crate) fn p50(&self) -> Duration {
         self.percentile(50.0)
     }
 
-    pub fn p99(&self) -> Duration {
+    pub(crate) fn p99(&self) -> Duration {
         self.percentile(99.0)
     }
 
-    pub fn max(&self) -> Duration {
+    pub(crate) fn max(&self) -> Duration {
         self.0.iter().copied().max().unwrap_or_default()
     }
 }
 
 /// Milliseconds with three decimals, for tables.
-pub struct Ms(pub Duration);
+pub(crate) struct Ms(pub Duration);
 
 impl fmt::Display for Ms {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -54,7 +54,7 @@ impl fmt::Display for Ms {
 }
 
 /// A signed difference in milliseconds.
-pub fn signed_ms(a: Duration, b: Duration) -> String {
+pub(crate) fn signed_ms(a: Duration, b: Duration) -> String {
     let d = a.as_secs_f64() - b.as_secs_f64();
     format!("{:+.1} ms", d * 1e3)
 }

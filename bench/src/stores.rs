@@ -17,13 +17,13 @@ use crate::phases::{Phases, Stamps, Timed};
 use crate::stats::Samples;
 
 /// A factory whose stores count every call (the in-process "server side").
-pub struct CountingMemory {
+pub(crate) struct CountingMemory {
     inner: MemoryFactory,
     pub ops: Arc<AtomicU64>,
 }
 
 impl CountingMemory {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         CountingMemory {
             inner: MemoryFactory::new(),
             ops: Arc::new(AtomicU64::new(0)),
@@ -92,14 +92,14 @@ impl StoreFactory for CountingMemory {
 }
 
 /// Redis: every `open` is a new `RedisStore` (its own connections).
-pub struct RedisFactory {
+pub(crate) struct RedisFactory {
     pub server: RedisServer,
 }
 
 impl RedisFactory {
     /// Commands the server executed so far (INFO commandstats), not
     /// counting the INFO calls themselves.
-    pub async fn commands(&self) -> u64 {
+    pub(crate) async fn commands(&self) -> u64 {
         let client = redis::Client::open(self.server.url()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let info: String = redis::cmd("INFO")
@@ -124,7 +124,7 @@ impl RedisFactory {
     /// with its own EVALSHA as soon as the message comes. Timed from the
     /// release until the waiter's swap returns, after `settle` of idleness
     /// (as the real hand-off is), `runs` times.
-    pub async fn raw_handoff(&self, runs: usize, settle: Duration) -> (Samples, Phases) {
+    pub(crate) async fn raw_handoff(&self, runs: usize, settle: Duration) -> (Samples, Phases) {
         use futures::StreamExt;
         let stamps = Arc::new(Stamps::default());
         // A lock of its own per call: the record's JSON carries timestamps.
@@ -205,7 +205,7 @@ impl RedisFactory {
         (timed.samples, timed.phases)
     }
 
-    pub async fn raw_cas(&self, runs: usize) -> Samples {
+    pub(crate) async fn raw_cas(&self, runs: usize) -> Samples {
         let store = tenure_redis::RedisStore::builder(self.server.url(), "raw-cas")
             .build()
             .await
@@ -250,13 +250,13 @@ impl RedisFactory {
 }
 
 /// etcd: every `open` is a new `EtcdStore` (its own client).
-pub struct EtcdFactory {
+pub(crate) struct EtcdFactory {
     pub server: EtcdServer,
 }
 
 impl EtcdFactory {
     /// Unary gRPC requests the server handled so far (its /metrics).
-    pub async fn requests(&self) -> u64 {
+    pub(crate) async fn requests(&self) -> u64 {
         let body = http_get(self.server.addr(), "/metrics").await;
         body.lines()
             .filter(|l| {
@@ -270,7 +270,7 @@ impl EtcdFactory {
     /// put on success, get on failure, straight on etcd-client.
     /// `runs` linearizable reads of one key (what etcd's election waiter
     /// does after the resign: a Get of the keys before its own).
-    pub async fn raw_get(&self, runs: usize) -> Samples {
+    pub(crate) async fn raw_get(&self, runs: usize) -> Samples {
         let mut client = etcd_client::Client::connect(self.server.endpoints(), None)
             .await
             .unwrap();
@@ -294,7 +294,7 @@ impl EtcdFactory {
     ///
     /// With `as_tenure`, each Txn also compares the value as tenure's does
     /// (it must start like a record: never overwrite what we cannot read).
-    pub async fn raw_handoff(
+    pub(crate) async fn raw_handoff(
         &self,
         runs: usize,
         settle: Duration,
@@ -387,7 +387,7 @@ impl EtcdFactory {
         (timed.samples, timed.phases)
     }
 
-    pub async fn raw_txn(&self, runs: usize) -> Samples {
+    pub(crate) async fn raw_txn(&self, runs: usize) -> Samples {
         use etcd_client::{Compare, CompareOp, Txn, TxnOp};
         let mut client = etcd_client::Client::connect(self.server.endpoints(), None)
             .await
@@ -421,7 +421,7 @@ impl EtcdFactory {
 }
 
 /// A plain HTTP/1.0 GET on loopback; the body.
-pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
         .await
@@ -435,7 +435,7 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 /// Kubernetes: `LeaseLock`s on the in-repo API server fixture; every `open`
 /// is a new `kube::Client`.
-pub struct KubeFactory {
+pub(crate) struct KubeFactory {
     pub server: tenure_kube_fixture::KubeApiServer,
 }
 
@@ -446,13 +446,13 @@ impl KubeFactory {
     }
 
     /// Requests the fixture answered so far (all verbs).
-    pub fn requests(&self) -> u64 {
+    pub(crate) fn requests(&self) -> u64 {
         self.server.request_counts().values().sum()
     }
 
     /// The raw primitive a renew maps to: one HTTP PUT of the Lease with its
     /// resourceVersion, on a kept-alive loopback connection (no kube client).
-    pub async fn raw_put(&self, runs: usize) -> Samples {
+    pub(crate) async fn raw_put(&self, runs: usize) -> Samples {
         let lock = tenure_k8s::LeaseLock::new(self.client(), "default", "raw-put")
             .await
             .unwrap();
@@ -523,7 +523,7 @@ async fn http11(
 
 /// A store the benchmarks can open: a new client per `open`.
 #[async_trait]
-pub trait Open: Send + Sync + 'static {
+pub(crate) trait Open: Send + Sync + 'static {
     /// Opens `lock` with a new client.
     async fn open_lock(&self, lock: &str) -> Result<Arc<dyn LockStore>, StoreError>;
 }
@@ -559,7 +559,7 @@ impl Open for KubeFactory {
 
 /// The measures take a conformance `StoreFactory`; the benchmarks only open
 /// locks (no fault switch, no raw values).
-pub struct OpenOnly<T>(pub Arc<T>);
+pub(crate) struct OpenOnly<T>(pub Arc<T>);
 
 #[async_trait]
 impl<T: Open> StoreFactory for OpenOnly<T> {
@@ -589,7 +589,7 @@ impl<T: Open> StoreFactory for OpenOnly<T> {
 
 /// Opens Redis locks for the scale run: a new client per lock
 /// (`separate`), or one client shared by every lock.
-pub fn redis_opener(f: Arc<RedisFactory>, separate: bool) -> crate::scale::OpenFn {
+pub(crate) fn redis_opener(f: Arc<RedisFactory>, separate: bool) -> crate::scale::OpenFn {
     let shared = tokio::sync::OnceCell::new();
     let shared = Arc::new(shared);
     Box::new(move |lock| {
@@ -608,7 +608,7 @@ pub fn redis_opener(f: Arc<RedisFactory>, separate: bool) -> crate::scale::OpenF
 
 /// Opens etcd locks for the scale run (see [`redis_opener`]); the shared
 /// client has at most `max_in_flight` calls in flight (0: no cap).
-pub fn etcd_opener(
+pub(crate) fn etcd_opener(
     f: Arc<EtcdFactory>,
     separate: bool,
     max_in_flight: usize,
@@ -639,7 +639,7 @@ pub fn etcd_opener(
 /// `SharedWatch` shared by every lock (its requests in flight capped at
 /// `max_in_flight`, else the default), or a client per lock and no shared
 /// watch (`separate`).
-pub fn kube_opener(
+pub(crate) fn kube_opener(
     f: Arc<KubeFactory>,
     separate: bool,
     max_in_flight: Option<usize>,

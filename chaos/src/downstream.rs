@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 /// One write the downstream saw.
 #[derive(Clone, Debug)]
-pub struct Write {
+pub(crate) struct Write {
     /// The writer's fencing token.
     pub token: u64,
     /// The writer's term: its command's pid (or `PID.N` for a library
@@ -20,14 +20,14 @@ pub struct Write {
 
 /// The downstream's state.
 #[derive(Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     highest: Option<u64>,
     /// Every write, in arrival order.
     pub writes: Vec<Write>,
 }
 
 /// Serves the downstream on a loopback port; returns its address.
-pub async fn serve(ledger: Arc<Mutex<Ledger>>) -> std::io::Result<String> {
+pub(crate) async fn serve(ledger: Arc<Mutex<Ledger>>) -> std::io::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     tokio::spawn(async move {
@@ -71,7 +71,7 @@ pub async fn serve(ledger: Arc<Mutex<Ledger>>) -> std::io::Result<String> {
 /// Accepted writes that were stale: an earlier-accepted write of another
 /// term had a token at least as large (equal tokens of two terms would let
 /// a stale leader through).
-pub fn stale_accepted(writes: &[Write]) -> usize {
+pub(crate) fn stale_accepted(writes: &[Write]) -> usize {
     let mut best: Option<(u64, &str)> = None;
     let mut stale = 0;
     for w in writes.iter().filter(|w| w.accepted) {

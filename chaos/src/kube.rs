@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use tenure_kube_fixture::KubeApiServer;
 
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

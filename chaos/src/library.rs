@@ -21,7 +21,7 @@ const LEASE: Duration = Duration::from_secs(2);
 const RENEW_DEADLINE: Duration = Duration::from_millis(1500);
 const RETRY: Duration = Duration::from_millis(300);
 
-pub fn main(url: &str, id: &str, downstream: &str, log: &str) -> ExitCode {
+pub(crate) fn main(url: &str, id: &str, downstream: &str, log: &str) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,7 +11,7 @@ use crate::mono_ns;
 /// Runs until killed: `beat ID PID NS` to `log` and a write to the
 /// downstream every 10 ms. It ignores SIGTERM, as the slowest command would
 /// (one that uses the whole grace): only SIGKILL ends it.
-pub fn main(downstream: &str, log: &str) -> ! {
+pub(crate) fn main(downstream: &str, log: &str) -> ! {
     // SAFETY: setting a signal disposition.
     unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
     let id = std::env::var("TENURE_IDENTITY").unwrap_or_default();

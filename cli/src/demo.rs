@@ -66,7 +66,7 @@ async fn wait_for_leader(replicas: &[Replica]) -> Result<usize, Failure> {
     }
 }
 
-pub async fn demo() -> Result<u8, Failure> {
+pub(crate) async fn demo() -> Result<u8, Failure> {
     let store = MemoryStore::new("demo").map_err(|e| Failure::runtime(e.to_string()))?;
     say(format!(
         "three replicas campaign for lock \"demo\" (lease {LEASE:?}, renew deadline {RENEW:?}, retry {RETRY:?})"

@@ -65,7 +65,7 @@ fn emit(line: Vec<u8>) {
 }
 
 /// Waits (up to `limit`) until queued lines are written, for a clean exit.
-pub fn flush(limit: std::time::Duration) {
+pub(crate) fn flush(limit: std::time::Duration) {
     // A blocked stderr may never drain: give up after `limit`.
     let (done_tx, done_rx) = sync_channel::<()>(1);
     if sender().try_send(Msg::Flush(done_tx)).is_ok() {
@@ -74,7 +74,7 @@ pub fn flush(limit: std::time::Duration) {
 }
 
 /// Prints `tenure [time] message` on stderr (stdout belongs to the command).
-pub fn say(message: impl AsRef<str>) {
+pub(crate) fn say(message: impl AsRef<str>) {
     let line = format!(
         "tenure [{}] {}\n",
         Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -85,7 +85,7 @@ pub fn say(message: impl AsRef<str>) {
 
 /// A `tracing` writer: one event's bytes, queued as one line when dropped.
 #[derive(Default)]
-pub struct LossyLine(Vec<u8>);
+pub(crate) struct LossyLine(Vec<u8>);
 
 impl Write for LossyLine {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -107,6 +107,6 @@ impl Drop for LossyLine {
 }
 
 /// Prints `tenure: error: message`, the one line every failure ends with.
-pub fn say_error(message: &str) {
+pub(crate) fn say_error(message: &str) {
     emit(format!("tenure: error: {message}\n").into_bytes());
 }

@@ -13,17 +13,17 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 }
 
 /// The parent of `pid`, while it runs.
-pub fn parent_of(pid: u32) -> Option<u32> {
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
     stat_fields(pid)?.get(1)?.parse().ok()
 }
 
 /// The state letter of `pid` (`R`, `S`, `T` stopped, `Z` zombie...).
-pub fn state_of(pid: u32) -> Option<char> {
+pub(crate) fn state_of(pid: u32) -> Option<char> {
     stat_fields(pid)?.first()?.chars().next()
 }
 
 /// Every pid now running.
-pub fn pids() -> Vec<u32> {
+pub(crate) fn pids() -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -33,7 +33,7 @@ pub fn pids() -> Vec<u32> {
 }
 
 /// The pids whose parent is `parent`.
-pub fn children_of(parent: u32) -> Vec<u32> {
+pub(crate) fn children_of(parent: u32) -> Vec<u32> {
     pids()
         .into_iter()
         .filter(|pid| parent_of(*pid) == Some(parent))

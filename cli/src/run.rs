@@ -28,7 +28,7 @@ impl PodLabel {
 
 /// Arguments of `tenure run`.
 #[derive(Args, Debug)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The lock: memory://name, redis://host:port/name, etcd://host:port/name,
     /// k8s://namespace/name?kind=lease.
     #[arg(long, value_name = "URL")]
@@ -169,7 +169,7 @@ enum Stop {
     Suspend,
 }
 
-pub async fn run(args: RunArgs) -> Result<u8, Failure> {
+pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
     let timing = Timing::from_args(&args)?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let store = tenure::connect(&lock_url(&args)?).await?;

@@ -8,7 +8,7 @@ use crate::Failure;
 
 /// Arguments of `tenure status`.
 #[derive(Args, Debug)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The lock URL (as for `tenure run`).
     #[arg(long, value_name = "URL")]
     lock: String,
@@ -17,7 +17,7 @@ pub struct StatusArgs {
     json: bool,
 }
 
-pub async fn status(args: StatusArgs) -> Result<u8, Failure> {
+pub(crate) async fn status(args: StatusArgs) -> Result<u8, Failure> {
     let store = tenure::connect(&args.lock).await?;
     let current = store.get().await?;
     let lock = store.describe();

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The hidden subcommand that runs the supervisor.
-pub const SUBCOMMAND: &str = "__supervise";
+pub(crate) const SUBCOMMAND: &str = "__supervise";
 
 /// Longest sleep between checks when no deadline is nearer: bounds how
 /// late an exit that raced with `poll` is noticed.
@@ -47,7 +47,7 @@ extern "C" fn on_child(_: libc::c_int) {
 
 /// Now on the machine's monotonic clock (`CLOCK_MONOTONIC`, what `Instant`
 /// uses), in nanoseconds: both processes read the same clock.
-pub fn monotonic_ns() -> i128 {
+pub(crate) fn monotonic_ns() -> i128 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -84,7 +84,7 @@ impl Reason {
 
 /// Runs the supervisor; `args` are what follows the subcommand:
 /// `GRACE_NS DEADLINE_NS -- COMMAND ARGS...`. Returns the exit code.
-pub fn main(args: Vec<String>) -> u8 {
+pub(crate) fn main(args: Vec<String>) -> u8 {
     let (grace, deadline, command) = match parse(&args) {
         Some(parsed) => parsed,
         None => return 2,

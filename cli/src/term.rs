@@ -17,7 +17,7 @@ use crate::supervisor::{SUBCOMMAND, monotonic_ns};
 
 /// What the command needs besides its arguments.
 #[derive(Clone, Debug)]
-pub struct CommandSpec {
+pub(crate) struct CommandSpec {
     pub argv: Vec<String>,
     pub lock: String,
     pub grace: Duration,
@@ -31,7 +31,7 @@ pub struct CommandSpec {
 
 /// How a term's command ended, when that ends the whole `tenure run`.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The command exited by itself with this code (or 128 + signal).
     Exited(u8),
     /// Something failed: the message says what.
@@ -43,11 +43,11 @@ pub enum Outcome {
 }
 
 /// Where the outcome of a term is left for `run` to find.
-pub type OutcomeSlot = Arc<Mutex<Option<Outcome>>>;
+pub(crate) type OutcomeSlot = Arc<Mutex<Option<Outcome>>>;
 
 /// Runs the command for one term under a supervisor; returns when the
 /// command and everything it started are gone.
-pub async fn lead(
+pub(crate) async fn lead(
     spec: CommandSpec,
     leadership: Leadership,
     outcome: OutcomeSlot,

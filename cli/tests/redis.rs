@@ -122,6 +122,7 @@ fn kill_9_and_sigterm_hand_offs_never_overlap_the_commands() {
         "{stopped:?} {third:?}"
     );
 
+    // SAFETY: kill with a pid and a signal number only.
     unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
     assert_eq!(c.wait().unwrap().code(), Some(0));
     let out = tenure(&["status", "--lock", &url, "--json"]);

@@ -60,7 +60,7 @@ pub(crate) struct State {
 }
 
 /// The store and everything that decides faults: shared by all links.
-pub struct Store {
+pub(crate) struct Store {
     pub(crate) kind: StoreKind,
     pub(crate) state: Mutex<State>,
     pub(crate) rng: Mutex<StdRng>,
@@ -211,7 +211,7 @@ impl Store {
 
 /// One candidate's link to the store.
 #[derive(Clone)]
-pub struct Link {
+pub(crate) struct Link {
     pub(crate) store: Arc<Store>,
     pub(crate) candidate: usize,
 }

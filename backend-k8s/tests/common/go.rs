@@ -15,11 +15,11 @@ use tenure_core::{CancellationToken, LeaderElector, LockStore};
 
 use super::Env;
 
-pub const LEASE: Duration = Duration::from_secs(3);
-pub const RENEW: Duration = Duration::from_secs(2);
-pub const RETRY: Duration = Duration::from_millis(500);
+pub(crate) const LEASE: Duration = Duration::from_secs(3);
+pub(crate) const RENEW: Duration = Duration::from_secs(2);
+pub(crate) const RETRY: Duration = Duration::from_millis(500);
 
-pub fn now_ns() -> u128 {
+pub(crate) fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -27,15 +27,15 @@ pub fn now_ns() -> u128 {
 }
 
 /// A term: identity, start, end (open while `None`), in wall-clock ns.
-pub type Term = (String, u128, Option<u128>);
+pub(crate) type Term = (String, u128, Option<u128>);
 
 /// Every candidate's terms.
 #[derive(Clone, Default)]
-pub struct Terms(pub Arc<Mutex<Vec<Term>>>);
+pub(crate) struct Terms(pub Arc<Mutex<Vec<Term>>>);
 
 impl Terms {
     /// `id`'s terms, as (start, end).
-    pub fn of(&self, id: &str) -> Vec<(u128, Option<u128>)> {
+    pub(crate) fn of(&self, id: &str) -> Vec<(u128, Option<u128>)> {
         self.0
             .lock()
             .unwrap()
@@ -45,11 +45,11 @@ impl Terms {
             .collect()
     }
 
-    pub fn start(&self, id: &str) {
+    pub(crate) fn start(&self, id: &str) {
         self.0.lock().unwrap().push((id.to_owned(), now_ns(), None));
     }
 
-    pub fn end(&self, id: &str) {
+    pub(crate) fn end(&self, id: &str) {
         let at = now_ns();
         for t in self.0.lock().unwrap().iter_mut() {
             if t.0 == id && t.2.is_none() {
@@ -58,7 +58,7 @@ impl Terms {
         }
     }
 
-    pub fn leading(&self, id: &str) -> bool {
+    pub(crate) fn leading(&self, id: &str) -> bool {
         self.0
             .lock()
             .unwrap()
@@ -66,12 +66,12 @@ impl Terms {
             .any(|t| t.0 == id && t.2.is_none())
     }
 
-    pub fn count(&self, id: &str) -> usize {
+    pub(crate) fn count(&self, id: &str) -> usize {
         self.0.lock().unwrap().iter().filter(|t| t.0 == id).count()
     }
 
     /// No two terms overlap (an open term runs until now).
-    pub fn assert_no_overlap(&self) {
+    pub(crate) fn assert_no_overlap(&self) {
         let now = now_ns();
         let mut terms = self.0.lock().unwrap().clone();
         terms.sort_by_key(|t| t.1);
@@ -89,7 +89,7 @@ impl Terms {
 }
 
 /// The Go electors' binary (built once, cached).
-pub fn electors() -> PathBuf {
+pub(crate) fn electors() -> PathBuf {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/go-binary.sh");
     let out = Command::new("bash")
         .args([script, "electors"])
@@ -105,7 +105,7 @@ pub fn electors() -> PathBuf {
 
 /// A kubeconfig for the Go process: the real cluster's, or one written for
 /// the fixture.
-pub fn kubeconfig(env: &Env, dir: &tempfile::TempDir) -> PathBuf {
+pub(crate) fn kubeconfig(env: &Env, dir: &tempfile::TempDir) -> PathBuf {
     if super::real_cluster() {
         return std::env::var_os("KUBECONFIG").unwrap().into();
     }
@@ -125,7 +125,7 @@ pub fn kubeconfig(env: &Env, dir: &tempfile::TempDir) -> PathBuf {
 
 /// What every Go-peer test sets up: the API server, the electors' binary,
 /// a kubeconfig for the Go processes, and every candidate's terms.
-pub struct Setup {
+pub(crate) struct Setup {
     pub env: Env,
     pub bin: PathBuf,
     pub kubeconfig: PathBuf,
@@ -135,7 +135,7 @@ pub struct Setup {
 
 impl Setup {
     /// On the API server of the run (`Env::start`).
-    pub async fn start() -> Setup {
+    pub(crate) async fn start() -> Setup {
         let env = Env::start().await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = kubeconfig(&env, &dir);
@@ -149,7 +149,7 @@ impl Setup {
     }
 
     /// On a real API server of the test's own.
-    pub async fn on(server: &OwnApiServer) -> Setup {
+    pub(crate) async fn on(server: &OwnApiServer) -> Setup {
         let kubeconfig = server.kubeconfig();
         Setup {
             env: Env::from_kubeconfig(&kubeconfig).await,
@@ -162,12 +162,19 @@ impl Setup {
 
     /// A Go candidate: `imp` (client-go or istio) on the `lock` kind
     /// (lease, configmap, multilock) named `name`, recording into `terms`.
-    pub fn go(&self, imp: &str, lock: &str, name: &str, id: &str, extra: &[&str]) -> GoCandidate {
+    pub(crate) fn go(
+        &self,
+        imp: &str,
+        lock: &str,
+        name: &str,
+        id: &str,
+        extra: &[&str],
+    ) -> GoCandidate {
         self.go_into(&self.terms, imp, lock, name, id, extra)
     }
 
     /// As [`go`](Self::go), recording into other terms.
-    pub fn go_into(
+    pub(crate) fn go_into(
         &self,
         terms: &Terms,
         imp: &str,
@@ -190,7 +197,7 @@ impl Setup {
     }
 
     /// tenure's `LeaseLock` `name`, on a client of its own.
-    pub async fn lease(&self, name: &str) -> Arc<dyn LockStore> {
+    pub(crate) async fn lease(&self, name: &str) -> Arc<dyn LockStore> {
         Arc::new(
             tenure_k8s::LeaseLock::builder(name)
                 .namespace(self.env.namespace.clone())
@@ -203,7 +210,7 @@ impl Setup {
 }
 
 /// A Go candidate, its JSON lines turned into terms as they arrive.
-pub struct GoCandidate {
+pub(crate) struct GoCandidate {
     id: String,
     child: Child,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -211,7 +218,7 @@ pub struct GoCandidate {
 
 impl GoCandidate {
     #[allow(clippy::too_many_arguments)]
-    pub fn start(
+    pub(crate) fn start(
         bin: &PathBuf,
         kubeconfig: &PathBuf,
         env: &Env,
@@ -267,7 +274,7 @@ impl GoCandidate {
     }
 
     /// SIGTERM: client-go cancels, the work stops, it releases, it exits.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -278,7 +285,7 @@ impl GoCandidate {
     }
 
     /// Sends `signal` (`STOP`, `CONT`) to the Go process.
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
@@ -287,7 +294,7 @@ impl GoCandidate {
     }
 
     /// kill -9: its term ends now, unreleased.
-    pub fn crash(mut self, terms: &Terms) {
+    pub(crate) fn crash(mut self, terms: &Terms) {
         let _ = self.child.kill();
         let _ = self.child.wait();
         terms.end(&self.id);
@@ -305,14 +312,14 @@ impl Drop for GoCandidate {
 }
 
 /// A tenure candidate whose work records its terms.
-pub struct RustCandidate {
+pub(crate) struct RustCandidate {
     pub elector: LeaderElector,
     pub shutdown: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
 }
 
 /// A tenure candidate at the Go peers' timing.
-pub fn rust_candidate(store: Arc<dyn LockStore>, id: &str, terms: &Terms) -> RustCandidate {
+pub(crate) fn rust_candidate(store: Arc<dyn LockStore>, id: &str, terms: &Terms) -> RustCandidate {
     let elector = LeaderElector::builder(store, id.to_owned())
         .lease_duration(LEASE)
         .renew_deadline(RENEW)
@@ -323,7 +330,7 @@ pub fn rust_candidate(store: Arc<dyn LockStore>, id: &str, terms: &Terms) -> Rus
 }
 
 /// Runs `elector` on its own task, its work recording `id`'s terms.
-pub fn spawn_candidate(elector: LeaderElector, id: &str, terms: &Terms) -> RustCandidate {
+pub(crate) fn spawn_candidate(elector: LeaderElector, id: &str, terms: &Terms) -> RustCandidate {
     let shutdown = CancellationToken::new();
     let task = {
         let elector = elector.clone();
@@ -352,13 +359,13 @@ pub fn spawn_candidate(elector: LeaderElector, id: &str, terms: &Terms) -> RustC
 }
 
 impl RustCandidate {
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
 }
 
-pub async fn wait_for(limit: Duration, what: &str, cond: impl Fn() -> bool) -> Duration {
+pub(crate) async fn wait_for(limit: Duration, what: &str, cond: impl Fn() -> bool) -> Duration {
     let start = tokio::time::Instant::now();
     while !cond() {
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
@@ -370,7 +377,7 @@ pub async fn wait_for(limit: Duration, what: &str, cond: impl Fn() -> bool) -> D
 /// Waits for `rust` to lead after its leader stopped renewing (crashed,
 /// frozen) and checks it did not take over inside the lease. Returns how
 /// long it took from the call.
-pub async fn takes_over_after_the_lease(rust: &RustCandidate, what: &str) -> Duration {
+pub(crate) async fn takes_over_after_the_lease(rust: &RustCandidate, what: &str) -> Duration {
     let took = wait_for(LEASE * 2 + RETRY * 3, what, || rust.elector.is_leader()).await;
     assert!(
         took + RETRY >= LEASE,
@@ -379,7 +386,7 @@ pub async fn takes_over_after_the_lease(rust: &RustCandidate, what: &str) -> Dur
     took
 }
 
-pub async fn transitions(store: &dyn LockStore) -> u64 {
+pub(crate) async fn transitions(store: &dyn LockStore) -> u64 {
     store
         .get()
         .await
@@ -392,7 +399,7 @@ pub async fn transitions(store: &dyn LockStore) -> u64 {
 /// A kube-apiserver and its etcd started for one test
 /// (`scripts/kube-apiserver-up.sh`), so that it can be killed and
 /// restarted without touching the other tests' server.
-pub struct OwnApiServer {
+pub(crate) struct OwnApiServer {
     dir: tempfile::TempDir,
     api: u32,
     etcd: u32,
@@ -402,7 +409,7 @@ pub struct OwnApiServer {
 
 impl OwnApiServer {
     /// Starts one (the binary is built once and cached by the script).
-    pub fn start() -> OwnApiServer {
+    pub(crate) fn start() -> OwnApiServer {
         let dir = tempfile::tempdir().unwrap();
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -442,12 +449,12 @@ impl OwnApiServer {
     }
 
     /// The admin's kubeconfig.
-    pub fn kubeconfig(&self) -> PathBuf {
+    pub(crate) fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }
 
     /// kill -9 of kube-apiserver (its etcd stays), reaped.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         kill9(self.api);
         if let Some(mut child) = self.restarted.take() {
             let _ = child.wait();
@@ -467,7 +474,7 @@ impl OwnApiServer {
     /// Starts kube-apiserver again with the same command line (same port,
     /// certificates, tokens and etcd). Returns once the process runs; the
     /// caller waits for it to serve.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(self.dir.path().join("kube-apiserver.log"))

@@ -3,7 +3,7 @@
 //! plain HTTP requests that bypass our locks, and the suite's factory.
 #![allow(dead_code)]
 
-pub mod go;
+pub(crate) mod go;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,22 +19,22 @@ use tenure_k8s::{ConfigMapLock, LeaseLock, MultiLock, SharedWatch};
 use tenure_kube_fixture::KubeApiServer;
 
 /// The namespace the fixture's tests use.
-pub const NAMESPACE: &str = "tenure-test";
+pub(crate) const NAMESPACE: &str = "tenure-test";
 
 /// The annotation `put_raw` parks a non-JSON raw value in on a Lease, whose
 /// spec it then makes a non-record (a holder without a lease duration).
-pub const RAW_ANNOTATION: &str = "tenure.test/raw";
+pub(crate) const RAW_ANNOTATION: &str = "tenure.test/raw";
 
 /// The annotation a [`Env::touch_object`] writes: another tool's, which
 /// moves `resourceVersion` without changing the record.
-pub const TOUCHED_ANNOTATION: &str = "example.com/touched";
+pub(crate) const TOUCHED_ANNOTATION: &str = "example.com/touched";
 
 /// The request timeout of the suite's locks (the suite's renew deadline is
 /// 0.6 s, so 1 s by the builder's rule).
-pub const RENEW_DEADLINE: Duration = Duration::from_millis(600);
+pub(crate) const RENEW_DEADLINE: Duration = Duration::from_millis(600);
 /// Each request's timeout: longer than half the renew deadline, for a slow
 /// CI machine; the engine still bounds every attempt by the term's validity.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
 enum Cluster {
     Fixture(KubeApiServer),
@@ -42,7 +42,7 @@ enum Cluster {
 }
 
 /// An API server for one test, with its namespace.
-pub struct Env {
+pub(crate) struct Env {
     cluster: Cluster,
     pub namespace: String,
     http: reqwest::Client,
@@ -53,7 +53,7 @@ pub struct Env {
 }
 
 /// True when the suite should run on the cluster of `KUBECONFIG`.
-pub fn real_cluster() -> bool {
+pub(crate) fn real_cluster() -> bool {
     std::env::var("TENURE_K8S_REAL").is_ok_and(|v| v == "1")
         && std::env::var_os("KUBECONFIG").is_some()
 }
@@ -61,7 +61,7 @@ pub fn real_cluster() -> bool {
 impl Env {
     /// The fixture, or with `TENURE_K8S_REAL=1` and `KUBECONFIG` the real
     /// cluster, in a new namespace labelled `tenure.rs/test=true`.
-    pub async fn start() -> Env {
+    pub(crate) async fn start() -> Env {
         if real_cluster() {
             let config = Config::infer().await.expect("KUBECONFIG is readable");
             Env::real(config).await
@@ -72,7 +72,7 @@ impl Env {
 
     /// The real API server of the kubeconfig at `path` (one a test started
     /// itself), in a new namespace.
-    pub async fn from_kubeconfig(path: &std::path::Path) -> Env {
+    pub(crate) async fn from_kubeconfig(path: &std::path::Path) -> Env {
         let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("a readable kubeconfig");
         let config = Config::from_custom_kubeconfig(kubeconfig, &Default::default())
             .await
@@ -110,7 +110,7 @@ impl Env {
     }
 
     /// An env on the given fixture server.
-    pub fn fixture(server: KubeApiServer) -> Env {
+    pub(crate) fn fixture(server: KubeApiServer) -> Env {
         Env {
             cluster: Cluster::Fixture(server),
             namespace: NAMESPACE.to_owned(),
@@ -121,7 +121,7 @@ impl Env {
     }
 
     /// The fixture server (panics on a real cluster).
-    pub fn server(&self) -> &KubeApiServer {
+    pub(crate) fn server(&self) -> &KubeApiServer {
         match &self.cluster {
             Cluster::Fixture(server) => server,
             Cluster::Real(_) => panic!("this test needs the fixture"),
@@ -129,7 +129,7 @@ impl Env {
     }
 
     /// The real cluster's client configuration (panics on the fixture).
-    pub fn config(&self) -> Config {
+    pub(crate) fn config(&self) -> Config {
         match &self.cluster {
             Cluster::Real(config) => (**config).clone(),
             Cluster::Fixture(_) => panic!("this needs a real cluster"),
@@ -138,13 +138,13 @@ impl Env {
 
     /// A new client (its own connections), defaulting to our namespace:
     /// the one a lock builds when given none (`tenure_k8s::client_for`).
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         tenure_k8s::client_for(self.client_config()).expect("a client")
     }
 
     /// A new client as kube itself builds it (`Client::try_from`: Nagle's
     /// algorithm on), for the measurement that compares the two.
-    pub fn kube_client(&self) -> Client {
+    pub(crate) fn kube_client(&self) -> Client {
         Client::try_from(self.client_config()).expect("a client")
     }
 
@@ -158,7 +158,7 @@ impl Env {
     }
 
     /// A new client whose traffic passes a fault proxy.
-    pub async fn faulty_client(&self) -> (Client, Arc<dyn FaultSwitch>) {
+    pub(crate) async fn faulty_client(&self) -> (Client, Arc<dyn FaultSwitch>) {
         let (mut config, upstream) = match &self.cluster {
             Cluster::Fixture(server) => (Config::new(server.url().parse().unwrap()), server.addr()),
             Cluster::Real(config) => {
@@ -191,7 +191,12 @@ impl Env {
     /// A plain request to the API server, bypassing our locks: plain HTTP to
     /// the fixture, or kube's authenticated transport to a real cluster.
     /// Returns the status code and the JSON body.
-    pub async fn raw(&self, method: http::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn raw(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         match &self.cluster {
             Cluster::Fixture(server) => {
                 let mut req = self.http.request(method, format!("{}{path}", server.url()));
@@ -230,19 +235,19 @@ impl Env {
         }
     }
 
-    pub fn lease_path(&self, name: &str) -> String {
+    pub(crate) fn lease_path(&self, name: &str) -> String {
         format!(
             "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{name}",
             self.namespace
         )
     }
 
-    pub fn configmap_path(&self, name: &str) -> String {
+    pub(crate) fn configmap_path(&self, name: &str) -> String {
         format!("/api/v1/namespaces/{}/configmaps/{name}", self.namespace)
     }
 
     /// Writes `object` at `path` whatever is there: create, else replace.
-    pub async fn put_object(&self, path: &str, object: Value) {
+    pub(crate) async fn put_object(&self, path: &str, object: Value) {
         let collection = path.rsplit_once('/').unwrap().0;
         let (code, body) = self
             .raw(http::Method::POST, collection, Some(object.clone()))
@@ -256,7 +261,7 @@ impl Env {
     }
 
     /// The object at `path`, if any.
-    pub async fn get_object(&self, path: &str) -> Option<Value> {
+    pub(crate) async fn get_object(&self, path: &str) -> Option<Value> {
         match self.raw(http::Method::GET, path, None).await {
             (200, object) => Some(object),
             (404, _) => None,
@@ -265,7 +270,7 @@ impl Env {
     }
 
     /// Deletes the object at `path`, if there is one.
-    pub async fn delete_object(&self, path: &str) {
+    pub(crate) async fn delete_object(&self, path: &str) {
         let (code, body) = self.raw(http::Method::DELETE, path, None).await;
         assert!(code == 200 || code == 404, "delete {path}: {code} {body}");
     }
@@ -274,7 +279,7 @@ impl Env {
     /// new value of [`TOUCHED_ANNOTATION`], the record kept. A replace at
     /// the version read, retried on 409, so a concurrent renew is never
     /// overwritten with the record read before it.
-    pub async fn touch_object(&self, path: &str) {
+    pub(crate) async fn touch_object(&self, path: &str) {
         for _ in 0..20 {
             let Some(mut object) = self.get_object(path).await else {
                 return;
@@ -294,7 +299,7 @@ impl Env {
     /// The record at `path` erased in place by another tool, the object
     /// kept: a Lease's spec cleared, a ConfigMap's leader annotation
     /// stripped. A replace at the version read, retried on 409.
-    pub async fn erase_object(&self, path: &str) {
+    pub(crate) async fn erase_object(&self, path: &str) {
         for _ in 0..20 {
             let Some(mut object) = self.get_object(path).await else {
                 return;
@@ -315,7 +320,7 @@ impl Env {
     }
 
     /// A Lease `name` with this spec and annotations, written over whatever is there.
-    pub async fn put_lease(&self, name: &str, spec: Value, annotations: Value) {
+    pub(crate) async fn put_lease(&self, name: &str, spec: Value, annotations: Value) {
         let object = json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": name, "annotations": annotations},
@@ -325,7 +330,7 @@ impl Env {
     }
 
     /// A ConfigMap `name` with these annotations and data.
-    pub async fn put_configmap(&self, name: &str, annotations: Value, data: Value) {
+    pub(crate) async fn put_configmap(&self, name: &str, annotations: Value, data: Value) {
         let object = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "annotations": annotations},
@@ -337,14 +342,14 @@ impl Env {
 
 /// Which lock the factory opens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Lease,
     ConfigMap,
     Multi,
 }
 
 /// The suite's factory: each `open` is a new kube client on the env.
-pub struct KubeFactory {
+pub(crate) struct KubeFactory {
     pub env: Arc<Env>,
     kind: Kind,
     /// One client and one shared watch for every `open` (not `open_faulty`).
@@ -352,13 +357,13 @@ pub struct KubeFactory {
 }
 
 impl KubeFactory {
-    pub async fn start(kind: Kind) -> KubeFactory {
+    pub(crate) async fn start(kind: Kind) -> KubeFactory {
         KubeFactory::on(Arc::new(Env::start().await), kind)
     }
 
     /// A factory of `kind` locks on `env`: two factories on one env open
     /// two kinds of lock on the same objects (a mixed fleet).
-    pub fn on(env: Arc<Env>, kind: Kind) -> KubeFactory {
+    pub(crate) fn on(env: Arc<Env>, kind: Kind) -> KubeFactory {
         KubeFactory {
             env,
             kind,
@@ -367,7 +372,7 @@ impl KubeFactory {
     }
 
     /// Every `open` through one client and one [`SharedWatch`].
-    pub async fn start_shared(kind: Kind) -> KubeFactory {
+    pub(crate) async fn start_shared(kind: Kind) -> KubeFactory {
         let env = Arc::new(Env::start().await);
         let shared = Some((env.client(), SharedWatch::new()));
         KubeFactory { env, kind, shared }
@@ -382,7 +387,7 @@ impl KubeFactory {
         }
     }
 
-    pub async fn open_with(
+    pub(crate) async fn open_with(
         &self,
         client: Client,
         lock: &str,
@@ -518,13 +523,13 @@ impl StoreFactory for KubeFactory {
 
 /// A Lease spec that is not a record: a holder without a lease duration
 /// (which a real API server accepts too).
-pub fn foreign_spec() -> Value {
+pub(crate) fn foreign_spec() -> Value {
     json!({"holderIdentity": "foreign"})
 }
 
 /// The `tenure` binary beside this test's (the workspace build makes it).
 #[allow(dead_code)] // not every test file runs the CLI
-pub fn tenure_binary() -> std::path::PathBuf {
+pub(crate) fn tenure_binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()

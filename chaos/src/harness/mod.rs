@@ -54,7 +54,7 @@ const ROUND_LIMIT: Duration = Duration::from_secs(90);
 
 use candidate::*;
 use log::*;
-pub use options::*;
+pub(crate) use options::*;
 use real_kube::*;
 use report::*;
 use server::*;
@@ -78,7 +78,7 @@ struct Harness {
 
 mod tempdir {
     //! A directory removed when dropped.
-    pub struct Dir(pub std::path::PathBuf);
+    pub(super) struct Dir(pub std::path::PathBuf);
     impl Drop for Dir {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
@@ -87,7 +87,7 @@ mod tempdir {
 }
 
 /// Runs the rounds; prints the report; true when every rule held.
-pub async fn run(options: Options) -> Result<bool, String> {
+pub(crate) async fn run(options: Options) -> Result<bool, String> {
     if !options.tenure.exists() {
         return Err(format!(
             "no tenure binary at {} (build it: cargo build -p tenure-cli, or pass --tenure)",

@@ -4,7 +4,7 @@ use super::*;
 
 /// The faults a round can apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Fault {
+pub(crate) enum Fault {
     Kill9,
     Sigterm,
     StopTenure,
@@ -32,7 +32,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in report order.
-    pub const ALL: [Fault; 13] = [
+    pub(crate) const ALL: [Fault; 13] = [
         Fault::Kill9,
         Fault::Sigterm,
         Fault::StopTenure,
@@ -49,7 +49,7 @@ impl Fault {
     ];
 
     /// The name on the command line and in the report.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Fault::Kill9 => "kill-9",
             Fault::Sigterm => "sigterm",
@@ -70,7 +70,7 @@ impl Fault {
 
 /// Which store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreKind {
+pub(crate) enum StoreKind {
     Redis,
     Etcd,
     /// Three etcd members on loopback.
@@ -102,7 +102,7 @@ impl StoreKind {
 
 /// How the candidates run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CandidateKind {
+pub(crate) enum CandidateKind {
     /// `tenure run` processes, each leader's command a `worker`.
     Cli,
     /// `tenure-chaos candidate` processes, each embedding the library.
@@ -114,7 +114,7 @@ pub enum CandidateKind {
 }
 
 /// The run's options.
-pub struct Options {
+pub(crate) struct Options {
     pub(super) store: StoreKind,
     pub(super) rounds: usize,
     pub(super) seed: u64,
@@ -125,7 +125,7 @@ pub struct Options {
 
 impl Options {
     /// Parses `--store`, `--rounds`, `--seed`, `--faults`, `--tenure`.
-    pub fn parse(args: &[String]) -> Option<Options> {
+    pub(crate) fn parse(args: &[String]) -> Option<Options> {
         let mut o = Options {
             store: StoreKind::Redis,
             rounds: 0,

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 /// What /proc says about processes: the supervisor's own module.
 #[path = "../../src/procfs.rs"]
-pub mod procfs;
+pub(crate) mod procfs;
 
 /// Lease 3 s, renew deadline 2 s, retry 0.5 s: the default grace is then 0.7 s.
-pub const TIMING: [&str; 6] = [
+pub(crate) const TIMING: [&str; 6] = [
     "--lease-duration",
     "3s",
     "--renew-deadline",
@@ -21,7 +21,7 @@ pub const TIMING: [&str; 6] = [
 
 /// One line of the log the test commands write.
 #[derive(Debug, Clone)]
-pub struct Line {
+pub(crate) struct Line {
     /// `start`, `beat`, `stop`.
     pub kind: String,
     /// The candidate's identity.
@@ -35,7 +35,7 @@ pub struct Line {
 }
 
 /// The log's lines `KIND ID PID NS [TOKEN]`; a line still being written is skipped.
-pub fn lines(log: &Path) -> Vec<Line> {
+pub(crate) fn lines(log: &Path) -> Vec<Line> {
     fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -53,7 +53,7 @@ pub fn lines(log: &Path) -> Vec<Line> {
 }
 
 /// Waits for a line matching `pred`; panics after `limit`.
-pub fn wait_for_line(log: &Path, limit: Duration, pred: impl Fn(&Line) -> bool) -> Line {
+pub(crate) fn wait_for_line(log: &Path, limit: Duration, pred: impl Fn(&Line) -> bool) -> Line {
     let start = Instant::now();
     loop {
         if let Some(l) = lines(log).into_iter().find(|l| pred(l)) {
@@ -65,12 +65,12 @@ pub fn wait_for_line(log: &Path, limit: Duration, pred: impl Fn(&Line) -> bool) 
 }
 
 /// Sends `sig` to `pid`.
-pub fn signal(pid: u32, sig: libc::c_int) {
+pub(crate) fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a process this test started.
     unsafe { libc::kill(pid as libc::pid_t, sig) };
 }
 
 /// True once the process is gone (or a zombie nobody reaped yet).
-pub fn is_gone(pid: u32) -> bool {
+pub(crate) fn is_gone(pid: u32) -> bool {
     matches!(procfs::state_of(pid), None | Some('Z'))
 }

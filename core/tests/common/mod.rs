@@ -15,22 +15,22 @@ use tokio::time::Instant;
 /// The engine's tests wrap a [`MemoryStore`] in the one fault-injecting
 /// store every suite shares.
 #[allow(unused_imports)] // not every test file injects faults
-pub use tenure_core::testing::Fault;
-pub type TestStore = FaultyStore<MemoryStore>;
+pub(crate) use tenure_core::testing::Fault;
+pub(crate) type TestStore = FaultyStore<MemoryStore>;
 
 /// Wraps a clone of `memory` (which keeps the same record).
-pub fn test_store(memory: &MemoryStore) -> Arc<TestStore> {
+pub(crate) fn test_store(memory: &MemoryStore) -> Arc<TestStore> {
     FaultyStore::new(memory.clone())
 }
 
 /// As [`test_store`], for a store that cannot watch.
-pub fn test_store_without_watch(memory: &MemoryStore) -> Arc<TestStore> {
+pub(crate) fn test_store_without_watch(memory: &MemoryStore) -> Arc<TestStore> {
     FaultyStore::without_watch(memory.clone())
 }
 
 /// One term as the work saw it.
 #[derive(Clone, Debug)]
-pub struct Term {
+pub(crate) struct Term {
     pub identity: String,
     pub token: u64,
     pub start: Instant,
@@ -39,25 +39,25 @@ pub struct Term {
 
 /// Every term of a test, with the callbacks' events in order.
 #[derive(Clone, Default)]
-pub struct Timeline {
+pub(crate) struct Timeline {
     pub terms: Arc<Mutex<Vec<Term>>>,
     pub events: Arc<Mutex<Vec<String>>>,
 }
 
 impl Timeline {
-    pub fn terms(&self) -> Vec<Term> {
+    pub(crate) fn terms(&self) -> Vec<Term> {
         self.terms.lock().unwrap().clone()
     }
 
-    pub fn events(&self) -> Vec<String> {
+    pub(crate) fn events(&self) -> Vec<String> {
         self.events.lock().unwrap().clone()
     }
 
-    pub fn event(&self, e: String) {
+    pub(crate) fn event(&self, e: String) {
         self.events.lock().unwrap().push(e);
     }
 
-    pub fn assert_no_overlap(&self) {
+    pub(crate) fn assert_no_overlap(&self) {
         let terms = self.terms();
         for pair in terms.windows(2) {
             let end = pair[0].end.expect("an earlier term is still open");
@@ -68,25 +68,25 @@ impl Timeline {
 
 /// Timing of a candidate (seconds).
 #[derive(Clone, Copy)]
-pub struct Timing {
+pub(crate) struct Timing {
     pub lease: u64,
     pub renew: u64,
     pub retry: u64,
 }
 
-pub const DEFAULT: Timing = Timing {
+pub(crate) const DEFAULT: Timing = Timing {
     lease: 15,
     renew: 10,
     retry: 2,
 };
 
-pub struct Candidate {
+pub(crate) struct Candidate {
     pub elector: LeaderElector,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<Result<(), ElectionError>>,
 }
 
-pub struct Spec {
+pub(crate) struct Spec {
     pub identity: &'static str,
     pub timing: Timing,
     pub key: &'static str,
@@ -97,7 +97,7 @@ pub struct Spec {
     pub drain: Duration,
 }
 
-pub fn spec(identity: &'static str) -> Spec {
+pub(crate) fn spec(identity: &'static str) -> Spec {
     Spec {
         identity,
         timing: DEFAULT,
@@ -109,7 +109,7 @@ pub fn spec(identity: &'static str) -> Spec {
     }
 }
 
-pub fn start(store: Arc<dyn LockStore>, spec: Spec, timeline: &Timeline) -> Candidate {
+pub(crate) fn start(store: Arc<dyn LockStore>, spec: Spec, timeline: &Timeline) -> Candidate {
     let t = timeline.clone();
     let id = spec.identity;
     let mut builder = LeaderElector::builder(store, id)
@@ -172,7 +172,7 @@ pub fn start(store: Arc<dyn LockStore>, spec: Spec, timeline: &Timeline) -> Cand
 }
 
 /// Advances paused time in small steps until `cond` holds; returns how long it took.
-pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+pub(crate) async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
     let start = Instant::now();
     while !cond() {
         assert!(
@@ -184,12 +184,12 @@ pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Dura
     start.elapsed()
 }
 
-pub fn held(identity: &str, lease: u64, transitions: u64) -> LeaderRecord {
+pub(crate) fn held(identity: &str, lease: u64, transitions: u64) -> LeaderRecord {
     let mut r = LeaderRecord::held_by(identity, Duration::from_secs(lease));
     r.leader_transitions = transitions;
     r
 }
 
-pub async fn record(store: &MemoryStore) -> LeaderRecord {
+pub(crate) async fn record(store: &MemoryStore) -> LeaderRecord {
     store.get().await.unwrap().unwrap().record
 }
