@@ -57,7 +57,7 @@ pub(crate) struct RunArgs {
     #[arg(long, default_value = "")]
     holder_key: String,
     /// Record client-go's leader election Events on the lock object
-    /// ("<identity> became leader", "stopped leading"), reported by
+    /// ("IDENTITY became leader", "IDENTITY stopped leading"), reported by
     /// COMPONENT. k8s:// locks only; needs `create` on events.
     #[arg(long, value_name = "COMPONENT")]
     events: Option<String>,
