@@ -167,7 +167,7 @@ fn percent_decode(s: &str) -> String {
 /// | `memory://name` | a [`MemoryStore`] (this process only) |
 /// | `redis://[user:pass@]host:port/name[?db=0&prefix=p]`, `rediss://...[&ca=ca.pem]` (TLS) | `RedisStore` (feature `redis`) |
 /// | `etcd://[user:pass@]host:port[,host:port]/name[?prefix=p]`, `etcds://...?ca=ca.pem[&cert=c.pem&key=k.pem]` | `EtcdStore` (feature `etcd`) |
-/// | `k8s://namespace/name[?kind=lease\|configmap\|multilock][&events=COMPONENT]` | `LeaseLock` / `ConfigMapLock` / `MultiLock` (feature `k8s`); `events` records client-go's leader election Events, reported by `COMPONENT` |
+/// | `k8s://namespace/name[?kind=lease\|configmap\|multilock][&events=COMPONENT][&coordinated=BINARY[:EMULATION]]` | `LeaseLock` / `ConfigMapLock` / `MultiLock` (feature `k8s`); `events` records client-go's leader election Events, reported by `COMPONENT`; `coordinated` makes a Lease lock a candidate of Kubernetes' coordinated leader election |
 ///
 /// The lock name must be a DNS-1123 subdomain ([`tenure_core::validate_lock_name`]).
 ///
@@ -316,7 +316,33 @@ async fn connect_k8s(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> 
             Arc::new(builder.build().await?) as Arc<dyn LockStore>
         }};
     }
-    Ok(match url.param("kind").unwrap_or("lease") {
+    let kind = url.param("kind").unwrap_or("lease");
+    // `coordinated=BINARY[:EMULATION]`: a candidate of Kubernetes'
+    // coordinated leader election (Lease locks only).
+    if let Some(versions) = url.param("coordinated") {
+        if kind != "lease" {
+            return Err(invalid(
+                url,
+                "coordinated election is for Lease locks (kind=lease)",
+            ));
+        }
+        let (binary, emulation) = versions.split_once(':').unwrap_or((versions, versions));
+        if binary.is_empty() || emulation.is_empty() {
+            return Err(invalid(
+                url,
+                "coordinated=BINARY[:EMULATION], as in coordinated=1.37.0:1.36.0",
+            ));
+        }
+        let mut builder = LeaseLock::builder(lock).coordinated(binary, emulation);
+        if let Some(ns) = namespace {
+            builder = builder.namespace(ns);
+        }
+        if let Some(component) = url.param("events") {
+            builder = builder.events(tenure_k8s::EventReporter::new(component));
+        }
+        return Ok(Arc::new(builder.build().await?));
+    }
+    Ok(match kind {
         "lease" => build!(LeaseLock),
         "configmap" => build!(ConfigMapLock),
         "multilock" => build!(MultiLock),

@@ -10,6 +10,7 @@ use kube::Client;
 use tenure_core::{StoreError, validate_lock_name};
 
 use crate::SharedWatch;
+use crate::coordination::Coordination;
 use crate::events::EventReporter;
 
 /// How long one request to the API server may take unless
@@ -36,6 +37,7 @@ pub struct LockBuilder<L> {
     shared_watch: Option<SharedWatch>,
     events: Option<EventReporter>,
     labels: BTreeMap<String, String>,
+    coordination: Option<Coordination>,
     lock: PhantomData<fn() -> L>,
 }
 
@@ -51,6 +53,7 @@ impl<L> fmt::Debug for LockBuilder<L> {
             .field("shared_watch", &self.shared_watch.is_some())
             .field("events", &self.events)
             .field("labels", &self.labels)
+            .field("coordination", &self.coordination)
             .finish()
     }
 }
@@ -66,6 +69,7 @@ pub(crate) struct Parts {
     pub(crate) shared_watch: Option<SharedWatch>,
     pub(crate) events: Option<EventReporter>,
     pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) coordination: Option<Coordination>,
 }
 
 impl<L> LockBuilder<L> {
@@ -79,6 +83,7 @@ impl<L> LockBuilder<L> {
             shared_watch: None,
             events: None,
             labels: BTreeMap::new(),
+            coordination: None,
             lock: PhantomData,
         }
     }
@@ -194,6 +199,46 @@ impl<L> LockBuilder<L> {
             shared_watch: self.shared_watch,
             events: self.events,
             labels: self.labels,
+            coordination: self.coordination,
         })
+    }
+}
+
+impl LockBuilder<crate::LeaseLock> {
+    /// Coordinated Leader Election (Kubernetes KEP-4355; beta, and off by
+    /// default through Kubernetes 1.37: kube-apiserver needs the
+    /// `CoordinatedLeaderElection` feature gate and
+    /// `coordination.k8s.io/v1beta1`). The lock publishes a
+    /// `LeaseCandidate` named after the elector's identity, of
+    /// `binary_version` emulating `emulation_version` (semver without a
+    /// `v`), strategy `OldestEmulationVersion`, and answers the
+    /// controller's pings. The controller picks the holder: the lock never
+    /// creates the Lease, and a candidate leads only when the controller
+    /// names it, never by expiry. When the controller prefers another
+    /// candidate, the leader drains its work and releases at once (client-go
+    /// lets its lease run out instead). Needs `get`, `create`, `update` on
+    /// `leasecandidates` (`coordination.k8s.io`): see `deploy/rbac.yaml`.
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), tenure_core::StoreError> {
+    /// use tenure_k8s::LeaseLock;
+    ///
+    /// let lock = LeaseLock::builder("my-controller")
+    ///     .namespace("kube-system")
+    ///     .coordinated("1.37.0", "1.36.0")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn coordinated(
+        mut self,
+        binary_version: impl Into<String>,
+        emulation_version: impl Into<String>,
+    ) -> Self {
+        self.coordination = Some(Coordination::new(
+            binary_version.into(),
+            emulation_version.into(),
+        ));
+        self
     }
 }

@@ -115,7 +115,14 @@ impl Events {
     }
 
     /// Creates the Event on `subject` in a task of its own; returns at once.
+    /// Only the two moments client-go records make Events.
     pub(crate) fn record(&self, subject: ObjectReference, identity: &str, event: LeaderEvent) {
+        if !matches!(
+            event,
+            LeaderEvent::BecameLeader | LeaderEvent::StoppedLeading
+        ) {
+            return;
+        }
         let counters = self.counters.clone();
         let (Ok(permit), Ok(runtime)) = (
             self.slots.clone().try_acquire_owned(),

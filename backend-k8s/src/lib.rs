@@ -51,6 +51,7 @@
 
 mod builder;
 mod client;
+pub mod coordination;
 mod error;
 pub mod events;
 mod locks;

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tenure_core::{LeaderEvent, LeaderRecord, StoreError, Version, Versioned};
 
 use crate::builder::Parts;
+use crate::coordination::Candidate;
 use crate::error::map_error;
 use crate::events::Events;
 use crate::wire;
@@ -140,6 +141,9 @@ pub(crate) struct ObjectLock<K: Codec> {
     pub(crate) events: Option<Events>,
     /// Labels of an object the lock creates.
     labels: BTreeMap<String, String>,
+    /// The coordinated election's candidate, when asked for: the lock then
+    /// never creates its object (the election controller does).
+    candidate: Option<Candidate>,
 }
 
 impl<K: Codec> ObjectLock<K> {
@@ -153,7 +157,10 @@ impl<K: Codec> ObjectLock<K> {
             shared_watch,
             events,
             labels,
+            coordination,
         } = parts;
+        let candidate =
+            coordination.map(|c| Candidate::new(client.clone(), &namespace, &name, c, timeout));
         let events = events.map(|r| Events::new(client.clone(), &namespace, r, timeout));
         let api = Api::namespaced(client, &namespace);
         let hub = shared_watch
@@ -171,12 +178,16 @@ impl<K: Codec> ObjectLock<K> {
             slots,
             events,
             labels,
+            candidate,
         }
     }
 
     /// Records an Event on the object (client-go's `RecordEvent`), if asked
     /// to; returns at once.
     pub(crate) fn record_event(&self, identity: &str, event: LeaderEvent) {
+        if let (Some(candidate), LeaderEvent::Campaigning) = (&self.candidate, event) {
+            candidate.start(identity);
+        }
         let Some(events) = &self.events else { return };
         events.record(self.subject(), identity, event);
     }
@@ -283,6 +294,12 @@ impl<K: Codec> ObjectLock<K> {
     }
 
     pub(crate) async fn create(&self, record: &LeaderRecord) -> Result<Version, StoreError> {
+        if self.candidate.is_some() {
+            // Coordinated election: the controller creates the Lease and
+            // names its holder. Lose the race, as to a faster candidate.
+            tracing::debug!(lock = %self.describe(), "coordinated: the election controller creates the Lease");
+            return Err(StoreError::conflict());
+        }
         let metadata = ObjectMeta {
             name: Some(self.name.clone()),
             namespace: Some(self.namespace.clone()),

@@ -34,10 +34,12 @@ pub const DEFAULT_VALUE: &str = "true";
 /// let label = PodLabel::new(client, "default", pod, "leader");
 /// let shutdown = tenure_core::CancellationToken::new();
 /// elector
-///     .run(shutdown, move |leadership| async move {
-///         label
-///             .while_leading(&leadership, async { leadership.cancelled().await })
-///             .await
+///     .run(shutdown, move |leadership| {
+///         let label = label.clone();
+///         async move {
+///             let work = async { leadership.cancelled().await };
+///             label.while_leading(&leadership, work).await
+///         }
 ///     })
 ///     .await
 ///     .unwrap();

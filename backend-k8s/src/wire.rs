@@ -110,6 +110,8 @@ pub fn lease_to_record(
         r.acquire_time = spec.acquire_time.as_ref().map(|t| system_time(t.0));
         r.renew_time = spec.renew_time.as_ref().map(|t| system_time(t.0));
         r.leader_transitions = leader_transitions;
+        r.strategy = spec.strategy.clone().unwrap_or_default();
+        r.preferred_holder = spec.preferred_holder.clone().unwrap_or_default();
         r
     })
 }
@@ -118,9 +120,11 @@ pub fn lease_to_record(
 /// `LeaderElectionRecordToLeaseSpec` does: `leaseDurationSeconds` in whole
 /// seconds rounded up (at least 1, which the API server requires), times as
 /// `MicroTime`, `leaseTransitions` at most `i32::MAX` (see
-/// [`set_lease_annotations`] for the rest). `base` is the Lease's current
-/// spec: fields tenure does not own (`strategy`, `preferredHolder`) are
-/// kept from it.
+/// [`set_lease_annotations`] for the rest), and the coordinated election's
+/// `strategy` and `preferredHolder` from the record, as client-go does.
+/// `base` is the Lease's current spec: its `strategy` is kept when the
+/// record has none, so a coordinated Lease stays coordinated whoever
+/// writes it.
 pub(crate) fn record_to_lease_spec(record: &LeaderRecord, base: Option<&LeaseSpec>) -> LeaseSpec {
     let seconds = whole_seconds_up(record.lease_duration).clamp(1, i32::MAX as u64) as i32;
     let transitions = record.leader_transitions.min(i32::MAX as u64) as i32;
@@ -130,8 +134,10 @@ pub(crate) fn record_to_lease_spec(record: &LeaderRecord, base: Option<&LeaseSpe
         acquire_time: record.acquire_time.map(|t| MicroTime(timestamp(t))),
         renew_time: record.renew_time.map(|t| MicroTime(timestamp(t))),
         lease_transitions: Some(transitions),
-        strategy: base.and_then(|b| b.strategy.clone()),
-        preferred_holder: base.and_then(|b| b.preferred_holder.clone()),
+        strategy: Some(record.strategy.clone())
+            .filter(|s| !s.is_empty())
+            .or_else(|| base.and_then(|b| b.strategy.clone())),
+        preferred_holder: Some(record.preferred_holder.clone()).filter(|p| !p.is_empty()),
     }
 }
 

@@ -272,28 +272,24 @@ async fn labels_are_set_on_create_and_kept() {
     let env = env().await;
     for kind in ["lease", "configmap"] {
         let name = format!("labelled-{kind}");
-        let (lock, path): (Box<dyn LockStore>, String) = if kind == "lease" {
-            let b = LeaseLock::builder(&name)
-                .client(env.client())
-                .namespace(NAMESPACE);
-            let lock = b
-                .label("app", "billing")
-                .label("tier", "cron")
-                .build()
-                .await
-                .unwrap();
-            (Box::new(lock), env.lease_path(&name))
-        } else {
-            let b = ConfigMapLock::builder(&name)
-                .client(env.client())
-                .namespace(NAMESPACE);
-            let lock = b
-                .label("app", "billing")
-                .label("tier", "cron")
-                .build()
-                .await
-                .unwrap();
-            (Box::new(lock), env.configmap_path(&name))
+        macro_rules! labelled {
+            ($lock:ty) => {
+                <$lock>::builder(&name)
+                    .client(env.client())
+                    .namespace(NAMESPACE)
+                    .label("app", "billing")
+                    .label("tier", "cron")
+                    .build()
+                    .await
+                    .unwrap()
+            };
+        }
+        let (lock, path): (Box<dyn LockStore>, String) = match kind {
+            "lease" => (Box::new(labelled!(LeaseLock)), env.lease_path(&name)),
+            _ => (
+                Box::new(labelled!(ConfigMapLock)),
+                env.configmap_path(&name),
+            ),
         };
         let v = lock.create(&held("a")).await.unwrap();
         lock.update(&held("b"), &v).await.unwrap();

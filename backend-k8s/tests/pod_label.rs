@@ -131,6 +131,32 @@ fn elector(store: Arc<dyn LockStore>, id: &str) -> LeaderElector {
         .unwrap()
 }
 
+/// Runs `elector` with its Pod labelled by `labeller` while it leads, its
+/// work waiting for the term to end; cancel the token to shut it down.
+fn labelled(
+    elector: &LeaderElector,
+    labeller: PodLabel,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), tenure_core::ElectionError>>,
+) {
+    let shutdown = CancellationToken::new();
+    let (elector, token) = (elector.clone(), shutdown.clone());
+    let run = tokio::spawn(async move {
+        elector
+            .run(token, move |l| {
+                let labeller = labeller.clone();
+                async move {
+                    labeller
+                        .while_leading(&l, async { l.cancelled().await })
+                        .await
+                }
+            })
+            .await
+    });
+    (shutdown, run)
+}
+
 async fn lease(env: &Env, name: &str) -> LeaseLock {
     LeaseLock::builder(name)
         .namespace(env.namespace.clone())
@@ -153,23 +179,7 @@ async fn the_leader_labels_its_pod_and_takes_the_label_off_before_the_release() 
         at_release: Mutex::new(Vec::new()),
     });
     let elector = elector(probe.clone(), "job-1");
-    let shutdown = CancellationToken::new();
-    let labeller = pod_label(&env, "job-1");
-    let run = tokio::spawn({
-        let (elector, shutdown) = (elector.clone(), shutdown.clone());
-        async move {
-            elector
-                .run(shutdown, move |l| {
-                    let labeller = labeller.clone();
-                    async move {
-                        labeller
-                            .while_leading(&l, async { l.cancelled().await })
-                            .await
-                    }
-                })
-                .await
-        }
-    });
+    let (shutdown, run) = labelled(&elector, pod_label(&env, "job-1"));
     until_label(&env, "job-1", Some("true")).await;
     assert!(elector.is_leader());
     assert_eq!(label(&env, "job-2").await, None, "only the leader's Pod");
@@ -193,23 +203,7 @@ async fn the_next_leader_clears_a_crashed_leaders_label() {
     pod_label(&env, "job-1").set().await.unwrap();
     assert_eq!(label(&env, "job-1").await.as_deref(), Some("true"));
     let elector = elector(Arc::new(lease(&env, "stale").await), "job-2");
-    let shutdown = CancellationToken::new();
-    let label_2 = pod_label(&env, "job-2");
-    let run = tokio::spawn({
-        let (elector, shutdown) = (elector.clone(), shutdown.clone());
-        async move {
-            elector
-                .run(shutdown, move |l| {
-                    let label_2 = label_2.clone();
-                    async move {
-                        label_2
-                            .while_leading(&l, async { l.cancelled().await })
-                            .await
-                    }
-                })
-                .await
-        }
-    });
+    let (shutdown, run) = labelled(&elector, pod_label(&env, "job-2"));
     until_label(&env, "job-2", Some("true")).await;
     assert_eq!(
         label(&env, "job-1").await,
@@ -271,14 +265,7 @@ async fn tenure_run_labels_its_pod_while_the_command_runs() {
     let lock = format!("k8s://{}/cli-labelled", env.namespace);
     let mut child = tokio::process::Command::new(common::tenure_binary())
         .args(["run", "--lock", &lock, "--label-pod", &format!("{KEY}=yes")])
-        .args([
-            "--lease-duration",
-            "3s",
-            "--renew-deadline",
-            "2s",
-            "--retry-period",
-            "500ms",
-        ])
+        .args("--lease-duration 3s --renew-deadline 2s --retry-period 500ms".split(' '))
         .args(["--", "sleep", "60"])
         .env("POD_NAME", "job-1")
         .env("POD_NAMESPACE", &env.namespace)

@@ -68,6 +68,12 @@ pub(crate) struct RunArgs {
     /// the lock's namespace); needs get, list and patch on pods.
     #[arg(long, value_name = "KEY[=VALUE]")]
     label_pod: Option<String>,
+    /// Kubernetes' coordinated leader election: publish a LeaseCandidate of
+    /// this binary version (and emulation version, default the same); the
+    /// cluster's election controller names the leader. k8s:// Lease locks
+    /// only; kube-apiserver needs the CoordinatedLeaderElection gate.
+    #[arg(long, value_name = "BINARY[:EMULATION]")]
+    coordinated: Option<String>,
     /// How often the term's validity is copied to the supervisor's
     /// deadline. For tests only: a long period makes the supervisor stop
     /// the command at a deadline the term outlives.
@@ -78,23 +84,37 @@ pub(crate) struct RunArgs {
     command: Vec<String>,
 }
 
-/// The lock URL, with `--events` as the k8s URL's `events` option.
+/// The lock URL, with `--events` and `--coordinated` as the k8s URL's
+/// options of the same names.
 fn lock_url(args: &RunArgs) -> Result<String, Failure> {
-    let Some(component) = &args.events else {
-        return Ok(args.lock.clone());
-    };
-    if !args.lock.starts_with("k8s://") {
-        return Err(Failure::input(
-            "--events records Kubernetes Events: it needs a k8s:// lock",
-        ));
+    let mut url = args.lock.clone();
+    for (flag, value, example) in [
+        (
+            "events",
+            &args.events,
+            "a component name, such as my-controller",
+        ),
+        (
+            "coordinated",
+            &args.coordinated,
+            "versions, such as 1.37.0:1.36.0",
+        ),
+    ] {
+        let Some(value) = value else { continue };
+        if !args.lock.starts_with("k8s://") {
+            return Err(Failure::input(format!(
+                "--{flag} is a Kubernetes feature: it needs a k8s:// lock"
+            )));
+        }
+        if value.is_empty() || value.contains(['&', '?', '#', '=']) {
+            return Err(Failure::input(format!(
+                "--{flag} {value:?}: give {example}"
+            )));
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        url = format!("{url}{sep}{flag}={value}");
     }
-    if component.is_empty() || component.contains(['&', '?', '#', '=']) {
-        return Err(Failure::input(format!(
-            "--events {component:?}: give a component name, such as my-controller"
-        )));
-    }
-    let sep = if args.lock.contains('?') { '&' } else { '?' };
-    Ok(format!("{}{sep}events={component}", args.lock))
+    Ok(url)
 }
 
 /// `--label-pod`: the Pod to label while leading.

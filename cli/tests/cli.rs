@@ -289,7 +289,7 @@ fn a_port_out_of_range_is_bad_input() {
 }
 
 #[test]
-fn events_need_a_kubernetes_lock_and_a_component_name() {
+fn kubernetes_flags_need_a_kubernetes_lock_and_a_valid_value() {
     assert_fails(
         &[
             "run",

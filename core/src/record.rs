@@ -37,6 +37,16 @@ pub struct LeaderRecord {
     pub renew_time: Option<SystemTime>,
     /// +1 on every new term; never goes down. The fencing token of a term.
     pub leader_transitions: u64,
+    /// Coordinated leader election (Kubernetes KEP-4355): the strategy of
+    /// a lock the cluster's election controller manages (say
+    /// `OldestEmulationVersion`); empty for an ordinary lock. The engine
+    /// never creates such a record, nor takes it by expiry or pre-emption:
+    /// it leads when the controller names it.
+    pub strategy: String,
+    /// Coordinated leader election: the candidate the controller wants to
+    /// lead next (empty: none). A holder it does not name drains its work
+    /// and releases at once.
+    pub preferred_holder: String,
 }
 
 impl Default for LeaderRecord {
@@ -48,6 +58,8 @@ impl Default for LeaderRecord {
             acquire_time: None,
             renew_time: None,
             leader_transitions: 0,
+            strategy: String::new(),
+            preferred_holder: String::new(),
         }
     }
 }
@@ -208,6 +220,10 @@ struct RecordJson {
     renew_time: Option<String>,
     #[serde(default)]
     leader_transitions: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    strategy: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    preferred_holder: String,
 }
 
 /// Formats a time as RFC 3339 in UTC with microseconds, as `MicroTime` does.
@@ -231,6 +247,8 @@ pub fn to_json(record: &LeaderRecord) -> String {
         acquire_time: record.acquire_time.map(format_time),
         renew_time: record.renew_time.map(format_time),
         leader_transitions: record.leader_transitions,
+        strategy: record.strategy.clone(),
+        preferred_holder: record.preferred_holder.clone(),
     };
     serde_json::to_string(&json).expect("a record always serialises")
 }
@@ -253,6 +271,8 @@ pub fn from_json(raw: &str) -> Result<LeaderRecord, StoreError> {
         acquire_time: json.acquire_time.as_deref().map(parse_time).transpose()?,
         renew_time: json.renew_time.as_deref().map(parse_time).transpose()?,
         leader_transitions: json.leader_transitions,
+        strategy: json.strategy,
+        preferred_holder: json.preferred_holder,
     })
 }
 
@@ -269,6 +289,8 @@ mod tests {
             acquire_time: Some(now_micros()),
             renew_time: Some(now_micros()),
             leader_transitions: 42,
+            strategy: "OldestEmulationVersion".into(),
+            preferred_holder: "pod-b".into(),
         };
         assert_eq!(from_json(&to_json(&record)).unwrap(), record);
     }

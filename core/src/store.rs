@@ -243,10 +243,11 @@ pub trait LockStore: Send + Sync + fmt::Debug {
         Ok(None)
     }
 
-    /// Told that `identity` became leader or stopped leading, as client-go
-    /// tells its lock (`RecordEvent`), for stores that publish such news
-    /// (a Kubernetes lock records an Event on its object, when asked to).
-    /// The default does nothing.
+    /// Told that `identity` started campaigning, became leader or stopped
+    /// leading, as client-go tells its lock (`RecordEvent`), for stores
+    /// that publish such news (a Kubernetes lock records an Event on its
+    /// object, when asked to, and announces a coordinated election's
+    /// candidate). The default does nothing.
     ///
     /// Called on the election's task: it must return at once and never
     /// fail the election, so an implementation hands the work to a task
@@ -264,6 +265,10 @@ pub trait LockStore: Send + Sync + fmt::Debug {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LeaderEvent {
+    /// The elector started campaigning for the lock (before its first
+    /// read): a store that must announce candidates (Kubernetes'
+    /// coordinated election) does it now. Not recorded as an Event.
+    Campaigning,
     /// A term started: `<identity> became leader`.
     BecameLeader,
     /// A term ended, however it ended: `<identity> stopped leading`.
@@ -271,9 +276,11 @@ pub enum LeaderEvent {
 }
 
 impl LeaderEvent {
-    /// client-go's words for it: `became leader`, `stopped leading`.
+    /// client-go's words for it: `became leader`, `stopped leading`
+    /// (and `started campaigning`, which client-go does not record).
     pub fn as_str(self) -> &'static str {
         match self {
+            LeaderEvent::Campaigning => "started campaigning",
             LeaderEvent::BecameLeader => "became leader",
             LeaderEvent::StoppedLeading => "stopped leading",
         }

@@ -771,17 +771,18 @@ async fn shutdown_during_a_winning_attempt_releases_what_it_won() {
 /// down), once each, while the store fails (recording never fails).
 #[tokio::test(start_paused = true)]
 async fn the_store_is_told_of_each_term_start_and_end_once() {
-    use tenure_core::LeaderEvent::{BecameLeader, StoppedLeading};
+    use tenure_core::LeaderEvent::{BecameLeader, Campaigning, StoppedLeading};
     let memory = memory();
     let store = test_store(&memory);
     let t = Timeline::default();
     let a = start(store.clone(), spec("a"), &t);
     wait_until(SEC, || a.elector.is_leader()).await;
-    assert_eq!(store.events(), [("a".to_owned(), BecameLeader)]);
+    let a_ = || "a".to_owned();
+    assert_eq!(store.events(), [(a_(), Campaigning), (a_(), BecameLeader)]);
     // A lost term (the store fails until the renew deadline passes).
     store.set(Fault::Fail);
     wait_until(11 * SEC, || !a.elector.is_leader()).await;
-    wait_until(SEC, || store.events().len() == 2).await;
+    wait_until(SEC, || store.events().len() == 3).await;
     store.set(Fault::Pass);
     wait_until(20 * SEC, || a.elector.is_leader()).await;
     // Then a shutdown.
@@ -792,15 +793,15 @@ async fn the_store_is_told_of_each_term_start_and_end_once() {
         .into_iter()
         .map(|(who, e)| (who, e.as_str()))
         .collect();
-    let a_ = || "a".to_owned();
     assert_eq!(
         said,
         [
+            (a_(), "started campaigning"),
             (a_(), "became leader"),
             (a_(), "stopped leading"),
             (a_(), "became leader"),
             (a_(), "stopped leading"),
         ]
     );
-    assert_eq!(store.events()[3].1, StoppedLeading);
+    assert_eq!(store.events()[4].1, StoppedLeading);
 }

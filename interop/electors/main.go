@@ -36,6 +36,7 @@ import (
 	"syscall"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -85,6 +86,9 @@ func main() {
 	preemptBelow := flag.String("preempt-below", "", "istio: pre-empt a holder whose key sorts below this")
 	once := flag.Bool("once", false, "istio: return after one term, as client-go's RunOrDie does (default: campaign again, as Istio's pilot does)")
 	measureUpdates := flag.Int("measure-updates", 0, "client-go: instead of campaigning, write the Lease N times in a row as a leader renews it (resourcelock.LeaseLock.Update) and print each write's time as JSON")
+	coordinated := flag.Bool("coordinated", false, "client-go: coordinated leader election (publish a LeaseCandidate; the controller names the holder)")
+	binaryVersion := flag.String("binary-version", "1.37.0", "client-go, -coordinated: the candidate's binary version")
+	emulationVersion := flag.String("emulation-version", "1.37.0", "client-go, -coordinated: the candidate's emulation version")
 	events := flag.String("events", "", "client-go: record leader election Events (tools/record) reported by this component")
 	contentType := flag.String("content-type", "", "request encoding (default: client-go's, protobuf for built-in types; tenure's API fixture speaks only application/json)")
 	flag.Parse()
@@ -161,7 +165,18 @@ func main() {
 			}
 			return r.HolderIdentity, r.LeaderTransitions, nil
 		}
+		if *coordinated {
+			candidate, waitForSync, err := leaderelection.NewCandidate(client, *namespace, *identity, *name,
+				*binaryVersion, *emulationVersion, coordinationv1.OldestEmulationVersion)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "electors:", err)
+				os.Exit(2)
+			}
+			go candidate.Run(ctx)
+			waitForSync.WaitForCacheSync(ctx.Done())
+		}
 		leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+			Coordinated:     *coordinated,
 			Lock:            lock,
 			LeaseDuration:   *lease,
 			RenewDeadline:   *renew,

@@ -99,9 +99,12 @@ where
                 // pre-empts the holder's, or when the stream lost track.
                 event = next_event(&mut self.events) => {
                     let released = matches!(&event, Some(WatchEvent::Put(v)) if v.record.is_released());
+                    // Coordinated election: the controller just named us.
+                    let named = matches!(&event, Some(WatchEvent::Put(v))
+                        if named_by_controller(&v.record, &self.inner.config.identity));
                     let hint = self.on_event(event);
                     seen_free = released && hint == Hint::Free;
-                    act = match hint {
+                    act = named || match hint {
                         Hint::Free | Hint::Unknown => true,
                         Hint::Held => self.preemptible(),
                         Hint::Ours => false,
@@ -238,11 +241,35 @@ where
         };
         self.observe(current.clone());
         let held = &current.record;
+        // Coordinated leader election (Kubernetes KEP-4355): the cluster's
+        // election controller names the holder. Such a record is never
+        // taken by expiry or pre-emption; we take it when it names us and
+        // prefers nobody else, as client-go's coordinated elector does
+        // (with a new term's token, which client-go does not raise). The
+        // controller judges the previous holder's expiry by wall clocks;
+        // we also wait out, by our own clock, the lease of the last record
+        // we saw another hold (none after a release), so a skewed clock
+        // cannot make two leaders.
+        let coordinated = !held.strategy.is_empty();
+        if coordinated {
+            if !named_by_controller(held, &self.inner.config.identity) {
+                debug!(holder = %held.holder_identity, strategy = %held.strategy, "coordinated lock: waiting to be named");
+                return Ok(None);
+            }
+            if self
+                .foreign_until
+                .is_some_and(|until| self.inner.clock.now() < until)
+            {
+                debug!("named by the election controller: waiting out the previous holder's lease");
+                return Ok(None);
+            }
+            info!(strategy = %held.strategy, "named by the election controller");
+        }
         // Exactly the record we wrote last, with our identity, is a term of
         // ours that has ended (we stepped down and our work has returned):
         // we may take it at once, as a new term. Any other holder, including
         // our identity written by another incarnation, must expire first.
-        let unexpired = self.expiry().is_some_and(|e| self.inner.clock.now() < e);
+        let unexpired = !coordinated && self.expiry().is_some_and(|e| self.inner.clock.now() < e);
         if unexpired {
             if !self.preemptible() {
                 debug!(holder = %held.holder_identity, "lock is held and has not expired");
@@ -256,6 +283,7 @@ where
             );
         }
         let mut record = self.new_record();
+        record.strategy = held.strategy.clone();
         // Above the holder's count, and above every token we ever saw: a
         // record created late with a stale token must not lower it.
         let seen = self.highest_token_seen.unwrap_or(0);
@@ -338,4 +366,12 @@ fn next_token(token: u64) -> Result<u64, StoreError> {
             "leaderTransitions {token} cannot be raised without overflowing"
         ))
     })
+}
+
+/// True when `record` is a coordinated lock (it has a strategy) whose
+/// controller names `identity` holder and prefers nobody else.
+fn named_by_controller(record: &LeaderRecord, identity: &str) -> bool {
+    !record.strategy.is_empty()
+        && record.holder_identity == identity
+        && (record.preferred_holder.is_empty() || record.preferred_holder == identity)
 }

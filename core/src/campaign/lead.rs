@@ -51,6 +51,9 @@ enum Stop {
     /// Shut down, but the work did not return within `drain_timeout`:
     /// stop renewing and let the lease run out; never release early.
     Abandoned,
+    /// The election controller prefers another holder (coordinated
+    /// election), and the work returned: release, and campaign again.
+    Yielded,
 }
 
 /// What woke the leader.
@@ -121,13 +124,25 @@ where
                 info!(fencing_token = token, "stopped leading: shut down");
                 term.close();
             }
+            Stop::Yielded => {
+                self.release(term.record(), term.version().clone()).await;
+                info!(
+                    fencing_token = token,
+                    "stopped leading: released to the preferred holder"
+                );
+                term.close();
+            }
             Stop::Abandoned => {
                 info!(fencing_token = token, "stopped leading: work abandoned");
                 term.close();
             }
         }
+        let yielded = std::mem::take(&mut self.yielding);
         match stop {
-            Stop::Lost => Ok(TermEnd::Lost),
+            Stop::Lost | Stop::Yielded => Ok(TermEnd::Lost),
+            // A yield whose work would not return: campaign again once the
+            // lease ran out, as after a lost term.
+            Stop::Abandoned if yielded => Ok(TermEnd::Lost),
             Stop::Drained | Stop::Abandoned => Ok(TermEnd::Shutdown),
             Stop::Refused(e) => Err(ElectionError::Store(e)),
             Stop::Panicked(panic) => Err(ElectionError::WorkPanicked(panic)),
@@ -174,7 +189,11 @@ where
                 }
                 Wake::WorkReturned(Ok(())) => {
                     if phase != Phase::Leading {
-                        return Stop::Drained;
+                        return if self.yielding {
+                            Stop::Yielded
+                        } else {
+                            Stop::Drained
+                        };
                     }
                     continue;
                 }
@@ -187,9 +206,16 @@ where
                 Wake::RenewDue => {}
                 Wake::Event(event) => {
                     // A leader acts at once only when the record shows
-                    // another holder or none; after a `Resync` its next
+                    // another holder or none, or (coordinated election)
+                    // another preferred holder; after a `Resync` its next
                     // renew (a compare-and-swap) is the check.
-                    if matches!(self.on_event(event), Hint::Ours | Hint::Unknown) {
+                    // (Once draining for it, our own renews show it too.)
+                    let preferred_elsewhere = phase == Phase::Leading
+                        && matches!(&event, Some(WatchEvent::Put(v))
+                            if prefers_other(&v.record, &cfg.identity));
+                    if matches!(self.on_event(event), Hint::Ours | Hint::Unknown)
+                        && !preferred_elsewhere
+                    {
                         continue;
                     }
                 }
@@ -197,6 +223,20 @@ where
             match self.renew(term).await {
                 Ok(next) => next_renew = next,
                 Err(stop) => return stop,
+            }
+            if phase == Phase::Leading && prefers_other(term.record(), &cfg.identity) {
+                info!(
+                    preferred = %term.record().preferred_holder,
+                    "the election controller prefers another holder: draining the work, then releasing"
+                );
+                self.yielding = true;
+                phase = Phase::Draining {
+                    deadline: cfg.drain_timeout.map(|t| clock.now() + t),
+                };
+                term.stop_work();
+                if term.work_returned() {
+                    return Stop::Yielded;
+                }
             }
         }
     }
@@ -318,6 +358,11 @@ where
             info!(holder = %current.record.holder_identity, "another holder took the lock");
             return Ok(None);
         }
+        // Still ours, changed by the election controller (coordinated
+        // election): keep what it wrote, the strategy and the holder it
+        // prefers, so the renew does not undo it.
+        renewed.strategy = current.record.strategy.clone();
+        renewed.preferred_holder = current.record.preferred_holder.clone();
         match self.inner.store.update(&renewed, &current.version).await {
             Ok(v) => {
                 self.observe(Versioned {
@@ -357,6 +402,10 @@ where
             acquire_time: Some(now),
             renew_time: Some(now),
             leader_transitions: ours.leader_transitions,
+            // A coordinated lock stays coordinated: the controller names
+            // the next holder.
+            strategy: ours.strategy.clone(),
+            preferred_holder: String::new(),
         };
         tracing::trace!("releasing: writing the free record");
         for _ in 0..3 {
@@ -405,4 +454,10 @@ async fn sleep_until_some(clock: &dyn crate::clock::Clock, deadline: Option<Inst
         Some(d) => clock.sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// True when `record` is a coordinated lock whose controller prefers a
+/// holder other than `identity`.
+fn prefers_other(record: &LeaderRecord, identity: &str) -> bool {
+    !record.preferred_holder.is_empty() && record.preferred_holder != identity
 }

@@ -104,6 +104,13 @@ pub(crate) struct Campaign<W> {
     rng: StdRng,
     /// True while leading: watch events are then only hints.
     leading: bool,
+    /// The term is draining to release to the holder the election
+    /// controller prefers (coordinated election).
+    yielding: bool,
+    /// Until when, by our clock, the last record we saw another identity
+    /// hold may still be acted on (`None` after a release): a coordinated
+    /// lock the controller names us holder of is taken only after it.
+    foreign_until: Option<Instant>,
 }
 
 /// Watch events, re-opened after failures (see [`watch_store`]).
@@ -135,11 +142,17 @@ where
             highest_token_seen: None,
             rng,
             leading: false,
+            yielding: false,
+            foreign_until: None,
         }
     }
 
     pub(crate) async fn run(mut self) -> Result<(), ElectionError> {
         info!(lock = %self.inner.store.describe(), "campaigning for the lock");
+        self.inner.store.record_event(
+            &self.inner.config.identity,
+            crate::store::LeaderEvent::Campaigning,
+        );
         if self.inner.config.use_watch {
             // Opened before the first read, so no change after that read
             // is missed (a hung store delays this by a retry period at most).
@@ -202,6 +215,14 @@ where
             return;
         }
         self.observed_at = self.inner.clock.now();
+        if current.record.holder_identity != self.inner.config.identity {
+            let lease = current
+                .record
+                .lease_duration
+                .max(self.inner.config.lease_duration);
+            self.foreign_until =
+                (!current.record.is_released()).then_some(self.observed_at + lease);
+        }
         let holder = current.record.holder_identity.clone();
         // A holder the store cannot name (a MultiLock mid-write) is nobody
         // to report: followers report the next leader they can name.
