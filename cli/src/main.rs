@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Campaign for a lock; run COMMAND while leader, stop it when leadership ends.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Show who holds a lock.
     Status(status::StatusArgs),
     /// Three candidates in this process: election, crash fail-over, hand-off.
@@ -154,7 +154,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(*args).await,
             Command::Status(args) => status::status(args).await,
             Command::Demo => demo::demo().await,
         }
