@@ -18,12 +18,13 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::coordination::v1beta1::{LeaseCandidate, LeaseCandidateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::api::coordination::v1beta1::LeaseCandidate;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use tenure_core::ErrorChain;
+use serde_json::json;
+use tenure_core::{ErrorChain, StoreError};
 
 use crate::error::map_error;
 
@@ -149,30 +150,29 @@ impl Answer {
 
     /// Creates the candidate if it is missing; renews it if pinged (or
     /// not renewed for [`KEEP_ALIVE`]).
-    async fn step(
-        &self,
-        last_renew: &mut Option<tokio::time::Instant>,
-    ) -> Result<(), tenure_core::StoreError> {
+    async fn step(&self, last_renew: &mut Option<tokio::time::Instant>) -> Result<(), StoreError> {
         let name = self.name.clone();
         let current = self
             .call("get", async { self.api.get_opt(&name).await })
             .await?;
-        let now = MicroTime(now_timestamp());
-        let Some(mut candidate) = current else {
-            let candidate = LeaseCandidate {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    ..ObjectMeta::default()
+        // Through JSON: `spec` is optional in k8s-openapi's types up to
+        // Kubernetes 1.35 and required from 1.36, and the application picks
+        // the version.
+        let now = serde_json::to_value(MicroTime(now_timestamp())).map_err(corrupt)?;
+        let Some(current) = current else {
+            let candidate: LeaseCandidate = serde_json::from_value(json!({
+                "apiVersion": "coordination.k8s.io/v1beta1",
+                "kind": "LeaseCandidate",
+                "metadata": {"name": self.name},
+                "spec": {
+                    "leaseName": self.lease,
+                    "binaryVersion": self.coordination.binary_version,
+                    "emulationVersion": self.coordination.emulation_version,
+                    "strategy": self.coordination.strategy,
+                    "renewTime": now,
                 },
-                spec: LeaseCandidateSpec {
-                    lease_name: self.lease.clone(),
-                    binary_version: self.coordination.binary_version.clone(),
-                    emulation_version: Some(self.coordination.emulation_version.clone()),
-                    strategy: self.coordination.strategy.clone(),
-                    renew_time: Some(now),
-                    ping_time: None,
-                },
-            };
+            }))
+            .map_err(corrupt)?;
             self.call("create", async {
                 self.api.create(&PostParams::default(), &candidate).await
             })
@@ -181,9 +181,14 @@ impl Answer {
             tracing::info!(candidate = %self.name, lease = %self.lease, "published the LeaseCandidate");
             return Ok(());
         };
-        let spec = &mut candidate.spec;
-        let pinged = match (&spec.ping_time, &spec.renew_time) {
-            (Some(ping), Some(renew)) => ping.0 > renew.0,
+        let mut object = serde_json::to_value(&current).map_err(corrupt)?;
+        let time = |key: &str| {
+            object["spec"][key]
+                .as_str()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+        };
+        let pinged = match (time("pingTime"), time("renewTime")) {
+            (Some(ping), Some(renew)) => ping > renew,
             (Some(_), None) => true,
             _ => false,
         };
@@ -191,7 +196,8 @@ impl Answer {
         if !pinged && !stale {
             return Ok(());
         }
-        spec.renew_time = Some(now);
+        object["spec"]["renewTime"] = now;
+        let candidate: LeaseCandidate = serde_json::from_value(object).map_err(corrupt)?;
         // The replace carries the resourceVersion read: a concurrent change
         // (a new ping) conflicts, and the next poll answers it.
         self.call("renew", async {
@@ -209,7 +215,7 @@ impl Answer {
         &self,
         what: &str,
         request: impl std::future::Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, tenure_core::StoreError> {
+    ) -> Result<T, StoreError> {
         let what = format!("{what} the LeaseCandidate {}", self.name);
         let request = async {
             request
@@ -218,6 +224,10 @@ impl Answer {
         };
         tenure_core::backend::within(self.timeout, what, request).await
     }
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::corrupt(format!("a LeaseCandidate that does not encode: {e}"))
 }
 
 fn now_timestamp() -> Timestamp {
