@@ -38,6 +38,17 @@
 //!
 //! The permissions each lock needs are in `deploy/rbac.yaml`.
 //!
+//! ## Beside the lock
+//!
+//! - [Events](events), as client-go's electors record them:
+//!   [`LockBuilder::events`].
+//! - [Coordinated leader election](coordination) (KEP-4355): a
+//!   `LeaseCandidate`, the holder named by kube-apiserver's controller, and
+//!   a drained hand-off to the preferred holder: [`LockBuilder::coordinated`].
+//! - The [leader's Pod labelled](pod_label) while it leads, for a
+//!   leader-only Service: [`PodLabel`]. Labels on the lock object:
+//!   [`LockBuilder::label`].
+//!
 //! ## Kubernetes version
 //!
 //! No Kubernetes version is on by default: as with every kube library, the
