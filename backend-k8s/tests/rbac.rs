@@ -21,25 +21,36 @@ use tenure_k8s::{EventReporter, LeaseLock, LockBuilder};
 /// The Role of `deploy/rbac.yaml` for Lease locks, with its verbs on the
 /// named lock replaced by `verbs`, bound to the user `tenure`.
 async fn grant(env: &Env, role: &str, lock: &str, verbs: &[&str]) {
-    grant_with(env, role, lock, verbs, false).await;
+    grant_with(env, role, lock, verbs, &[]).await;
 }
 
-/// As [`grant`], with the file's Events rule when `events`.
-async fn grant_with(env: &Env, role: &str, lock: &str, verbs: &[&str], events: bool) {
+/// The file's optional rules, read rather than copied, so the tests follow
+/// it: Events (`LockBuilder::events`) and coordinated election's candidates
+/// (`LockBuilder::coordinated`).
+const EVENTS_RULE: &str = "resources: [\"events\"]\n    verbs: [\"create\"]";
+const CANDIDATES_RULE: &str =
+    "resources: [\"leasecandidates\"]\n    verbs: [\"get\", \"create\", \"update\"]";
+
+/// As [`grant`], with the rules `extra` (of the constants above).
+async fn grant_with(env: &Env, role: &str, lock: &str, verbs: &[&str], extra: &[&str]) {
     let yaml = include_str!("../deploy/rbac.yaml");
-    // The file's rules, read rather than copied, so the test follows it.
     assert!(
         yaml.contains("resources: [\"leases\"]")
             && yaml.contains("verbs: [\"get\", \"update\", \"list\", \"watch\"]")
-            && yaml.contains("resources: [\"events\"]\n    verbs: [\"create\"]")
+            && yaml.contains(EVENTS_RULE)
+            && yaml.contains(CANDIDATES_RULE)
     );
     let mut rules = vec![
         json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}),
         json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
                "resourceNames": [lock], "verbs": verbs}),
     ];
-    if events {
-        rules.push(json!({"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}));
+    for rule in extra {
+        rules.push(match *rule {
+            EVENTS_RULE => json!({"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}),
+            _ => json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leasecandidates"],
+                        "verbs": ["get", "create", "update"]}),
+        });
     }
     let ns = &env.namespace;
     let objects: [(String, Value); 2] = [
@@ -271,7 +282,7 @@ async fn events_are_recorded_on_the_lease_as_client_go_records_them() {
     require_real_server();
     let env = Env::start().await;
     let verbs = ["get", "update", "list", "watch"];
-    grant_with(&env, "tenure-events", "rbac-events", &verbs, true).await;
+    grant_with(&env, "tenure-events", "rbac-events", &verbs, &[EVENTS_RULE]).await;
     let lock = Arc::new(
         lock_as_tenure_with(&env, "rbac-events", |b| {
             b.events(EventReporter::new("billing-cron"))
@@ -361,4 +372,49 @@ async fn forbidden_events_are_counted_and_the_election_goes_on() {
     lead_and_release(lock.clone(), "pod-a").await;
     let counts = settled(&lock, 2).await;
     assert_eq!((counts.recorded, counts.failed), (0, 2), "{counts:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs a real kube-apiserver with RBAC: make test runs it in its kube-apiserver pass"]
+async fn rbac_yaml_is_enough_for_a_coordinated_candidate() {
+    require_real_server();
+    let env = Env::start().await;
+    let verbs = ["get", "update", "list", "watch"];
+    let extra = [CANDIDATES_RULE];
+    grant_with(&env, "tenure-coordinated", "rbac-coord", &verbs, &extra).await;
+    let lock = lock_as_tenure_with(&env, "rbac-coord", |b| b.coordinated("1.37.0", "1.37.0")).await;
+    let elector = LeaderElector::builder(lock, "pod-a")
+        .lease_duration(Duration::from_secs(3))
+        .renew_deadline(Duration::from_secs(2))
+        .retry_period(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn({
+        let (elector, shutdown) = (elector.clone(), shutdown.clone());
+        async move {
+            elector
+                .run(shutdown, |l| async move { l.cancelled().await })
+                .await
+        }
+    });
+    // The controller names it once it has published its candidate (its
+    // election takes up to two 5 s steps).
+    let start = tokio::time::Instant::now();
+    while !elector.is_leader() {
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "not named with rbac.yaml's rights"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ns = &env.namespace;
+    let path = format!("/apis/coordination.k8s.io/v1beta1/namespaces/{ns}/leasecandidates/pod-a");
+    let (code, candidate) = env.raw(http::Method::GET, &path, None).await;
+    assert_eq!(code, 200, "{candidate}");
+    assert_eq!(candidate["spec"]["leaseName"], "rbac-coord");
+    shutdown.cancel();
+    run.await
+        .unwrap()
+        .expect("led and released with rbac.yaml's rights");
 }
