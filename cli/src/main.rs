@@ -5,6 +5,7 @@
 //! 2 bad input (arguments, URL, timing).
 
 mod demo;
+mod http;
 mod output;
 // tenure-conformance includes this file too and uses all of it.
 #[allow(dead_code)]

@@ -74,6 +74,18 @@ pub(crate) struct RunArgs {
     /// only; kube-apiserver needs the CoordinatedLeaderElection gate.
     #[arg(long, value_name = "BINARY[:EMULATION]")]
     coordinated: Option<String>,
+    /// Serve /healthz, /readyz, /leader and /metrics on ADDR (such as
+    /// 0.0.0.0:8080; port 0 picks one, said on stderr).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// When /readyz says ready: always, or only while leading (for a
+    /// Service that routes to the leader only).
+    #[arg(long, value_enum, default_value = "always")]
+    ready: crate::http::Ready,
+    /// /healthz fails while leading and not renewed for longer than the
+    /// lease plus this (client-go's HealthzAdaptor timeout).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    health_tolerance: Duration,
     /// How often the term's validity is copied to the supervisor's
     /// deadline. For tests only: a long period makes the supervisor stop
     /// the command at a deadline the term outlives.
@@ -192,6 +204,16 @@ enum Stop {
 pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
     let timing = Timing::from_args(&args)?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
+    // Before the first metric is recorded: the library's `metrics` calls
+    // go to it.
+    let metrics = match args.http {
+        Some(_) => Some(
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| Failure::runtime(format!("metrics: {e}")))?,
+        ),
+        None => None,
+    };
     let store = tenure::connect(&lock_url(&args)?).await?;
     // Fail fast with one clear line on an unreachable or refusing store.
     store.get().await?;
@@ -220,6 +242,22 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
     let label = pod_label(&args).await?;
+    if let Some(addr) = args.http {
+        let endpoints = Arc::new(crate::http::Endpoints {
+            elector: elector.clone(),
+            identity: identity.clone(),
+            store: store.describe(),
+            tolerance: args.health_tolerance,
+            ready: args.ready,
+            metrics,
+        });
+        let bound = crate::http::serve(addr, endpoints, CancellationToken::new())
+            .await
+            .map_err(|e| Failure::input(format!("--http {addr}: {e}")))?;
+        say(format!(
+            "serving /healthz /readyz /leader /metrics on http://{bound}"
+        ));
+    }
     say(format!("{identity} campaigning for {}", store.describe()));
     loop {
         let shutdown = CancellationToken::new();

@@ -317,3 +317,77 @@ fn kubernetes_flags_need_a_kubernetes_lock_and_a_valid_value() {
         "give a component name",
     );
 }
+
+/// One HTTP/1.0 GET on `addr`: the status code and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to --http");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: tenure\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// `--http`: the endpoints of a leader (issue 30, first part).
+#[test]
+fn http_endpoints_of_a_leader() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["run", "--lock", "memory://served", "--identity", "pod-a"])
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ready",
+            "leader",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    let mut leading = false;
+    while addr.is_none() || !leading {
+        let line = lines.next().expect("a line").unwrap();
+        if let Some(at) = line.split("on http://").nth(1) {
+            addr = Some(at.trim().to_owned());
+        }
+        leading |= line.contains("elected leader");
+    }
+    let addr = addr.unwrap();
+    assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(get(&addr, "/readyz").0, 200, "ready while leading");
+    let (status, body) = get(&addr, "/leader");
+    assert_eq!(status, 200);
+    let leader: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(leader["identity"], "pod-a");
+    assert_eq!(leader["leader"], "pod-a");
+    assert_eq!(leader["isLeader"], true);
+    assert_eq!(leader["fencingToken"], 0);
+    assert_eq!(leader["lock"], "memory://served");
+    let (status, metrics) = get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("leader_election_master_status{name=\"memory://served\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(get(&addr, "/nowhere").0, 404);
+    // SAFETY: kill with a pid and a signal number only.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().code().is_some());
+}
