@@ -251,3 +251,103 @@ fn a_lock_released_by_another_writer_kills_the_command_at_once() {
     let _ = a.kill();
     let _ = a.wait();
 }
+
+/// `--http`: the endpoints of a leader (issue 30, first part).
+#[test]
+fn http_endpoints_of_a_leader() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["run", "--lock", "memory://served", "--identity", "pod-a"])
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--ready",
+            "leader",
+            "--",
+            "sleep",
+            "30",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    let mut leading = false;
+    while addr.is_none() || !leading {
+        let line = lines.next().expect("a line").unwrap();
+        if let Some(at) = line.split("on http://").nth(1) {
+            addr = Some(at.trim().to_owned());
+        }
+        leading |= line.contains("elected leader");
+    }
+    let addr = addr.unwrap();
+    let get = common::http_get;
+    assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
+    assert_eq!(get(&addr, "/readyz").0, 200, "ready while leading");
+    let (status, body) = get(&addr, "/leader");
+    assert_eq!(status, 200);
+    let leader: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(leader["identity"], "pod-a");
+    assert_eq!(leader["leader"], "pod-a");
+    assert_eq!(leader["isLeader"], true);
+    assert_eq!(leader["fencingToken"], 0);
+    assert_eq!(leader["lock"], "memory://served");
+    let (status, metrics) = get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("leader_election_master_status{name=\"memory://served\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(get(&addr, "/nowhere").0, 404);
+    // SAFETY: kill with a pid and a signal number only.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().code().is_some());
+}
+
+/// `--http`: a follower is healthy, not ready with `--ready leader`, and
+/// names the leader it sees.
+#[test]
+fn http_endpoints_of_a_follower() {
+    use std::io::{BufRead, BufReader};
+    let server = RedisServer::local(RedisServerOptions::default());
+    let url = format!("{}/cli-http", server.url().trim_end_matches('/'));
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("children.log");
+    let mut a = candidate(&url, "a", &log);
+    wait_for_line(&log, Duration::from_secs(10), |l| l.kind == "start");
+    let mut b = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .args(["run", "--lock", &url, "--identity", "b"])
+        .args(TIMING)
+        .args(["--http", "127.0.0.1:0", "--ready", "leader", "--", "true"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(b.stderr.take().unwrap()).lines();
+    let (mut addr, mut saw_a) = (None, false);
+    while addr.is_none() || !saw_a {
+        let line = lines.next().expect("a line").unwrap();
+        if let Some(at) = line.split("on http://").nth(1) {
+            addr = Some(at.trim().to_owned());
+        }
+        saw_a |= line.contains("leader is a");
+    }
+    let addr = addr.unwrap();
+    let get = common::http_get;
+    assert_eq!(
+        get(&addr, "/healthz"),
+        (200, "ok\n".to_owned()),
+        "a follower is healthy"
+    );
+    assert_eq!(get(&addr, "/readyz"), (503, "not leading\n".to_owned()));
+    let leader: serde_json::Value = serde_json::from_str(&get(&addr, "/leader").1).unwrap();
+    assert_eq!(
+        (leader["leader"].as_str(), leader["isLeader"].as_bool()),
+        (Some("a"), Some(false))
+    );
+    assert!(leader["fencingToken"].is_null());
+    for child in [&mut a, &mut b] {
+        // SAFETY: kill with a pid and a signal number only.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+    }
+}

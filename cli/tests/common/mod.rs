@@ -74,3 +74,27 @@ pub(crate) fn signal(pid: u32, sig: libc::c_int) {
 pub(crate) fn is_gone(pid: u32) -> bool {
     matches!(procfs::state_of(pid), None | Some('Z'))
 }
+
+#[allow(dead_code)] // not every test file serves HTTP
+/// One HTTP/1.0 GET on `addr`: the status code and the body.
+pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to --http");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: tenure\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
