@@ -255,7 +255,6 @@ fn a_lock_released_by_another_writer_kills_the_command_at_once() {
 /// `--http`: the endpoints of a leader (issue 30, first part).
 #[test]
 fn http_endpoints_of_a_leader() {
-    use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
         .args(["run", "--lock", "memory://served", "--identity", "pod-a"])
         .args([
@@ -270,17 +269,7 @@ fn http_endpoints_of_a_leader() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = None;
-    let mut leading = false;
-    while addr.is_none() || !leading {
-        let line = lines.next().expect("a line").unwrap();
-        if let Some(at) = line.split("on http://").nth(1) {
-            addr = Some(at.trim().to_owned());
-        }
-        leading |= line.contains("elected leader");
-    }
-    let addr = addr.unwrap();
+    let addr = served_at(&mut child, "elected leader");
     let get = common::http_get;
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_owned()));
     assert_eq!(get(&addr, "/readyz").0, 200, "ready while leading");
@@ -308,7 +297,6 @@ fn http_endpoints_of_a_leader() {
 /// names the leader it sees.
 #[test]
 fn http_endpoints_of_a_follower() {
-    use std::io::{BufRead, BufReader};
     let server = RedisServer::local(RedisServerOptions::default());
     let url = format!("{}/cli-http", server.url().trim_end_matches('/'));
     let dir = tempfile::tempdir().unwrap();
@@ -322,16 +310,7 @@ fn http_endpoints_of_a_follower() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(b.stderr.take().unwrap()).lines();
-    let (mut addr, mut saw_a) = (None, false);
-    while addr.is_none() || !saw_a {
-        let line = lines.next().expect("a line").unwrap();
-        if let Some(at) = line.split("on http://").nth(1) {
-            addr = Some(at.trim().to_owned());
-        }
-        saw_a |= line.contains("leader is a");
-    }
-    let addr = addr.unwrap();
+    let addr = served_at(&mut b, "leader is a");
     let get = common::http_get;
     assert_eq!(
         get(&addr, "/healthz"),
@@ -350,4 +329,22 @@ fn http_endpoints_of_a_follower() {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let _ = child.wait();
     }
+}
+
+/// Reads `child`'s stderr until it has said where `--http` serves and a
+/// line containing `until`; returns the address.
+fn served_at(child: &mut Child, until: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut addr, mut seen) = (None, false);
+    while addr.is_none() || !seen {
+        let line = lines.next().expect("a line").unwrap();
+        if let Some(at) = line.split("on http://").nth(1) {
+            addr = Some(at.trim().to_owned());
+        }
+        seen |= line.contains(until);
+    }
+    // Keep reading: a closed pipe would fail the child's next line.
+    std::thread::spawn(move || lines.for_each(drop));
+    addr.unwrap()
 }
