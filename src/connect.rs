@@ -303,8 +303,31 @@ async fn connect_k8s(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> 
         [ns] => Some(ns.clone()),
         _ => return Err(invalid(url, "k8s://namespace/name names one namespace")),
     };
+    // `coordinated=BINARY[:EMULATION]`: a candidate of Kubernetes'
+    // coordinated leader election (Lease locks only).
+    let kind = url.param("kind").unwrap_or("lease");
+    let coordinated = match url.param("coordinated") {
+        None => None,
+        Some(_) if kind != "lease" => {
+            return Err(invalid(
+                url,
+                "coordinated election is for Lease locks (kind=lease)",
+            ));
+        }
+        Some(versions) => {
+            let (binary, emulation) = versions.split_once(':').unwrap_or((versions, versions));
+            if binary.is_empty() || emulation.is_empty() {
+                return Err(invalid(
+                    url,
+                    "coordinated=BINARY[:EMULATION], as in coordinated=1.37.0:1.36.0",
+                ));
+            }
+            Some((binary, emulation))
+        }
+    };
+    // `$more`: what one lock kind adds to the shared settings.
     macro_rules! build {
-        ($lock:ty) => {{
+        ($lock:ty $(, $more:expr)?) => {{
             let mut builder = <$lock>::builder(lock);
             if let Some(ns) = namespace {
                 builder = builder.namespace(ns);
@@ -313,37 +336,18 @@ async fn connect_k8s(url: &LockUrl) -> Result<Arc<dyn LockStore>, ConnectError> 
             if let Some(component) = url.param("events") {
                 builder = builder.events(tenure_k8s::EventReporter::new(component));
             }
+            $(builder = ($more)(builder);)?
             Arc::new(builder.build().await?) as Arc<dyn LockStore>
         }};
     }
-    let kind = url.param("kind").unwrap_or("lease");
-    // `coordinated=BINARY[:EMULATION]`: a candidate of Kubernetes'
-    // coordinated leader election (Lease locks only).
-    if let Some(versions) = url.param("coordinated") {
-        if kind != "lease" {
-            return Err(invalid(
-                url,
-                "coordinated election is for Lease locks (kind=lease)",
-            ));
-        }
-        let (binary, emulation) = versions.split_once(':').unwrap_or((versions, versions));
-        if binary.is_empty() || emulation.is_empty() {
-            return Err(invalid(
-                url,
-                "coordinated=BINARY[:EMULATION], as in coordinated=1.37.0:1.36.0",
-            ));
-        }
-        let mut builder = LeaseLock::builder(lock).coordinated(binary, emulation);
-        if let Some(ns) = namespace {
-            builder = builder.namespace(ns);
-        }
-        if let Some(component) = url.param("events") {
-            builder = builder.events(tenure_k8s::EventReporter::new(component));
-        }
-        return Ok(Arc::new(builder.build().await?));
-    }
     Ok(match kind {
-        "lease" => build!(LeaseLock),
+        "lease" => build!(
+            LeaseLock,
+            |b: tenure_k8s::LockBuilder<LeaseLock>| match coordinated {
+                Some((binary, emulation)) => b.coordinated(binary, emulation),
+                None => b,
+            }
+        ),
         "configmap" => build!(ConfigMapLock),
         "multilock" => build!(MultiLock),
         other => {

@@ -158,7 +158,8 @@ impl Answer {
         // Through JSON: `spec` is optional in k8s-openapi's types up to
         // Kubernetes 1.35 and required from 1.36, and the application picks
         // the version.
-        let now = serde_json::to_value(MicroTime(now_timestamp())).map_err(corrupt)?;
+        let now = serde_json::to_value(MicroTime(crate::wire::timestamp(SystemTime::now())))
+            .map_err(corrupt)?;
         let Some(current) = current else {
             let candidate: LeaseCandidate = serde_json::from_value(json!({
                 "apiVersion": "coordination.k8s.io/v1beta1",
@@ -228,13 +229,4 @@ impl Answer {
 
 fn corrupt(e: serde_json::Error) -> StoreError {
     StoreError::corrupt(format!("a LeaseCandidate that does not encode: {e}"))
-}
-
-fn now_timestamp() -> Timestamp {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as i128
-        * 1000;
-    Timestamp::from_nanosecond(nanos).unwrap_or(Timestamp::UNIX_EPOCH)
 }

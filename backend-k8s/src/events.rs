@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
 use tenure_core::{ErrorChain, LeaderEvent};
@@ -161,7 +160,7 @@ impl Events {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_nanos();
-        let time = Time(Timestamp::from_nanosecond(nanos as i128).unwrap_or(Timestamp::UNIX_EPOCH));
+        let time = Time(crate::wire::timestamp(now));
         let instance = self
             .reporter
             .instance

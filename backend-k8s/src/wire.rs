@@ -39,7 +39,7 @@ fn whole_seconds_up(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-fn timestamp(t: SystemTime) -> Timestamp {
+pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
     let t = truncate_micros(t);
     let nanos: i128 = match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => d.as_nanos() as i128,

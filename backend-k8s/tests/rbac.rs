@@ -131,7 +131,7 @@ async fn rbac_yaml_is_enough_to_lead_watch_and_release() {
         "list and watch are granted"
     );
     // Leads, renews (update) for a couple of retries, then releases.
-    lead_and_release(Arc::new(lock), "pod-a").await;
+    lead_and_release(Arc::new(lock), "pod-a", Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
@@ -230,9 +230,9 @@ async fn the_cli_says_unauthorized_in_one_line_without_the_token() {
     }
 }
 
-/// Leads, renews a few times and shuts down (releasing) with `lock`,
-/// within bounds from the timing (lease 3 s, renew deadline 2 s).
-async fn lead_and_release(lock: Arc<LeaseLock>, identity: &str) {
+/// Leads within `within`, renews a few times and shuts down (releasing)
+/// with `lock` (lease 3 s, renew deadline 2 s).
+async fn lead_and_release(lock: Arc<LeaseLock>, identity: &str, within: Duration) {
     let elector = LeaderElector::builder(lock, identity.to_owned())
         .lease_duration(Duration::from_secs(3))
         .renew_deadline(Duration::from_secs(2))
@@ -251,8 +251,8 @@ async fn lead_and_release(lock: Arc<LeaseLock>, identity: &str) {
     let start = tokio::time::Instant::now();
     while !elector.is_leader() {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{identity} did not lead"
+            start.elapsed() < within,
+            "{identity} did not lead within {within:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -289,7 +289,7 @@ async fn events_are_recorded_on_the_lease_as_client_go_records_them() {
         })
         .await,
     );
-    lead_and_release(lock.clone(), "pod-a").await;
+    lead_and_release(lock.clone(), "pod-a", Duration::from_secs(5)).await;
     let counts = settled(&lock, 2).await;
     assert_eq!(
         (counts.recorded, counts.failed, counts.dropped),
@@ -369,7 +369,7 @@ async fn forbidden_events_are_counted_and_the_election_goes_on() {
         .await,
     );
     // Leads, renews and releases as if Events were off.
-    lead_and_release(lock.clone(), "pod-a").await;
+    lead_and_release(lock.clone(), "pod-a", Duration::from_secs(5)).await;
     let counts = settled(&lock, 2).await;
     assert_eq!((counts.recorded, counts.failed), (0, 2), "{counts:?}");
 }
@@ -383,38 +383,12 @@ async fn rbac_yaml_is_enough_for_a_coordinated_candidate() {
     let extra = [CANDIDATES_RULE];
     grant_with(&env, "tenure-coordinated", "rbac-coord", &verbs, &extra).await;
     let lock = lock_as_tenure_with(&env, "rbac-coord", |b| b.coordinated("1.37.0", "1.37.0")).await;
-    let elector = LeaderElector::builder(lock, "pod-a")
-        .lease_duration(Duration::from_secs(3))
-        .renew_deadline(Duration::from_secs(2))
-        .retry_period(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    let shutdown = CancellationToken::new();
-    let run = tokio::spawn({
-        let (elector, shutdown) = (elector.clone(), shutdown.clone());
-        async move {
-            elector
-                .run(shutdown, |l| async move { l.cancelled().await })
-                .await
-        }
-    });
     // The controller names it once it has published its candidate (its
     // election takes up to two 5 s steps).
-    let start = tokio::time::Instant::now();
-    while !elector.is_leader() {
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "not named with rbac.yaml's rights"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    lead_and_release(Arc::new(lock), "pod-a", Duration::from_secs(40)).await;
     let ns = &env.namespace;
     let path = format!("/apis/coordination.k8s.io/v1beta1/namespaces/{ns}/leasecandidates/pod-a");
     let (code, candidate) = env.raw(http::Method::GET, &path, None).await;
     assert_eq!(code, 200, "{candidate}");
     assert_eq!(candidate["spec"]["leaseName"], "rbac-coord");
-    shutdown.cancel();
-    run.await
-        .unwrap()
-        .expect("led and released with rbac.yaml's rights");
 }

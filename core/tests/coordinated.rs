@@ -109,14 +109,41 @@ async fn a_named_candidate_waits_out_the_previous_holders_lease_by_its_own_clock
     a.shutdown.cancel();
 }
 
+/// A first look that finds a record naming us (a previous incarnation's,
+/// or one named while a duplicate of us may live) waits a lease, as the
+/// engine waits out any record with our identity it did not write.
+#[tokio::test(start_paused = true)]
+async fn a_first_look_at_a_record_naming_us_is_waited_out_for_a_lease() {
+    let memory = memory();
+    memory.create(&named("a", 4)).await.unwrap();
+    let t = Timeline::default();
+    let a = start(Arc::new(memory.clone()), spec("a"), &t);
+    tokio::time::sleep(14 * SEC).await;
+    assert!(
+        !a.elector.is_leader(),
+        "not before a lease (15 s) from the first look"
+    );
+    wait_until(5 * SEC, || a.elector.is_leader()).await;
+    assert_eq!(current(&memory).await.record.leader_transitions, 5);
+    a.shutdown.cancel();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_leader_the_controller_no_longer_prefers_drains_and_releases_at_once() {
     let memory = memory();
-    memory.create(&named("a", 4)).await.unwrap();
+    let mut released = named("", 4);
+    released.lease_duration = SEC;
+    memory.create(&released).await.unwrap();
     let t = Timeline::default();
     let mut a_spec = spec("a");
     a_spec.drain = 3 * SEC; // the work takes 3 s to stop
     let a = start(Arc::new(memory.clone()), a_spec, &t);
+    tokio::time::sleep(SEC).await;
+    controller_writes(&memory, |r| {
+        r.holder_identity = "a".into();
+        r.lease_duration = 5 * SEC;
+    })
+    .await;
     wait_until(3 * SEC, || a.elector.is_leader()).await;
     tokio::time::sleep(SEC).await;
     let asked = tokio::time::Instant::now();

@@ -193,10 +193,23 @@ where
                 self.on_event(Some(event));
             }
             let now = self.inner.clock.now();
+            if self.observed.is_none() {
+                self.found_missing = true;
+            }
             if let Some(seen) = &self.observed {
                 if !self.record_missing {
                     self.record_missing = true;
                     self.observed_at = now;
+                    // Its holder may still act for a lease from now (we may
+                    // have been blind): so for a coordinated record the
+                    // controller makes next, as for one we would create.
+                    if !seen.record.is_free() {
+                        let lease = seen
+                            .record
+                            .lease_duration
+                            .max(self.inner.config.lease_duration);
+                        self.foreign_until = Some(now + lease);
+                    }
                     debug!(last_holder = %seen.record.holder_identity, "the lock record is gone: waiting a lease before creating it");
                 }
                 let lease = seen
@@ -239,8 +252,19 @@ where
                 ..won
             }));
         };
+        // A first look that finds a record naming us, which we never saw
+        // written (a previous incarnation's, or one the controller named us
+        // in while another incarnation may live), is waited out for a lease,
+        // as the engine waits out any record with our identity it did not
+        // write. A first look that found no record makes no such wait, as
+        // a create would not.
+        let first_look = self.observed.is_none() && !self.found_missing;
         self.observe(current.clone());
         let held = &current.record;
+        if first_look && held.holder_identity == self.inner.config.identity {
+            let lease = held.lease_duration.max(self.inner.config.lease_duration);
+            self.foreign_until = Some(self.inner.clock.now() + lease);
+        }
         // Coordinated leader election (Kubernetes KEP-4355): the cluster's
         // election controller names the holder. Such a record is never
         // taken by expiry or pre-emption; we take it when it names us and

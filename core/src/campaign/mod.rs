@@ -111,6 +111,8 @@ pub(crate) struct Campaign<W> {
     /// hold may still be acted on (`None` after a release): a coordinated
     /// lock the controller names us holder of is taken only after it.
     foreign_until: Option<Instant>,
+    /// A read found no record before any record was seen.
+    found_missing: bool,
 }
 
 /// Watch events, re-opened after failures (see [`watch_store`]).
@@ -144,6 +146,7 @@ where
             leading: false,
             yielding: false,
             foreign_until: None,
+            found_missing: false,
         }
     }
 
