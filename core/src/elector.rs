@@ -15,6 +15,7 @@ use crate::clock::{Clock, TokioClock};
 use crate::config::{ConfigError, ElectionConfig, KeyComparison};
 use crate::leadership::{ElectionState, Leadership};
 use crate::planted::{self, Bug};
+use crate::record::LeaderRecord;
 use crate::store::{LockStore, StoreError};
 
 /// Why [`LeaderElector::run`] ended with an error.
@@ -127,30 +128,41 @@ impl Inner {
         *self.term.lock().unwrap_or_else(|e| e.into_inner()) = term;
     }
 
-    /// The holder the store shows now (empty: free).
-    pub(crate) fn publish_holder(&self, holder: &str) {
-        self.state.send_if_modified(|s| {
-            let leader = (!holder.is_empty()).then(|| holder.to_owned());
-            let modified = s.leader != leader;
-            s.leader = leader;
-            modified
-        });
+    /// The record the store shows now: its holder (empty: free), term
+    /// start and transition count.
+    pub(crate) fn publish_holder(&self, record: &LeaderRecord) {
+        self.state.send_if_modified(|s| observed(s, record));
     }
 
-    /// Leading with `token` (and so the holder), or not leading (`None`):
-    /// one change of the state, so one wake-up for its subscribers.
-    pub(crate) fn publish_term(&self, token: Option<u64>) {
+    /// Leading under `record` (its token, holder and term start), or not
+    /// leading (`None`): one change of the state, so one wake-up for its
+    /// subscribers.
+    pub(crate) fn publish_term(&self, record: Option<&LeaderRecord>) {
         self.state.send_if_modified(|s| {
+            let token = record.map(|r| r.leader_transitions);
             let mut modified = s.is_leader != token.is_some() || s.fencing_token != token;
             s.is_leader = token.is_some();
             s.fencing_token = token;
-            if token.is_some() && s.leader.as_deref() != Some(self.config.identity.as_str()) {
-                s.leader = Some(self.config.identity.clone());
-                modified = true;
+            if let Some(record) = record {
+                modified |= observed(s, record);
             }
             modified
         });
     }
+}
+
+/// Copies what `record` shows into `s`; true if that changed it.
+fn observed(s: &mut ElectionState, record: &LeaderRecord) -> bool {
+    let holder = &record.holder_identity;
+    let leader = (!holder.is_empty()).then(|| holder.to_owned());
+    let acquire_time = record.acquire_time.filter(|_| leader.is_some());
+    let transitions = Some(record.leader_transitions);
+    let modified =
+        s.leader != leader || s.acquire_time != acquire_time || s.leader_transitions != transitions;
+    s.leader = leader;
+    s.acquire_time = acquire_time;
+    s.leader_transitions = transitions;
+    modified
 }
 
 /// A candidate for one lock: campaigns, leads, renews, steps down, releases.
@@ -506,8 +518,11 @@ impl LeaderElectorBuilder {
         crate::metrics::leader_off(&self.config.name);
         Ok(LeaderElector {
             inner: Arc::new(Inner {
+                store: Arc::new(crate::metrics::Measured {
+                    name: self.config.name.clone(),
+                    store: self.store,
+                }),
                 config: self.config,
-                store: self.store,
                 clock: self.clock,
                 on_stopped: self.on_stopped,
                 on_new_leader: self.on_new_leader,

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -207,4 +208,12 @@ pub struct ElectionState {
     pub is_leader: bool,
     /// Our fencing token while we lead.
     pub fencing_token: Option<u64>,
+    /// When the observed holder's term began: the record's acquire time,
+    /// by the clock of the candidate that wrote it (`None`: free, or not
+    /// yet read).
+    pub acquire_time: Option<SystemTime>,
+    /// The record's transition count as last observed (client-go's
+    /// `leaderTransitions`; a holder's fencing token), free records
+    /// included (`None`: not yet read).
+    pub leader_transitions: Option<u64>,
 }

@@ -97,6 +97,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The kind of error in one word, for metrics and logs: `not_found`,
+    /// `conflict`, `corrupt`, `unavailable`, `unauthorized`,
+    /// `invalid_name`, `invalid_config` or `other`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::NotFound => "not_found",
+            StoreError::Conflict { .. } => "conflict",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Unavailable { .. } => "unavailable",
+            StoreError::Unauthorized { .. } => "unauthorized",
+            StoreError::InvalidName { .. } => "invalid_name",
+            StoreError::InvalidConfig { .. } => "invalid_config",
+            StoreError::Other { .. } => "other",
+        }
+    }
+
     /// A [`StoreError::Corrupt`] with the given reason.
     pub fn corrupt(reason: impl Into<String>) -> Self {
         StoreError::Corrupt {

@@ -264,6 +264,12 @@ where
                 return Err(Stop::Lost);
             }
         };
+        let result = match &outcome {
+            Ok(Some(_)) => "ok",
+            Ok(None) => "lost",
+            Err(_) => "error",
+        };
+        crate::metrics::renewed(&self.inner.config.name, result, clock.now() - start);
         match outcome {
             // A renew that answers only once validity has ended (the thread
             // got to its reply late) cannot revive the term: the work may
@@ -336,6 +342,7 @@ where
             Err(StoreError::Conflict { current: None }) => self.inner.store.get().await?,
             Err(e) => return Err(e),
         };
+        crate::metrics::slow_renew(&self.inner.config.name);
         // Our last write may have landed although its reply was lost: if the
         // record is still ours, renew on its version, keeping our term.
         let Some(current) = current.filter(|c| !c.record.is_erased()) else {

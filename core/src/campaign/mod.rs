@@ -226,17 +226,17 @@ where
             self.foreign_until =
                 (!current.record.is_released()).then_some(self.observed_at + lease);
         }
-        let holder = current.record.holder_identity.clone();
         // A holder the store cannot name (a MultiLock mid-write) is nobody
         // to report: followers report the next leader they can name.
         let known = current.record.known_holder().map(str::to_owned);
-        self.observed = Some(current);
         if publish {
-            self.inner.publish_holder(&holder);
+            self.inner.publish_holder(&current.record);
         }
+        self.observed = Some(current);
         if let Some(holder) = known.filter(|h| *h != self.reported) {
             self.reported = holder.clone();
             info!(leader = %holder, "new leader observed");
+            crate::metrics::leader_changed(&self.inner.config.name);
             if let Some(cb) = &self.inner.on_new_leader {
                 cb(&holder);
             }

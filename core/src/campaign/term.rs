@@ -60,7 +60,7 @@ impl Term {
             stop,
         );
         inner.set_term(Some(leadership.clone()));
-        inner.publish_term(Some(token));
+        inner.publish_term(Some(&record));
         metrics::leader_on(&inner.config.name);
         inner
             .store
