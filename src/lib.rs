@@ -114,6 +114,10 @@ mod connect;
 pub use connect::{ConnectError, LockUrl, connect, redact};
 // Hand-picked: what an application uses. Store authors depend on
 // `tenure-core` itself (its `backend` support module, the record's JSON form).
+/// The names of what the engine reports through the `metrics` facade
+/// (the leader gauge `leader_election_master_status`, terms, holder
+/// changes, renew times, slow renews, store errors).
+pub use tenure_core::metrics;
 /// The leader gauge's name (`leader_election_master_status`).
 pub use tenure_core::metrics::LEADER_GAUGE;
 /// Re-exported so users need not depend on these crates for the types in our API.

@@ -1,11 +1,13 @@
-//! `tenure run --http ADDR`: the sidecar's endpoints (issue 30, work in
-//! progress on this branch).
+//! `tenure run --http ADDR`: the sidecar's endpoints.
 //!
 //! - `/healthz`: client-go's `HealthzAdaptor` rule: fails only while
 //!   leading and not renewed for longer than the lease plus a tolerance;
 //!   never fails a follower or a candidate stepping down.
 //! - `/readyz`: `always`, or `leader` (ready only while leading).
-//! - `/leader`: JSON, what this candidate sees.
+//! - `/leader`: JSON, what this candidate sees: `leader` (the holder, or
+//!   null), `identity`, `isLeader`, `fencingToken` (while leading),
+//!   `termStart` (the holder's acquire time, RFC 3339), `leaseTransitions`
+//!   and `lock`.
 //! - `/metrics`: Prometheus text from the library's `metrics` calls.
 //!
 //! Its own task, one task per connection, bounded work per request: the
@@ -13,7 +15,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,9 +40,12 @@ pub(crate) enum Ready {
 
 /// What the endpoints read.
 pub(crate) struct Endpoints {
-    pub(crate) elector: LeaderElector,
+    /// The candidate and its store's description, once the store answered
+    /// (`--wait-for-store` serves before).
+    pub(crate) elector: OnceLock<(LeaderElector, String)>,
+    /// The lock URL, secrets redacted: the lock's name until then.
+    pub(crate) url: String,
     pub(crate) identity: String,
-    pub(crate) store: String,
     pub(crate) tolerance: Duration,
     pub(crate) ready: Ready,
     pub(crate) metrics: Option<PrometheusHandle>,
@@ -80,15 +85,17 @@ pub(crate) async fn serve(
 }
 
 fn answer(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let elector = endpoints.elector.get();
     match req.uri().path() {
-        "/healthz" => match endpoints.elector.check(endpoints.tolerance) {
-            Ok(()) => text(StatusCode::OK, "ok\n".to_owned()),
-            Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        "/healthz" => match elector.map(|(e, _)| e.check(endpoints.tolerance)) {
+            // Waiting for the store is healthy: a restart would not help.
+            None | Some(Ok(())) => text(StatusCode::OK, "ok\n".to_owned()),
+            Some(Err(e)) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
         },
         "/readyz" => {
             let ready = match endpoints.ready {
                 Ready::Always => true,
-                Ready::Leader => endpoints.elector.is_leader(),
+                Ready::Leader => elector.is_some_and(|(e, _)| e.is_leader()),
             };
             match ready {
                 true => text(StatusCode::OK, "ready\n".to_owned()),
@@ -96,13 +103,19 @@ fn answer(endpoints: &Endpoints, req: &Request<Incoming>) -> Response<Full<Bytes
             }
         }
         "/leader" => {
-            let state = endpoints.elector.state();
+            let state = elector.map(|(e, _)| e.state()).unwrap_or_default();
+            let lock = elector.map_or(&endpoints.url, |(_, store)| store);
             let body = serde_json::json!({
                 "leader": state.leader,
                 "identity": endpoints.identity,
                 "isLeader": state.is_leader,
                 "fencingToken": state.fencing_token,
-                "lock": endpoints.store,
+                "termStart": state.acquire_time.map(|t| {
+                    chrono::DateTime::<chrono::Utc>::from(t)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                }),
+                "leaseTransitions": state.leader_transitions,
+                "lock": lock,
             });
             let mut response = text(StatusCode::OK, format!("{body}\n"));
             response.headers_mut().insert(

@@ -6,6 +6,7 @@
 
 mod demo;
 mod http;
+mod logs;
 mod output;
 // tenure-conformance includes this file too and uses all of it.
 #[allow(dead_code)]
@@ -28,6 +29,17 @@ struct Cli {
     /// (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
     log: String,
+    /// How tenure writes stderr: text, or one JSON object per line
+    /// (timestamp, level, target, message, lock, identity and the
+    /// event's fields).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: logs::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -134,13 +146,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    // Never blocks: a stalled stderr loses lines, not the election.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(output::LossyLine::default)
-        .init();
+    logs::init(&cli.log, cli.log_format);
     // One thread is plenty: the election is a few requests a second, and the
     // command's deadline is the supervisor's, which needs no runtime.
     let runtime = match tokio::runtime::Builder::new_current_thread()

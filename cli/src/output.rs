@@ -12,6 +12,8 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 
 use chrono::{SecondsFormat, Utc};
 
+use crate::logs::{self, LogFormat};
+
 /// Lines waiting for stderr before new ones are dropped.
 const QUEUE: usize = 4096;
 
@@ -24,6 +26,9 @@ enum Msg {
 static QUEUE_TX: OnceLock<SyncSender<Msg>> = OnceLock::new();
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Lines lost to a full queue since start, on `/metrics`.
+pub(crate) const DROPPED_METRIC: &str = "tenure_log_lines_dropped_total";
+
 fn sender() -> &'static SyncSender<Msg> {
     QUEUE_TX.get_or_init(|| {
         let (tx, rx) = sync_channel::<Msg>(QUEUE);
@@ -34,10 +39,14 @@ fn sender() -> &'static SyncSender<Msg> {
                 for msg in rx {
                     let dropped = DROPPED.swap(0, Ordering::Relaxed);
                     if dropped > 0 {
-                        let _ = writeln!(
-                            stderr,
-                            "tenure: {dropped} log lines dropped (stderr was blocked)"
-                        );
+                        let said = "log lines dropped (stderr was blocked)";
+                        let line = match logs::format() {
+                            LogFormat::Text => format!("tenure: {dropped} {said}\n"),
+                            LogFormat::Json => {
+                                logs::json_line("WARN", said, &[("dropped", dropped.into())])
+                            }
+                        };
+                        let _ = stderr.write_all(line.as_bytes());
                     }
                     match msg {
                         Msg::Line(line) => {
@@ -60,6 +69,7 @@ fn emit(line: Vec<u8>) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
             DROPPED.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(DROPPED_METRIC).increment(1);
         }
     }
 }
@@ -75,11 +85,14 @@ pub(crate) fn flush(limit: std::time::Duration) {
 
 /// Prints `tenure [time] message` on stderr (stdout belongs to the command).
 pub(crate) fn say(message: impl AsRef<str>) {
-    let line = format!(
-        "tenure [{}] {}\n",
-        Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        message.as_ref()
-    );
+    let line = match logs::format() {
+        LogFormat::Text => format!(
+            "tenure [{}] {}\n",
+            Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            message.as_ref()
+        ),
+        LogFormat::Json => logs::json_line("INFO", message.as_ref(), &[]),
+    };
     emit(line.into_bytes());
 }
 
@@ -108,5 +121,9 @@ impl Drop for LossyLine {
 
 /// Prints `tenure: error: message`, the one line every failure ends with.
 pub(crate) fn say_error(message: &str) {
-    emit(format!("tenure: error: {message}\n").into_bytes());
+    let line = match logs::format() {
+        LogFormat::Text => format!("tenure: error: {message}\n"),
+        LogFormat::Json => logs::json_line("ERROR", message, &[]),
+    };
+    emit(line.into_bytes());
 }

@@ -26,6 +26,12 @@ impl PodLabel {
     }
 }
 
+/// Upper bounds (seconds) of the renew time histogram's buckets: from a
+/// loopback store's milliseconds to a renew deadline's seconds.
+const RENEW_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// Arguments of `tenure run`.
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
@@ -86,6 +92,12 @@ pub(crate) struct RunArgs {
     /// lease plus this (client-go's HealthzAdaptor timeout).
     #[arg(long, default_value = "20s", value_parser = parse_duration)]
     health_tolerance: Duration,
+    /// Keep trying an unreachable store this long at start (the endpoints
+    /// serve meanwhile: healthy, and not ready with --ready leader) instead
+    /// of exiting at once; a store that refuses the lock (unauthorized, bad
+    /// name, unreadable record) still exits at once. Default 0: exit.
+    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    wait_for_store: Duration,
     /// How often the term's validity is copied to the supervisor's
     /// deadline. For tests only: a long period makes the supervisor stop
     /// the command at a deadline the term outlives.
@@ -209,14 +221,39 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
     let metrics = match args.http {
         Some(_) => Some(
             metrics_exporter_prometheus::PrometheusBuilder::new()
+                // A histogram with buckets, not the exporter's default
+                // summary: quantiles can then be taken over many replicas.
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        tenure::metrics::RENEW_SECONDS.to_owned(),
+                    ),
+                    &RENEW_BUCKETS,
+                )
+                .map_err(|e| Failure::runtime(format!("metrics: {e}")))?
                 .install_recorder()
                 .map_err(|e| Failure::runtime(format!("metrics: {e}")))?,
         ),
         None => None,
     };
-    let store = tenure::connect(&lock_url(&args)?).await?;
-    // Fail fast with one clear line on an unreachable or refusing store.
-    store.get().await?;
+    let url = lock_url(&args)?;
+    let label = pod_label(&args).await?;
+    let endpoints = Arc::new(crate::http::Endpoints {
+        elector: std::sync::OnceLock::new(),
+        url: tenure::redact(&url),
+        identity: identity.clone(),
+        tolerance: args.health_tolerance,
+        ready: args.ready,
+        metrics,
+    });
+    if let Some(addr) = args.http {
+        let bound = crate::http::serve(addr, endpoints.clone(), CancellationToken::new())
+            .await
+            .map_err(|e| Failure::input(format!("--http {addr}: {e}")))?;
+        say(format!(
+            "serving /healthz /readyz /leader /metrics on http://{bound}"
+        ));
+    }
+    let store = connect(&url, args.wait_for_store, args.retry_period).await?;
     let elector = LeaderElector::builder(store.clone(), identity.clone())
         .lease_duration(args.lease_duration)
         .renew_deadline(timing.engine_renew_deadline)
@@ -241,23 +278,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
         // they can be found and stopped before the lock is released.
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
-    let label = pod_label(&args).await?;
-    if let Some(addr) = args.http {
-        let endpoints = Arc::new(crate::http::Endpoints {
-            elector: elector.clone(),
-            identity: identity.clone(),
-            store: store.describe(),
-            tolerance: args.health_tolerance,
-            ready: args.ready,
-            metrics,
-        });
-        let bound = crate::http::serve(addr, endpoints, CancellationToken::new())
-            .await
-            .map_err(|e| Failure::input(format!("--http {addr}: {e}")))?;
-        say(format!(
-            "serving /healthz /readyz /leader /metrics on http://{bound}"
-        ));
-    }
+    let _ = endpoints.elector.set((elector.clone(), store.describe()));
     say(format!("{identity} campaigning for {}", store.describe()));
     loop {
         let shutdown = CancellationToken::new();
@@ -337,6 +358,37 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
                 say(format!("{identity} resumed: campaigning again"));
             }
         }
+    }
+}
+
+/// Connects and reads the lock once: one clear line and an exit on a
+/// store that refuses it, or that cannot be reached within `patience`.
+async fn connect(
+    url: &str,
+    patience: Duration,
+    retry: Duration,
+) -> Result<Arc<dyn tenure::LockStore>, Failure> {
+    let until = tokio::time::Instant::now() + patience;
+    loop {
+        let error = match tenure::connect(url).await {
+            Ok(store) => match store.get().await {
+                Ok(_) => return Ok(store),
+                Err(e) => e,
+            },
+            Err(tenure::ConnectError::Store(e)) => e,
+            Err(e) => return Err(e.into()),
+        };
+        // Bad input, a refusal, a record that does not parse: waiting
+        // cannot fix them.
+        let transient = matches!(error, tenure::StoreError::Unavailable { .. });
+        if !transient || tokio::time::Instant::now() + retry > until {
+            return Err(error.into());
+        }
+        say(format!(
+            "waiting for the store: {}; trying again in {retry:?}",
+            crate::said(&error)
+        ));
+        tokio::time::sleep(retry).await;
     }
 }
 

@@ -7,7 +7,7 @@
 //! | [`LEADER_GAUGE`] | gauge | `name` | 1 while this process leads the lock, else 0 (client-go's) |
 //! | [`TERMS`] | counter | `name` | terms this process began |
 //! | [`LEADER_CHANGES`] | counter | `name` | changes of the holder this process observed (itself included) |
-//! | [`RENEW_SECONDS`] | histogram | `name`, `result` | time of each renew: `ok`, `lost` (another holder has it), `error` |
+//! | [`RENEW_SECONDS`] | histogram | `name`, `result` | time of each renew: `ok`, `lost` (another holder has it), `error`, `timeout` (cut off when the term's validity ended) |
 //! | [`SLOW_RENEWS`] | counter | `name` | renews whose compare-and-swap missed and had to read the record |
 //! | [`STORE_ERRORS`] | counter | `name`, `op`, `kind` | store calls that failed, by call and [`StoreError::kind`] |
 //!

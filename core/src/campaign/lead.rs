@@ -260,6 +260,7 @@ where
             biased;
             r = self.try_renew(&record, &version) => r,
             _ = clock.sleep_until(valid_until) => {
+                crate::metrics::renewed(&self.inner.config.name, "timeout", clock.now() - start);
                 warn!("renew did not return within renew_deadline: stepping down");
                 return Err(Stop::Lost);
             }
