@@ -66,13 +66,15 @@ failed=0
 # tests PACKAGE|all [ignored]: the workspace is always built whole (all
 # features), so the passes share one build. With `ignored`, the ignored
 # tests run too (tenure-k8s's least-privilege tests, which need a real
-# server's RBAC). SKIP_TEST=NAME leaves out the tests whose name has NAME.
+# server's RBAC). SKIP_TEST=NAME leaves out the tests whose name has NAME;
+# ONLY_TEST=NAME runs only those whose name has NAME.
 tests() {
   if cargo nextest --version >/dev/null 2>&1; then
     local filter=() ignored=() expr
     if [ "$1" != all ]; then
       expr="package($1)"
       [ -n "${SKIP_TEST:-}" ] && expr="$expr and not test($SKIP_TEST)"
+      [ -n "${ONLY_TEST:-}" ] && expr="$expr and test($ONLY_TEST)"
       filter=(-E "$expr")
     fi
     [ "${2:-}" = ignored ] && ignored=(--run-ignored all)
@@ -82,6 +84,7 @@ tests() {
     [ "$1" = all ] || pkg=(-p "$1")
     [ "${2:-}" = ignored ] && ignored=(--include-ignored)
     [ -n "${SKIP_TEST:-}" ] && skip=(--skip "$SKIP_TEST")
+    [ -n "${ONLY_TEST:-}" ] && skip+=("$ONLY_TEST")
     cargo test --all-features --no-fail-fast "${pkg[@]}" -- --test-threads=2 "${ignored[@]}" "${skip[@]}" || failed=1
   fi
 }
@@ -122,6 +125,8 @@ if kube_env=$(bash scripts/kube-apiserver-up.sh "$kube_dir"); then
   # its own), except the measurements (tests/go_bench.rs, `measure_*`,
   # run by hand for BENCHMARKS.md).
   TENURE_K8S_REAL=1 SKIP_TEST=measure_ tests tenure-k8s ignored
+  # deploy/example.yaml, applied and run as its ServiceAccount.
+  TENURE_K8S_REAL=1 ONLY_TEST=the_example_deployment tests tenure-cli ignored
   # shellcheck disable=SC2086
   kill $TENURE_KUBE_PIDS 2>/dev/null || true
   unset KUBECONFIG TENURE_K8S_TENURE_KUBECONFIG TENURE_KUBE_PIDS

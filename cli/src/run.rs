@@ -98,11 +98,12 @@ pub(crate) struct RunArgs {
     /// name, unreadable record) still exits at once. Default 0: exit.
     #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
     wait_for_store: Duration,
-    /// How often the term's validity is copied to the supervisor's
-    /// deadline. For tests only: a long period makes the supervisor stop
-    /// the command at a deadline the term outlives.
-    #[arg(long, default_value = "2ms", value_parser = parse_duration, hide = true)]
-    deadline_sync: Duration,
+    /// Copy the term's validity to the supervisor's deadline at this
+    /// period, instead of at each renew. For tests only: a long period
+    /// makes the supervisor stop the command at a deadline the term
+    /// outlives.
+    #[arg(long, value_parser = parse_duration, hide = true)]
+    deadline_sync: Option<Duration>,
     /// The command to run while leader.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<String>,
@@ -403,7 +404,7 @@ struct Timing {
 
 impl Timing {
     fn from_args(args: &RunArgs) -> Result<Timing, Failure> {
-        if args.deadline_sync.is_zero() {
+        if args.deadline_sync.is_some_and(|d| d.is_zero()) {
             return Err(Failure::input("--deadline-sync must be greater than 0"));
         }
         if args.lease_duration <= args.renew_deadline {

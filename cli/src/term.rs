@@ -21,12 +21,13 @@ pub(crate) struct CommandSpec {
     pub argv: Vec<String>,
     pub lock: String,
     pub grace: Duration,
-    /// How often the term's validity is copied to the supervisor's
-    /// deadline (2 ms unless a test says otherwise). A late copy only makes
-    /// the deadline earlier than the term's, never later: safe, but a renew
-    /// that lands within one period of the old deadline then stops the
-    /// command while the term goes on.
-    pub sync: Duration,
+    /// `None`: the term's validity is copied to the supervisor's deadline
+    /// each time it changes. `Some(period)` (tests only): copied at that
+    /// period instead. A late copy only makes the deadline earlier than
+    /// the term's, never later: safe, but a renew that lands within one
+    /// period of the old deadline then stops the command while the term
+    /// goes on.
+    pub sync: Option<Duration>,
 }
 
 /// How a term's command ended, when that ends the whole `tenure run`.
@@ -68,10 +69,15 @@ pub(crate) async fn lead(
     };
     let (reader, mut writer) = socket.into_split();
     let mut reports = BufReader::new(reader).lines();
-    let mut sent = leadership.valid_until();
+    // Subscribed before the first read: no renew can fall between them.
+    let mut validity = leadership.validity();
+    let mut sent = *validity.borrow_and_update();
     let mut group: Option<libc::pid_t> = None;
     let mut stop_sent = false;
-    let mut tick = tokio::time::interval(spec.sync);
+    // Each renew's new deadline goes to the supervisor when the engine
+    // sets it (no polling: an idle leader costs nothing); with
+    // `--deadline-sync` (tests only), copies go at that period instead.
+    let mut tick = tokio::time::interval(spec.sync.unwrap_or(Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -157,8 +163,7 @@ pub(crate) async fn lead(
                     let _ = writer.write_all(b"stop\n").await;
                 }
             }
-            _ = tick.tick(), if !stop_sent => {
-                let until = leadership.valid_until();
+            until = next_deadline(&mut validity, &mut tick, spec.sync.is_some()), if !stop_sent => {
                 if until != sent {
                     sent = until;
                     let line = format!("deadline {}\n", deadline_ns(until));
@@ -167,6 +172,21 @@ pub(crate) async fn lead(
             }
         }
     }
+}
+
+/// The term's validity when it changes, or (`polled`) at the next tick.
+async fn next_deadline(
+    validity: &mut tokio::sync::watch::Receiver<tokio::time::Instant>,
+    tick: &mut tokio::time::Interval,
+    polled: bool,
+) -> tokio::time::Instant {
+    if polled {
+        tick.tick().await;
+    } else if validity.changed().await.is_err() {
+        // The sender lives as long as the term's `Leadership` does.
+        std::future::pending::<()>().await;
+    }
+    *validity.borrow_and_update()
 }
 
 /// Ends the run with `message` (printed once, as its last line).

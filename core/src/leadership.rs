@@ -1,9 +1,10 @@
 //! What a leader holds while it leads, and the state anyone can observe.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
@@ -42,7 +43,8 @@ struct LeadershipInner {
     identity: String,
     lock: String,
     stop: CancellationToken,
-    valid_until: Mutex<Instant>,
+    /// Until when the term is valid; receivers are told of each change.
+    valid_until: watch::Sender<Instant>,
     clock: Arc<dyn Clock>,
     /// Set before `stop` fires when another writer ended the term.
     taken: std::sync::atomic::AtomicBool,
@@ -80,7 +82,7 @@ impl Leadership {
                 identity,
                 lock,
                 stop,
-                valid_until: Mutex::new(valid_until),
+                valid_until: watch::Sender::new(valid_until),
                 clock,
                 taken: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -121,11 +123,30 @@ impl Leadership {
     /// The instant (on the elector's clock) until which the term is valid
     /// unless renewed again.
     pub fn valid_until(&self) -> Instant {
-        *self
-            .inner
-            .valid_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        *self.inner.valid_until.borrow()
+    }
+
+    /// A receiver of [`valid_until`](Self::valid_until), woken each time it
+    /// changes: a renew extends it, the end of the term brings it to now.
+    /// For passing the deadline on (to a process that must stop by it, or
+    /// a downstream that checks it) without polling.
+    ///
+    /// ```no_run
+    /// # async fn tell_downstream(_: tokio::time::Instant) {}
+    /// # async fn example(leadership: tenure_core::Leadership) {
+    /// let mut validity = leadership.validity();
+    /// loop {
+    ///     let until = *validity.borrow_and_update();
+    ///     tell_downstream(until).await;
+    ///     tokio::select! {
+    ///         _ = leadership.cancelled() => break,
+    ///         changed = validity.changed() => if changed.is_err() { break },
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn validity(&self) -> watch::Receiver<Instant> {
+        self.inner.valid_until.subscribe()
     }
 
     /// Resolves when the work must stop: leadership was lost, or the elector
@@ -167,11 +188,11 @@ impl Leadership {
     }
 
     pub(crate) fn extend(&self, until: Instant) {
-        *self
-            .inner
-            .valid_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = until;
+        self.inner.valid_until.send_if_modified(|v| {
+            let modified = *v != until;
+            *v = until;
+            modified
+        });
     }
 
     pub(crate) fn stop_work(&self) {
@@ -182,14 +203,13 @@ impl Leadership {
     pub(crate) fn end(&self) {
         self.stop_work();
         let now = self.inner.clock.now();
-        let mut until = self
-            .inner
-            .valid_until
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if *until > now {
-            *until = now;
-        }
+        self.inner.valid_until.send_if_modified(|until| {
+            let modified = *until > now;
+            if modified {
+                *until = now;
+            }
+            modified
+        });
     }
 }
 

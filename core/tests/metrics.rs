@@ -214,3 +214,40 @@ async fn followers_see_the_term_start_and_transitions() {
     assert_eq!(b.elector.state().acquire_time, now.acquire_time);
     assert_ne!(now.acquire_time, held.acquire_time);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_validity_receiver_is_told_of_each_renew_and_of_the_end() {
+    use tenure_core::{CancellationToken, LeaderElector};
+    let memory = MemoryStore::new("validity").unwrap();
+    let elector = LeaderElector::builder(memory, "a").build().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (elector, shutdown) = (elector.clone(), shutdown.clone());
+        async move {
+            elector
+                .run(shutdown, move |leadership| {
+                    let _ = tx.send(leadership.clone());
+                    async move { leadership.cancelled().await }
+                })
+                .await
+        }
+    });
+    let leadership = rx.recv().await.unwrap();
+    let mut validity = leadership.validity();
+    let first = *validity.borrow_and_update();
+    assert_eq!(first, leadership.valid_until());
+    // The first renew is one retry period (2 s) in: the receiver wakes then,
+    // with the term 2 s longer.
+    let woke = tokio::time::timeout(Duration::from_secs(3), validity.changed()).await;
+    assert!(woke.is_ok(), "no change within 3 s");
+    let renewed = *validity.borrow_and_update();
+    assert_eq!(renewed - first, Duration::from_secs(2));
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(1), validity.changed())
+        .await
+        .expect("told of the end")
+        .unwrap();
+    assert!(*validity.borrow() <= tokio::time::Instant::now());
+    task.await.unwrap().unwrap();
+}

@@ -5,6 +5,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+pub(crate) mod served;
+
 /// What /proc says about processes: the supervisor's own module.
 #[path = "../../src/procfs.rs"]
 pub(crate) mod procfs;
