@@ -66,6 +66,7 @@ mod planted {
     }
 }
 pub mod record;
+pub mod shards;
 pub mod store;
 #[cfg(feature = "test-hooks")]
 pub mod testing;

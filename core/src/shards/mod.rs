@@ -1,0 +1,601 @@
+//! Shards: `N` locks shared fairly among the live replicas, each shard an
+//! ordinary tenure lock with every guarantee the single lock has (at most
+//! one valid owner, a fencing token that rises, the work drained before
+//! the release).
+//!
+//! Replicas count each other through **member slots**, each itself a tenure
+//! lock (`NAME-member-K`): a replica holds one slot while it runs, and
+//! judges another's alive while that slot's record keeps changing, by its
+//! own clock. Nothing but the [`LockStore`] trait is used, so shards work
+//! on every store.
+//!
+//! Each of the `L` live members, ranked by slot, has a **share**:
+//! `N / L`, one more for the first `N % L` ranks. The shares add up to `N`,
+//! so when each member holds its share every shard is owned and no two
+//! members differ by more than one.
+//! - A member above its share hands its least preferred shards back
+//!   (their work drained, then released): a join rebalances.
+//! - A member below its share campaigns for shards that are free, or
+//!   whose holder is no longer a live member (the shard's lease is waited
+//!   out as for any lock): a death is covered.
+//! - A member at its share does nothing: no shard moves while the
+//!   membership stays the same.
+//!
+//! Members prefer shards by rendezvous hashing of (identity, shard), so
+//! they rarely campaign for the same shard.
+//!
+//! **Bounds** (timing `lease`, `retry`; each round is one retry period):
+//! after a member dies, its slot is seen dead `lease` after its last
+//! renew, and each of its shards is taken `lease` after the taker first
+//! read it: every shard is owned again within about `2 × lease + 3 ×
+//! retry`. A joining member has its share within about `lease + 3 ×
+//! retry`: a slot, then the shards the others hand back.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use tenure_core::shards::Shards;
+//! use tenure_core::{CancellationToken, LockStore, MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One store per lock name; here in memory, in production Redis, etcd
+//! // or Kubernetes locks of those names.
+//! let shards = Shards::builder("reports", "replica-1", 8, |name: &str| {
+//!     Ok(Arc::new(MemoryStore::new(name)?) as Arc<dyn LockStore>)
+//! })
+//! .build()?;
+//! let mut owned = shards.owned();
+//! let shutdown = CancellationToken::new();
+//! let task = tokio::spawn({
+//!     let (shards, shutdown) = (shards.clone(), shutdown.clone());
+//!     async move {
+//!         shards
+//!             .run(shutdown, |shard| async move {
+//!                 // Work on shard.index() until shard.leadership() is cancelled.
+//!                 shard.leadership().cancelled().await;
+//!             })
+//!             .await
+//!     }
+//! });
+//! // Alone, this replica soon owns all 8.
+//! owned.wait_for(|set| set.len() == 8).await?;
+//! shutdown.cancel();
+//! task.await??;
+//! # Ok(()) }
+//! ```
+
+mod plan;
+mod roster;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use crate::config::ConfigError;
+use crate::elector::{ElectionError, ElectionTask, LeaderElector};
+use crate::leadership::Leadership;
+use crate::store::{ErrorChain, LockStore, StoreError};
+use roster::{Member, Roster};
+
+/// Makes the store of one lock, by name (`NAME-shard-J`, `NAME-member-K`).
+pub type StoreMaker = Arc<dyn Fn(&str) -> Result<Arc<dyn LockStore>, StoreError> + Send + Sync>;
+
+/// The most shard records one round reads looking for shards to take.
+const PROBES_PER_ROUND: usize = 64;
+
+/// One shard's term, given to the work.
+#[derive(Clone, Debug)]
+pub struct Shard {
+    index: u32,
+    count: u32,
+    leadership: Leadership,
+}
+
+impl Shard {
+    /// This shard's number, `0..count`.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// How many shards there are.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The shard's term: its fencing token, validity and cancellation,
+    /// independent of every other shard's.
+    pub fn leadership(&self) -> &Leadership {
+        &self.leadership
+    }
+}
+
+/// Builds [`Shards`].
+pub struct ShardsBuilder {
+    name: String,
+    identity: String,
+    count: u32,
+    member_slots: u32,
+    lease_duration: Duration,
+    renew_deadline: Duration,
+    retry_period: Duration,
+    make: StoreMaker,
+}
+
+impl std::fmt::Debug for ShardsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardsBuilder")
+            .field("name", &self.name)
+            .field("identity", &self.identity)
+            .field("count", &self.count)
+            .field("member_slots", &self.member_slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardsBuilder {
+    /// How many member slots there are: at least the number of replicas
+    /// that will ever run at once (default 32). A replica that finds no
+    /// free slot owns no shard until one frees up.
+    pub fn member_slots(mut self, slots: u32) -> Self {
+        self.member_slots = slots;
+        self
+    }
+
+    /// Every lock's lease (default 15 s, client-go's).
+    pub fn lease_duration(mut self, d: Duration) -> Self {
+        self.lease_duration = d;
+        self
+    }
+
+    /// Every lock's renew deadline (default 10 s).
+    pub fn renew_deadline(mut self, d: Duration) -> Self {
+        self.renew_deadline = d;
+        self
+    }
+
+    /// Every lock's retry period, and the period of a balancing round
+    /// (default 2 s).
+    pub fn retry_period(mut self, d: Duration) -> Self {
+        self.retry_period = d;
+        self
+    }
+
+    /// Checks the timing (as [`LeaderElector`] does) and the counts.
+    pub fn build(self) -> Result<Shards, ConfigError> {
+        if self.count == 0 {
+            return Err(ConfigError::Zero("the shard count"));
+        }
+        if self.member_slots == 0 {
+            return Err(ConfigError::Zero("member_slots"));
+        }
+        // The same rules as one lock's.
+        let probe = Arc::new(crate::MemoryStore::new("probe").expect("a valid name"));
+        LeaderElector::builder(probe, self.identity.clone())
+            .lease_duration(self.lease_duration)
+            .renew_deadline(self.renew_deadline)
+            .retry_period(self.retry_period)
+            .build()?;
+        let (owned, _) = watch::channel(BTreeSet::new());
+        Ok(Shards {
+            inner: Arc::new(Inner {
+                config: self,
+                owned,
+            }),
+        })
+    }
+}
+
+struct Inner {
+    config: ShardsBuilder,
+    owned: watch::Sender<BTreeSet<u32>>,
+}
+
+/// `count` shards shared fairly among the live replicas (see the
+/// [module docs](self)). Cheap to clone.
+#[derive(Clone)]
+pub struct Shards {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Shards {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shards")
+            .field("config", &self.inner.config)
+            .field("owned", &*self.inner.owned.borrow())
+            .finish()
+    }
+}
+
+impl Shards {
+    /// `count` shards of `name` for the replica `identity`; `make` opens
+    /// the store of a lock by name.
+    pub fn builder<F>(
+        name: impl Into<String>,
+        identity: impl Into<String>,
+        count: u32,
+        make: F,
+    ) -> ShardsBuilder
+    where
+        F: Fn(&str) -> Result<Arc<dyn LockStore>, StoreError> + Send + Sync + 'static,
+    {
+        ShardsBuilder {
+            name: name.into(),
+            identity: identity.into(),
+            count,
+            member_slots: 32,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            make: Arc::new(make),
+        }
+    }
+
+    /// The shards this replica owns now, as a stream: a shard is in the set
+    /// from the start of its term until its leadership is cancelled.
+    pub fn owned(&self) -> watch::Receiver<BTreeSet<u32>> {
+        self.inner.owned.subscribe()
+    }
+
+    /// The lock name of shard `index` (`NAME-shard-INDEX`).
+    pub fn shard_lock(&self, index: u32) -> String {
+        format!("{}-shard-{index}", self.inner.config.name)
+    }
+
+    /// The lock name of member slot `slot` (`NAME-member-SLOT`).
+    pub fn member_lock(&self, slot: u32) -> String {
+        format!("{}-member-{slot}", self.inner.config.name)
+    }
+
+    /// Takes part until `shutdown`: holds a member slot, campaigns for this
+    /// replica's share, runs `work` once per shard term (on a task of its
+    /// own), hands shards back above the share. On shutdown every shard's
+    /// work is stopped and drained and every lock released before it
+    /// returns. Fails only on a store error retrying cannot fix (such as
+    /// [`StoreError::Unauthorized`]) or an invalid lock name.
+    pub async fn run<W, Fut>(
+        &self,
+        shutdown: CancellationToken,
+        work: W,
+    ) -> Result<(), ElectionError>
+    where
+        W: Fn(Shard) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let cfg = &self.inner.config;
+        let span = tracing::info_span!("shards", name = %cfg.name, identity = %cfg.identity);
+        let mut round = Round::open(self, Arc::new(work))?;
+        let result = async {
+            loop {
+                round.play().await?;
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(cfg.retry_period) => {}
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        round.close().instrument(span).await;
+        result
+    }
+}
+
+type Work = Arc<dyn Fn(Shard) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// One lock this replica campaigns for or holds.
+struct Lock {
+    elector: LeaderElector,
+    task: ElectionTask,
+}
+
+/// The balancing state of one `run`.
+struct Round {
+    shards: Shards,
+    work: Work,
+    members: Vec<Arc<dyn LockStore>>,
+    stores: Vec<Arc<dyn LockStore>>,
+    roster: Roster,
+    /// Our member slot's election.
+    member: Option<(u32, Lock)>,
+    /// Shard electors, won or not.
+    locks: BTreeMap<u32, Lock>,
+    /// Shards being handed back: their electors' shutdowns, still running.
+    leaving: BTreeMap<u32, tokio::task::JoinHandle<()>>,
+    /// Where the next probe starts, in our preference order.
+    cursor: usize,
+    preference: Vec<u32>,
+}
+
+impl Round {
+    fn open<W, Fut>(shards: &Shards, work: Arc<W>) -> Result<Round, ElectionError>
+    where
+        W: Fn(Shard) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let cfg = &shards.inner.config;
+        let open = |name: String| (cfg.make)(&name).map_err(ElectionError::Store);
+        let members = (0..cfg.member_slots)
+            .map(|k| open(shards.member_lock(k)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stores = (0..cfg.count)
+            .map(|j| open(shards.shard_lock(j)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let work: Work = Arc::new(move |shard| Box::pin(work(shard)));
+        Ok(Round {
+            shards: shards.clone(),
+            work,
+            members,
+            stores,
+            roster: Roster::new(cfg.member_slots, cfg.lease_duration),
+            member: None,
+            locks: BTreeMap::new(),
+            leaving: BTreeMap::new(),
+            cursor: 0,
+            preference: plan::preference(&cfg.identity, cfg.count),
+        })
+    }
+
+    fn elector(&self, store: Arc<dyn LockStore>) -> Result<LeaderElector, ElectionError> {
+        let cfg = &self.shards.inner.config;
+        LeaderElector::builder(store, cfg.identity.clone())
+            .lease_duration(cfg.lease_duration)
+            .renew_deadline(cfg.renew_deadline)
+            .retry_period(cfg.retry_period)
+            .build()
+            .map_err(|e| {
+                ElectionError::Store(StoreError::InvalidConfig {
+                    message: e.to_string(),
+                    source: None,
+                })
+            })
+    }
+
+    /// One balancing round.
+    async fn play(&mut self) -> Result<(), ElectionError> {
+        let inner = self.shards.inner.clone();
+        let cfg = &inner.config;
+        let identity = cfg.identity.clone();
+        self.leaving.retain(|_, h| !h.is_finished());
+        // A lock whose election ended by itself (a store refusing it) ends
+        // the run: retrying cannot fix it.
+        let ended: Vec<u32> = self
+            .locks
+            .iter()
+            .filter(|(_, l)| l.task.is_finished())
+            .map(|(&j, _)| j)
+            .collect();
+        for j in ended {
+            let lock = self.locks.remove(&j).expect("listed");
+            lock.task.join().await?;
+        }
+
+        // Who is alive.
+        let now = Instant::now();
+        for (k, store) in self.members.iter().enumerate() {
+            match store.get().await {
+                Ok(v) => self.roster.observe(k as u32, v.map(|v| v.record), now),
+                Err(e) if e.is_fatal() => return Err(ElectionError::Store(e)),
+                Err(e) => debug!(slot = k, error = %ErrorChain(&e), "member slot unreadable"),
+            }
+        }
+        let me = match &self.member {
+            Some((slot, lock)) if lock.elector.is_leader() => Some(Member {
+                slot: *slot,
+                identity: identity.clone(),
+            }),
+            _ => None,
+        };
+        self.keep_a_member_slot(now, me.is_some()).await?;
+        let live = self.roster.live(now, me.clone());
+        let share = match &me {
+            Some(me) => {
+                let rank = live.iter().position(|m| m == me).unwrap_or(0) as u32;
+                plan::share(cfg.count, live.len() as u32, rank)
+            }
+            // Not counted by the others yet: holding shards would break
+            // their arithmetic.
+            None => 0,
+        };
+
+        // What we hold and campaign for.
+        let mut held = BTreeSet::new();
+        let mut campaigning = BTreeSet::new();
+        for (&j, lock) in &self.locks {
+            if lock.elector.is_leader() {
+                held.insert(j);
+            } else {
+                campaigning.insert(j);
+            }
+        }
+        // A campaign for a shard a live member holds will not succeed.
+        let live_ids: BTreeSet<&str> = live.iter().map(|m| m.identity.as_str()).collect();
+        for &j in &campaigning.clone() {
+            let leader = self.locks[&j].elector.state().leader;
+            if leader.is_some_and(|l| l != identity && live_ids.contains(l.as_str())) {
+                self.leave(j);
+                campaigning.remove(&j);
+            }
+        }
+        // Campaigns for shards a dead member held are kept apart: each
+        // must wait out its lease, so a member below its share follows
+        // all it finds (up to its share), not just the number it lacks,
+        // and hands back what it wins above its share. The dead member's
+        // shards are then all taken one lease after they are found, not
+        // one lease per shard a first campaign missed.
+        let orphaned: BTreeSet<u32> = campaigning
+            .iter()
+            .copied()
+            .filter(|j| {
+                let leader = self.locks[j].elector.state().leader;
+                leader.is_some_and(|l| l != identity && !live_ids.contains(l.as_str()))
+            })
+            .collect();
+        let plain: BTreeSet<u32> = campaigning.difference(&orphaned).copied().collect();
+        let moves = plan::moves(&identity, &held, &plain, share);
+        if !moves.release.is_empty() {
+            info!(share, held = held.len(), release = ?moves.release, "above the share: handing shards back");
+        }
+        let orphan_room = if (held.len() as u32) < share {
+            share as usize
+        } else {
+            0
+        };
+        let extra_orphans = plan::least_preferred(
+            &identity,
+            &orphaned,
+            orphaned.len().saturating_sub(orphan_room),
+        );
+        for j in moves
+            .release
+            .into_iter()
+            .chain(moves.abandon)
+            .chain(extra_orphans)
+        {
+            self.leave(j);
+        }
+        let orphans_wanted = orphan_room.saturating_sub(orphaned.len());
+        if moves.wanted > 0 || orphans_wanted > 0 {
+            self.campaign(moves.wanted as usize, orphans_wanted, &live_ids)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Holds a member slot: campaigns for the lowest free one, moves on
+    /// when a live member holds the one we campaign for.
+    async fn keep_a_member_slot(
+        &mut self,
+        now: Instant,
+        member: bool,
+    ) -> Result<(), ElectionError> {
+        if member {
+            return Ok(());
+        }
+        let identity = self.shards.inner.config.identity.clone();
+        if let Some((slot, lock)) = &self.member {
+            let taken = self.roster.holder(*slot).is_some_and(|h| h != identity)
+                && self.roster.live(now, None).iter().any(|m| m.slot == *slot);
+            if !taken && !lock.task.is_finished() {
+                return Ok(());
+            }
+            let (slot, lock) = self.member.take().expect("checked");
+            debug!(slot, "member slot taken by another: trying another");
+            let _ = lock.task.shutdown().await;
+        }
+        let Some(slot) = self.roster.free_slot(now, None) else {
+            warn!("no free member slot: raise member_slots; owning no shard meanwhile");
+            return Ok(());
+        };
+        let elector = self.elector(self.members[slot as usize].clone())?;
+        let task = elector.spawn(|leadership: Leadership| async move {
+            leadership.cancelled().await;
+        });
+        self.member = Some((slot, Lock { elector, task }));
+        Ok(())
+    }
+
+    /// Hands shard `j` back: its work is told to stop, drained, and the
+    /// lock released, on a task of its own.
+    fn leave(&mut self, j: u32) {
+        if let Some(lock) = self.locks.remove(&j) {
+            let handle = tokio::spawn(async move {
+                if let Err(e) = lock.task.shutdown().await {
+                    warn!(shard = j, error = %ErrorChain(&e), "handing a shard back failed");
+                }
+            });
+            self.leaving.insert(j, handle);
+        }
+    }
+
+    /// Campaigns for up to `wanted` more free shards, and up to `orphans`
+    /// shards whose holder is no longer a live member, in our order of
+    /// preference.
+    async fn campaign(
+        &mut self,
+        mut wanted: usize,
+        mut orphans: usize,
+        live: &BTreeSet<&str>,
+    ) -> Result<(), ElectionError> {
+        let inner = self.shards.inner.clone();
+        let cfg = &inner.config;
+        let count = self.preference.len();
+        for _ in 0..count.min(PROBES_PER_ROUND) {
+            if wanted == 0 && orphans == 0 {
+                break;
+            }
+            let j = self.preference[self.cursor % count];
+            self.cursor = (self.cursor + 1) % count;
+            if self.locks.contains_key(&j) || self.leaving.contains_key(&j) {
+                continue;
+            }
+            let budget = match self.stores[j as usize].get().await {
+                Ok(None) => &mut wanted,
+                Ok(Some(v)) => match v.record.known_holder() {
+                    None if v.record.is_free() => &mut wanted,
+                    None => continue,
+                    Some(h) if h == cfg.identity => &mut wanted,
+                    Some(h) if !live.contains(h) => &mut orphans,
+                    Some(_) => continue,
+                },
+                Err(e) if e.is_fatal() => return Err(ElectionError::Store(e)),
+                Err(_) => continue,
+            };
+            if *budget == 0 {
+                continue;
+            }
+            *budget -= 1;
+            let elector = self.elector(self.stores[j as usize].clone())?;
+            let (work, owned, count) = (self.work.clone(), self.shards.inner.clone(), cfg.count);
+            let task = elector.spawn(move |leadership: Leadership| {
+                let (work, owned) = (work.clone(), owned.clone());
+                async move {
+                    let shard = Shard {
+                        index: j,
+                        count,
+                        leadership: leadership.clone(),
+                    };
+                    owned.owned.send_modify(|s| {
+                        s.insert(j);
+                    });
+                    let mut job = tokio::spawn(work(shard));
+                    tokio::select! {
+                        _ = leadership.cancelled() => {
+                            owned.owned.send_modify(|s| { s.remove(&j); });
+                            let _ = (&mut job).await;
+                        }
+                        _ = &mut job => {
+                            owned.owned.send_modify(|s| { s.remove(&j); });
+                        }
+                    }
+                }
+            });
+            debug!(shard = j, "campaigning");
+            self.locks.insert(j, Lock { elector, task });
+        }
+        Ok(())
+    }
+
+    /// Stops every shard (drained, released), then leaves the member slot.
+    async fn close(mut self) {
+        let locks = std::mem::take(&mut self.locks);
+        let stops = locks.into_values().map(|l| l.task.shutdown());
+        for result in futures::future::join_all(stops).await {
+            if let Err(e) = result {
+                warn!(error = %ErrorChain(&e), "releasing a shard failed");
+            }
+        }
+        for (_, handle) in std::mem::take(&mut self.leaving) {
+            let _ = handle.await;
+        }
+        if let Some((_, lock)) = self.member.take() {
+            let _ = lock.task.shutdown().await;
+        }
+    }
+}

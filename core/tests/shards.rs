@@ -1,0 +1,253 @@
+//! Shards on the paused clock: fair shares, no move while the membership
+//! holds, a join rebalanced with drained releases, a dead replica's shards
+//! taken within the stated bound, and never two terms of one shard at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tenure_core::shards::Shards;
+use tenure_core::testing::{Fault, FaultyStore};
+use tenure_core::{CancellationToken, LockStore, MemoryStore, StoreError};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const LEASE: Duration = Duration::from_secs(15);
+const RENEW: Duration = Duration::from_secs(10);
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Every lock of one test, by name, shared by its replicas.
+#[derive(Clone, Default)]
+struct World {
+    locks: Arc<Mutex<BTreeMap<String, MemoryStore>>>,
+    terms: Arc<Mutex<Vec<Term>>>,
+}
+
+/// One shard term as its work saw it.
+#[derive(Clone, Debug)]
+struct Term {
+    replica: String,
+    shard: u32,
+    token: u64,
+    start: Instant,
+    end: Option<Instant>,
+}
+
+struct Replica {
+    identity: String,
+    shards: Shards,
+    faults: Arc<Mutex<Vec<Arc<FaultyStore<MemoryStore>>>>>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), tenure_core::ElectionError>>,
+}
+
+impl World {
+    fn store(&self, name: &str) -> Result<MemoryStore, StoreError> {
+        let mut locks = self.locks.lock().unwrap();
+        if let Some(s) = locks.get(name) {
+            return Ok(s.clone());
+        }
+        let s = MemoryStore::new(name)?;
+        locks.insert(name.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    fn start(&self, identity: &str, count: u32) -> Replica {
+        let faults = Arc::new(Mutex::new(Vec::new()));
+        let make = {
+            let (world, faults) = (self.clone(), faults.clone());
+            move |name: &str| {
+                let store = FaultyStore::new(world.store(name)?);
+                faults.lock().unwrap().push(store.clone());
+                Ok(store as Arc<dyn LockStore>)
+            }
+        };
+        let shards = Shards::builder("jobs", identity, count, make)
+            .member_slots(8)
+            .lease_duration(LEASE)
+            .renew_deadline(RENEW)
+            .retry_period(RETRY)
+            .build()
+            .unwrap();
+        let shutdown = CancellationToken::new();
+        let terms = self.terms.clone();
+        let id = identity.to_owned();
+        let task = tokio::spawn({
+            let (shards, shutdown) = (shards.clone(), shutdown.clone());
+            async move {
+                shards
+                    .run(shutdown, move |shard| {
+                        let (terms, id) = (terms.clone(), id.clone());
+                        async move {
+                            let l = shard.leadership();
+                            let at = {
+                                let mut t = terms.lock().unwrap();
+                                t.push(Term {
+                                    replica: id,
+                                    shard: shard.index(),
+                                    token: l.fencing_token(),
+                                    start: Instant::now(),
+                                    end: None,
+                                });
+                                t.len() - 1
+                            };
+                            l.cancelled().await;
+                            // Some work to drain.
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            terms.lock().unwrap()[at].end = Some(Instant::now());
+                        }
+                    })
+                    .await
+            }
+        });
+        Replica {
+            identity: identity.to_owned(),
+            shards,
+            faults,
+            shutdown,
+            task,
+        }
+    }
+
+    /// No shard ever had two terms at once (a term's work runs from its
+    /// start until it returned); tokens rise from term to term.
+    fn assert_no_overlap(&self) {
+        let terms = self.terms.lock().unwrap().clone();
+        let mut by_shard: BTreeMap<u32, Vec<Term>> = BTreeMap::new();
+        for t in terms {
+            by_shard.entry(t.shard).or_default().push(t);
+        }
+        for (shard, mut ts) in by_shard {
+            ts.sort_by_key(|t| t.start);
+            for w in ts.windows(2) {
+                let end = w[0].end.unwrap_or_else(|| {
+                    panic!("shard {shard}: {:?} still runs under {:?}", w[0], w[1])
+                });
+                assert!(
+                    end <= w[1].start,
+                    "shard {shard}: {}'s term overlaps {}'s: {:?} {:?}",
+                    w[0].replica,
+                    w[1].replica,
+                    w[0],
+                    w[1]
+                );
+                assert!(w[1].token > w[0].token, "shard {shard}: token did not rise");
+            }
+        }
+    }
+
+    fn term_count(&self) -> usize {
+        self.terms.lock().unwrap().len()
+    }
+}
+
+impl Replica {
+    fn owned(&self) -> BTreeSet<u32> {
+        self.shards.owned().borrow().clone()
+    }
+
+    /// Cut off from the store: every call fails, as for a dead replica.
+    fn partition(&self) {
+        for s in self.faults.lock().unwrap().iter() {
+            s.set(Fault::Fail);
+        }
+    }
+}
+
+/// Waits (paused clock) until the replicas' sets are disjoint, cover
+/// `count` shards, and have the sizes `sizes` (in any order); returns how
+/// long that took.
+async fn balanced(replicas: &[&Replica], count: u32, sizes: &[usize], limit: Duration) -> Duration {
+    let start = Instant::now();
+    let mut want = sizes.to_vec();
+    want.sort();
+    loop {
+        let sets: Vec<BTreeSet<u32>> = replicas.iter().map(|r| r.owned()).collect();
+        let mut got: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
+        got.sort();
+        let union: BTreeSet<u32> = sets.iter().flatten().copied().collect();
+        let total: usize = sets.iter().map(BTreeSet::len).sum();
+        if got == want && union.len() == count as usize && total == count as usize {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "not balanced within {limit:?}: {:?}",
+            replicas
+                .iter()
+                .map(|r| (&r.identity, r.owned()))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_replicas_hold_shares_within_one_and_nothing_moves_while_they_stay() {
+    let world = World::default();
+    let (a, b, c) = (
+        world.start("a", 10),
+        world.start("b", 10),
+        world.start("c", 10),
+    );
+    balanced(&[&a, &b, &c], 10, &[4, 3, 3], LEASE + RETRY * 4).await;
+    let before: Vec<BTreeSet<u32>> = [&a, &b, &c].iter().map(|r| r.owned()).collect();
+    let terms = world.term_count();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let after: Vec<BTreeSet<u32>> = [&a, &b, &c].iter().map(|r| r.owned()).collect();
+    assert_eq!(before, after, "a shard moved while the membership held");
+    assert_eq!(
+        world.term_count(),
+        terms,
+        "a term began while the membership held"
+    );
+    for r in [&a, &b, &c] {
+        r.shutdown.cancel();
+    }
+    for r in [a, b, c] {
+        r.task.await.unwrap().unwrap();
+    }
+    world.assert_no_overlap();
+    assert!(
+        world.terms.lock().unwrap().iter().all(|t| t.end.is_some()),
+        "a shutdown drains every shard"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_takes_shards_the_others_hand_back_drained() {
+    let world = World::default();
+    let (a, b) = (world.start("a", 8), world.start("b", 8));
+    balanced(&[&a, &b], 8, &[4, 4], LEASE + RETRY * 4).await;
+    let c = world.start("c", 8);
+    // A slot (one round), then the others' next round hands back, then c
+    // takes: the bound stated in the module docs, lease + 3 × retry.
+    let took = balanced(&[&a, &b, &c], 8, &[3, 3, 2], LEASE + RETRY * 3).await;
+    assert!(
+        took <= RETRY * 4,
+        "took {took:?}: a join waits out no lease"
+    );
+    world.assert_no_overlap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_replicas_shards_are_taken_within_the_bound() {
+    let world = World::default();
+    let (a, b, c) = (
+        world.start("a", 12),
+        world.start("b", 12),
+        world.start("c", 12),
+    );
+    balanced(&[&a, &b, &c], 12, &[4, 4, 4], LEASE + RETRY * 4).await;
+    c.partition();
+    // c's terms end by its renew deadline (its work is told to stop); a
+    // and b take its shards within 2 × lease + 3 × retry (module docs),
+    // with the 1.2 jitter on retries.
+    let bound = LEASE * 2 + RETRY.mul_f64(1.2) * 3 + RETRY;
+    let took = balanced(&[&a, &b], 12, &[6, 6], bound).await;
+    assert!(
+        took > LEASE,
+        "took {took:?}: a dead member's shards wait out their lease"
+    );
+    world.assert_no_overlap();
+}
