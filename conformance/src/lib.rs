@@ -150,6 +150,7 @@ macro_rules! __scenarios {
             [foreign_write_is_not_a_renewal, no],
             [fencing_token_rises_across_deletion, no],
             [hung_store_fails_within_the_request_timeout, shared],
+            [shards_are_shared_fairly_and_taken_over, no],
         );
     };
 }

@@ -73,6 +73,13 @@ impl ElectionTask {
         self.handle.is_finished()
     }
 
+    /// Stops the election at once, without a release: what a crash does
+    /// (the lock runs out by its lease). For owners dropped without a
+    /// shutdown.
+    pub(crate) fn abort(&self) {
+        self.handle.abort();
+    }
+
     /// The token that shuts the election down, for code that stops on one.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()

@@ -295,7 +295,18 @@ struct Lock {
     task: ElectionTask,
 }
 
-/// The balancing state of one `run`.
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The balancing state of one `run`. Dropped without [`Round::close`] (a
+/// `run` future dropped), it stops every election at once, as a crash
+/// would: the locks run out by their leases.
 struct Round {
     shards: Shards,
     work: Work,
@@ -564,13 +575,15 @@ impl Round {
                     owned.owned.send_modify(|s| {
                         s.insert(j);
                     });
-                    let mut job = tokio::spawn(work(shard));
+                    // Its own task, so a panic stays in it; aborted with
+                    // the term if the election is (a dropped `run`).
+                    let mut job = AbortOnDrop(tokio::spawn(work(shard)));
                     tokio::select! {
                         _ = leadership.cancelled() => {
                             owned.owned.send_modify(|s| { s.remove(&j); });
-                            let _ = (&mut job).await;
+                            let _ = (&mut job.0).await;
                         }
-                        _ = &mut job => {
+                        _ = &mut job.0 => {
                             owned.owned.send_modify(|s| { s.remove(&j); });
                         }
                     }
@@ -596,6 +609,20 @@ impl Round {
         }
         if let Some((_, lock)) = self.member.take() {
             let _ = lock.task.shutdown().await;
+        }
+    }
+}
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        for lock in self.locks.values() {
+            lock.task.abort();
+        }
+        for handle in self.leaving.values() {
+            handle.abort();
+        }
+        if let Some((_, lock)) = &self.member {
+            lock.task.abort();
         }
     }
 }
