@@ -56,10 +56,13 @@ impl World {
         let faults = Arc::new(Mutex::new(Vec::new()));
         let make = {
             let (world, faults) = (self.clone(), faults.clone());
-            move |name: &str| {
-                let store = FaultyStore::new(world.store(name)?);
-                faults.lock().unwrap().push(store.clone());
-                Ok(store as Arc<dyn LockStore>)
+            move |name: String| {
+                let opened = world.store(&name).map(|s| {
+                    let store = FaultyStore::new(s);
+                    faults.lock().unwrap().push(store.clone());
+                    store as Arc<dyn LockStore>
+                });
+                std::future::ready(opened)
             }
         };
         let shards = Shards::builder("jobs", identity, count, make)

@@ -46,8 +46,8 @@ async fn replica(f: &dyn StoreFactory, id: &'static str, terms: &Arc<Mutex<Vec<T
         let store = f.open(&name).await.expect("open a shard's lock");
         stores.insert(name, store);
     }
-    let shards = Shards::builder("shards", id, SHARDS, move |name: &str| {
-        Ok(stores.get(name).expect("opened before").clone())
+    let shards = Shards::builder("shards", id, SHARDS, move |name: String| {
+        std::future::ready(Ok(stores.get(&name).expect("opened before").clone()))
     })
     .member_slots(SLOTS)
     .lease_duration(LEASE)
@@ -110,7 +110,10 @@ async fn balanced(replicas: &[&Replica], sizes: &[usize], limit: Duration, what:
         if got == want && union.len() == SHARDS as usize {
             return;
         }
-        assert!(start.elapsed() < limit, "{what}: not {sizes:?} within {limit:?}: {sets:?}");
+        assert!(
+            start.elapsed() < limit,
+            "{what}: not {sizes:?} within {limit:?}: {sets:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -124,7 +127,13 @@ pub async fn shards_are_shared_fairly_and_taken_over(f: &dyn StoreFactory) {
     let b = replica(f, "b", &terms).await;
     let c = replica(f, "c", &terms).await;
     // A slot, then the shards: a few rounds.
-    balanced(&[&a, &b, &c], &[2, 2, 2], LEASE + RETRY * 6 + MARGIN, "three replicas").await;
+    balanced(
+        &[&a, &b, &c],
+        &[2, 2, 2],
+        LEASE + RETRY * 6 + MARGIN,
+        "three replicas",
+    )
+    .await;
 
     // c leaves: its slot and shards are released, taken at once.
     c.shutdown.cancel();
@@ -135,8 +144,17 @@ pub async fn shards_are_shared_fairly_and_taken_over(f: &dyn StoreFactory) {
     // out: 2 × lease + 3 × retry (with jitter) and a margin.
     b.task.abort();
     let crashed = Instant::now();
-    balanced(&[&a], &[6], LEASE * 2 + RETRY.mul_f64(1.2) * 3 + MARGIN * 2, "after a crash").await;
-    assert!(crashed.elapsed() >= LEASE - RETRY, "a crashed replica's shards taken before their lease");
+    balanced(
+        &[&a],
+        &[6],
+        LEASE * 2 + RETRY.mul_f64(1.2) * 3 + MARGIN * 2,
+        "after a crash",
+    )
+    .await;
+    assert!(
+        crashed.elapsed() >= LEASE - RETRY,
+        "a crashed replica's shards taken before their lease"
+    );
     a.shutdown.cancel();
     a.task.await.expect("no panic").expect("a clean leave");
 
@@ -156,8 +174,14 @@ pub async fn shards_are_shared_fairly_and_taken_over(f: &dyn StoreFactory) {
         ts.sort_by_key(|t| t.start);
         for w in ts.windows(2) {
             let end = w[0].end.expect("every term ended");
-            assert!(end <= w[1].start, "shard {shard}: two owners at once: {ts:?}");
-            assert!(w[1].token > w[0].token, "shard {shard}: the token did not rise: {ts:?}");
+            assert!(
+                end <= w[1].start,
+                "shard {shard}: two owners at once: {ts:?}"
+            );
+            assert!(
+                w[1].token > w[0].token,
+                "shard {shard}: the token did not rise: {ts:?}"
+            );
         }
     }
 }

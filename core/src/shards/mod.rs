@@ -41,8 +41,8 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // One store per lock name; here in memory, in production Redis, etcd
 //! // or Kubernetes locks of those names.
-//! let shards = Shards::builder("reports", "replica-1", 8, |name: &str| {
-//!     Ok(Arc::new(MemoryStore::new(name)?) as Arc<dyn LockStore>)
+//! let shards = Shards::builder("reports", "replica-1", 8, |name: String| async move {
+//!     Ok(Arc::new(MemoryStore::new(&name)?) as Arc<dyn LockStore>)
 //! })
 //! .build()?;
 //! let mut owned = shards.owned();
@@ -84,8 +84,12 @@ use crate::leadership::Leadership;
 use crate::store::{ErrorChain, LockStore, StoreError};
 use roster::{Member, Roster};
 
-/// Makes the store of one lock, by name (`NAME-shard-J`, `NAME-member-K`).
-pub type StoreMaker = Arc<dyn Fn(&str) -> Result<Arc<dyn LockStore>, StoreError> + Send + Sync>;
+/// Opens the store of one lock, by name (`NAME-shard-J`, `NAME-member-K`).
+pub type StoreMaker = Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, Result<Arc<dyn LockStore>, StoreError>>
+        + Send
+        + Sync,
+>;
 
 /// The most shard records one round reads looking for shards to take.
 const PROBES_PER_ROUND: usize = 64;
@@ -215,15 +219,16 @@ impl std::fmt::Debug for Shards {
 
 impl Shards {
     /// `count` shards of `name` for the replica `identity`; `make` opens
-    /// the store of a lock by name.
-    pub fn builder<F>(
+    /// the store of a lock by name, once per lock when `run` starts.
+    pub fn builder<F, Fut>(
         name: impl Into<String>,
         identity: impl Into<String>,
         count: u32,
         make: F,
     ) -> ShardsBuilder
     where
-        F: Fn(&str) -> Result<Arc<dyn LockStore>, StoreError> + Send + Sync + 'static,
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Arc<dyn LockStore>, StoreError>> + Send + 'static,
     {
         ShardsBuilder {
             name: name.into(),
@@ -233,7 +238,7 @@ impl Shards {
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
-            make: Arc::new(make),
+            make: Arc::new(move |name| Box::pin(make(name))),
         }
     }
 
@@ -270,7 +275,7 @@ impl Shards {
     {
         let cfg = &self.inner.config;
         let span = tracing::info_span!("shards", name = %cfg.name, identity = %cfg.identity);
-        let mut round = Round::open(self, Arc::new(work))?;
+        let mut round = Round::open(self, Arc::new(work)).await?;
         let result = async {
             loop {
                 round.play().await?;
@@ -325,19 +330,22 @@ struct Round {
 }
 
 impl Round {
-    fn open<W, Fut>(shards: &Shards, work: Arc<W>) -> Result<Round, ElectionError>
+    async fn open<W, Fut>(shards: &Shards, work: Arc<W>) -> Result<Round, ElectionError>
     where
         W: Fn(Shard) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let cfg = &shards.inner.config;
-        let open = |name: String| (cfg.make)(&name).map_err(ElectionError::Store);
-        let members = (0..cfg.member_slots)
-            .map(|k| open(shards.member_lock(k)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stores = (0..cfg.count)
-            .map(|j| open(shards.shard_lock(j)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let names: Vec<String> = (0..cfg.member_slots)
+            .map(|k| shards.member_lock(k))
+            .chain((0..cfg.count).map(|j| shards.shard_lock(j)))
+            .collect();
+        let mut opened = Vec::with_capacity(names.len());
+        for name in names {
+            opened.push((cfg.make)(name).await.map_err(ElectionError::Store)?);
+        }
+        let stores = opened.split_off(cfg.member_slots as usize);
+        let members = opened;
         let work: Work = Arc::new(move |shard| Box::pin(work(shard)));
         Ok(Round {
             shards: shards.clone(),
