@@ -302,6 +302,19 @@ impl LeaderElector {
         ElectionTask { shutdown, handle }
     }
 
+    /// [`spawn`](Self::spawn) with the shutdown token given, so the work
+    /// can end its own election.
+    pub(crate) fn spawn_with<W, Fut>(&self, shutdown: CancellationToken, work: W) -> ElectionTask
+    where
+        W: FnMut(Leadership) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let elector = self.clone();
+        let token = shutdown.clone();
+        let handle = tokio::spawn(async move { elector.run(token, work).await });
+        ElectionTask { shutdown, handle }
+    }
+
     /// A receiver of the current [`ElectionState`], updated on every change.
     pub fn subscribe(&self) -> watch::Receiver<ElectionState> {
         self.inner.state.subscribe()

@@ -254,3 +254,63 @@ async fn a_dead_replicas_shards_are_taken_within_the_bound() {
     );
     world.assert_no_overlap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shard_whose_work_returns_is_handed_back_and_taken_again() {
+    let world = World::default();
+    let shards = Shards::builder("quick", "a", 2, {
+        let world = world.clone();
+        move |name: String| {
+            std::future::ready(
+                world
+                    .store(&name)
+                    .map(|s| Arc::new(s) as Arc<dyn LockStore>),
+            )
+        }
+    })
+    .lease_duration(LEASE)
+    .renew_deadline(RENEW)
+    .retry_period(RETRY)
+    .build()
+    .unwrap();
+    let starts: Arc<Mutex<Vec<(u32, u64)>>> = Arc::default();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let (shards, shutdown, starts) = (shards.clone(), shutdown.clone(), starts.clone());
+        async move {
+            shards
+                .run(shutdown, move |shard| {
+                    let starts = starts.clone();
+                    async move {
+                        let first = {
+                            let mut s = starts.lock().unwrap();
+                            s.push((shard.index(), shard.leadership().fencing_token()));
+                            s.iter().filter(|(j, _)| *j == shard.index()).count() == 1
+                        };
+                        // Shard 0's first term ends by itself; the rest run.
+                        if !(first && shard.index() == 0) {
+                            shard.leadership().cancelled().await;
+                        }
+                    }
+                })
+                .await
+        }
+    });
+    tokio::time::sleep(LEASE).await;
+    let starts_now = starts.lock().unwrap().clone();
+    let zero: Vec<u64> = starts_now
+        .iter()
+        .filter(|(j, _)| *j == 0)
+        .map(|&(_, t)| t)
+        .collect();
+    assert_eq!(
+        zero.len(),
+        2,
+        "shard 0 handed back and taken again: {starts_now:?}"
+    );
+    assert!(zero[1] > zero[0], "a new term, a higher token");
+    assert_eq!(starts_now.iter().filter(|(j, _)| *j == 1).count(), 1);
+    assert_eq!(*shards.owned().borrow(), BTreeSet::from([0, 1]));
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -120,6 +120,42 @@ impl Shard {
     }
 }
 
+/// Shard `index` of `count` as a range of 64-bit hashes, `[start, end)`,
+/// the ranges of all shards covering `0..2^64` without overlap: what
+/// Kubernetes' server-side sharded list and watch (KEP-5866) selects.
+///
+/// ```
+/// use tenure_core::shards::hash_range;
+/// assert_eq!(hash_range(0, 2), (0, 1 << 63));
+/// assert_eq!(hash_range(1, 2), (1 << 63, 1 << 64));
+/// ```
+pub fn hash_range(index: u32, count: u32) -> (u128, u128) {
+    let span = 1u128 << 64;
+    let at = |i: u32| span * u128::from(i) / u128::from(count.max(1));
+    (at(index), at(index + 1))
+}
+
+/// The shard selector of shard `index` of `count` for Kubernetes'
+/// server-side sharded list and watch (KEP-5866), on `field`
+/// (`object.metadata.uid` or `object.metadata.namespace`): the hash range
+/// of [`hash_range`] in the API server's form.
+///
+/// ```
+/// use tenure_core::shards::shard_selector;
+/// assert_eq!(
+///     shard_selector(1, 4, "object.metadata.uid"),
+///     "shardRange(object.metadata.uid, '0x4000000000000000', '0x8000000000000000')"
+/// );
+/// assert_eq!(
+///     shard_selector(3, 4, "object.metadata.uid"),
+///     "shardRange(object.metadata.uid, '0xc000000000000000', '0x10000000000000000')"
+/// );
+/// ```
+pub fn shard_selector(index: u32, count: u32, field: &str) -> String {
+    let (start, end) = hash_range(index, count);
+    format!("shardRange({field}, '0x{start:016x}', '0x{end:016x}')")
+}
+
 /// Builds [`Shards`].
 pub struct ShardsBuilder {
     name: String,
@@ -572,8 +608,10 @@ impl Round {
             *budget -= 1;
             let elector = self.elector(self.stores[j as usize].clone())?;
             let (work, owned, count) = (self.work.clone(), self.shards.inner.clone(), cfg.count);
-            let task = elector.spawn(move |leadership: Leadership| {
-                let (work, owned) = (work.clone(), owned.clone());
+            let stop = CancellationToken::new();
+            let hand_back = stop.clone();
+            let task = elector.spawn_with(stop, move |leadership: Leadership| {
+                let (work, owned, hand_back) = (work.clone(), owned.clone(), hand_back.clone());
                 async move {
                     let shard = Shard {
                         index: j,
@@ -592,7 +630,10 @@ impl Round {
                             let _ = (&mut job.0).await;
                         }
                         _ = &mut job.0 => {
+                            // The work ended by itself: the shard is handed
+                            // back (released), to be campaigned for again.
                             owned.owned.send_modify(|s| { s.remove(&j); });
+                            hand_back.cancel();
                         }
                     }
                 }
