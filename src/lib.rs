@@ -120,6 +120,8 @@ pub use connect::{ConnectError, LockUrl, connect, redact};
 pub use tenure_core::metrics;
 /// The leader gauge's name (`leader_election_master_status`).
 pub use tenure_core::metrics::LEADER_GAUGE;
+/// `N` locks shared fairly among the live replicas ([`shards::Shards`]).
+pub use tenure_core::shards;
 /// Re-exported so users need not depend on these crates for the types in our API.
 pub use tenure_core::{CancellationToken, async_trait};
 pub use tenure_core::{

@@ -12,6 +12,7 @@ mod output;
 #[allow(dead_code)]
 mod procfs;
 mod run;
+mod shard;
 mod status;
 mod supervisor;
 mod term;
@@ -48,6 +49,9 @@ struct Cli {
 enum Command {
     /// Campaign for a lock; run COMMAND while leader, stop it when leadership ends.
     Run(Box<run::RunArgs>),
+    /// Share N shards fairly among the live replicas; run COMMAND once
+    /// per owned shard, each stopped before its shard can move.
+    Shard(Box<shard::ShardArgs>),
     /// Show who holds a lock.
     Status(status::StatusArgs),
     /// Three candidates in this process: election, crash fail-over, hand-off.
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run::run(*args).await,
+            Command::Shard(args) => shard::shard(*args).await,
             Command::Status(args) => status::status(args).await,
             Command::Demo => demo::demo().await,
         }

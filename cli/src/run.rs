@@ -32,6 +32,28 @@ const RENEW_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// The timing flags `tenure run` and `tenure shard` share.
+#[derive(Args, Debug)]
+pub(crate) struct TimingArgs {
+    /// How long others wait after the last change they saw before taking over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub(crate) lease_duration: Duration,
+    /// The command is gone (SIGKILL) if no renew succeeded for this long;
+    /// lease-duration / renew-deadline is the clock-rate skew tolerated.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub(crate) renew_deadline: Duration,
+    /// Time between attempts.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub(crate) retry_period: Duration,
+    /// Time between SIGTERM and SIGKILL when the command must stop. The term
+    /// ends (SIGTERM) this long before renew-deadline, so the command is gone
+    /// (SIGKILL) by renew-deadline after the start of the last successful
+    /// renew. Must be shorter than renew-deadline − 1.2 × retry-period;
+    /// default: half of that.
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) grace: Option<Duration>,
+}
+
 /// Arguments of `tenure run`.
 #[derive(Args, Debug)]
 pub(crate) struct RunArgs {
@@ -42,23 +64,8 @@ pub(crate) struct RunArgs {
     /// This candidate's identity (unique among candidates); default: hostname-pid.
     #[arg(long)]
     identity: Option<String>,
-    /// How long others wait after the last change they saw before taking over.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    lease_duration: Duration,
-    /// The command is gone (SIGKILL) if no renew succeeded for this long;
-    /// lease-duration / renew-deadline is the clock-rate skew tolerated.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    renew_deadline: Duration,
-    /// Time between attempts.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    retry_period: Duration,
-    /// Time between SIGTERM and SIGKILL when the command must stop. The term
-    /// ends (SIGTERM) this long before renew-deadline, so the command is gone
-    /// (SIGKILL) by renew-deadline after the start of the last successful
-    /// renew. Must be shorter than renew-deadline − 1.2 × retry-period;
-    /// default: half of that.
-    #[arg(long, value_parser = parse_duration)]
-    grace: Option<Duration>,
+    #[command(flatten)]
+    timing: TimingArgs,
     /// Istio-style priority key written with the record.
     #[arg(long, default_value = "")]
     holder_key: String,
@@ -206,7 +213,7 @@ async fn pod_label_for(
 
 /// What ended one `elector.run`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stop {
+pub(crate) enum Stop {
     /// Ctrl-C, SIGTERM, SIGHUP: step down, release, exit.
     Exit,
     /// Ctrl-Z (SIGTSTP): step down, release, suspend; campaign again when
@@ -215,7 +222,7 @@ enum Stop {
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
-    let timing = Timing::from_args(&args)?;
+    let timing = Timing::from_args(&args.timing, args.deadline_sync)?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     // Before the first metric is recorded: the library's `metrics` calls
     // go to it.
@@ -254,11 +261,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
             "serving /healthz /readyz /leader /metrics on http://{bound}"
         ));
     }
-    let store = connect(&url, args.wait_for_store, args.retry_period).await?;
+    let store = connect(&url, args.wait_for_store, args.timing.retry_period).await?;
     let elector = LeaderElector::builder(store.clone(), identity.clone())
-        .lease_duration(args.lease_duration)
+        .lease_duration(args.timing.lease_duration)
         .renew_deadline(timing.engine_renew_deadline)
-        .retry_period(args.retry_period)
+        .retry_period(args.timing.retry_period)
         .holder_key(args.holder_key.clone())
         .on_new_leader(|leader| say(format!("leader is {leader}")))
         .on_stopped_leading(|| say("no longer leader"))
@@ -269,6 +276,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
         lock: store.describe(),
         grace: timing.grace,
         sync: args.deadline_sync,
+        env: Vec::new(),
+        tag: None,
     };
     let mut signals = Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
     #[cfg(target_os = "linux")]
@@ -393,18 +402,22 @@ async fn connect(
     }
 }
 
-/// The timing `tenure run` uses, derived from its arguments.
+/// The timing `tenure run` and `tenure shard` use, derived from their
+/// arguments.
 #[derive(Debug)]
-struct Timing {
-    grace: Duration,
+pub(crate) struct Timing {
+    pub(crate) grace: Duration,
     /// The engine's renew deadline: `--renew-deadline` − grace, so the term
     /// ends (SIGTERM) `grace` before the command must be gone (SIGKILL).
-    engine_renew_deadline: Duration,
+    pub(crate) engine_renew_deadline: Duration,
 }
 
 impl Timing {
-    fn from_args(args: &RunArgs) -> Result<Timing, Failure> {
-        if args.deadline_sync.is_some_and(|d| d.is_zero()) {
+    pub(crate) fn from_args(
+        args: &TimingArgs,
+        deadline_sync: Option<Duration>,
+    ) -> Result<Timing, Failure> {
+        if deadline_sync.is_some_and(|d| d.is_zero()) {
             return Err(Failure::input("--deadline-sync must be greater than 0"));
         }
         if args.lease_duration <= args.renew_deadline {
@@ -430,7 +443,7 @@ impl Timing {
 }
 
 /// The signals `tenure run` handles, as a stream of stops.
-struct Signals {
+pub(crate) struct Signals {
     int: Signal,
     term: Signal,
     hup: Signal,
@@ -438,7 +451,7 @@ struct Signals {
 }
 
 impl Signals {
-    fn new() -> std::io::Result<Signals> {
+    pub(crate) fn new() -> std::io::Result<Signals> {
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
             term: signal(SignalKind::terminate())?,
@@ -447,7 +460,7 @@ impl Signals {
         })
     }
 
-    async fn next(&mut self) -> Stop {
+    pub(crate) async fn next(&mut self) -> Stop {
         tokio::select! {
             _ = self.int.recv() => Stop::Exit,
             _ = self.term.recv() => Stop::Exit,
@@ -457,7 +470,7 @@ impl Signals {
     }
 }
 
-fn default_identity() -> String {
+pub(crate) fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".to_owned());

@@ -28,6 +28,10 @@ pub(crate) struct CommandSpec {
     /// period of the old deadline then stops the command while the term
     /// goes on.
     pub sync: Option<Duration>,
+    /// More environment for the command (`tenure shard`'s `TENURE_SHARD`).
+    pub env: Vec<(String, String)>,
+    /// Said before each of this term's lines (`shard 3`), if any.
+    pub tag: Option<String>,
 }
 
 /// How a term's command ended, when that ends the whole `tenure run`.
@@ -55,6 +59,11 @@ pub(crate) async fn lead(
     shutdown: CancellationToken,
 ) {
     let token = leadership.fencing_token();
+    let tag = spec.tag.clone();
+    let say = move |line: String| match &tag {
+        Some(tag) => say(format!("{tag}: {line}")),
+        None => say(line),
+    };
     say(format!("elected leader (fencing token {token})"));
     let (mut supervisor, socket) = match start(&spec, &leadership) {
         Ok(started) => started,
@@ -140,7 +149,7 @@ pub(crate) async fn lead(
                                 .saturating_duration_since(tokio::time::Instant::now());
                             let ended = tokio::time::timeout(left + Duration::from_secs(1), leadership.cancelled()).await;
                             if ended.is_err() {
-                                say("the command was stopped at a deadline the term outlived: stepping down to campaign again");
+                                say("the command was stopped at a deadline the term outlived: stepping down to campaign again".to_owned());
                                 outcome.lock().unwrap().get_or_insert(Outcome::SteppedDown);
                                 shutdown.cancel();
                             }
@@ -156,7 +165,7 @@ pub(crate) async fn lead(
                 if leadership.was_taken() {
                     // Another writer took the lock while our lease held: a
                     // successor may already run, so no grace.
-                    say("the lock was taken while the term was valid: killing the command at once (SIGKILL)");
+                    say("the lock was taken while the term was valid: killing the command at once (SIGKILL)".to_owned());
                     let _ = writer.write_all(b"kill\n").await;
                 } else {
                     say(format!("stopping the command (SIGTERM, SIGKILL after {:?})", spec.grace));
@@ -253,6 +262,7 @@ fn start(spec: &CommandSpec, leadership: &Leadership) -> std::io::Result<(Child,
         )
         .env("TENURE_IDENTITY", leadership.identity())
         .env("TENURE_LOCK", &spec.lock)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         // Dropping the handle must not kill it: it stops the command.
         .kill_on_drop(false);
