@@ -524,7 +524,12 @@ impl LeaderElectorBuilder {
     /// simulation). Test support: feature `test-hooks`.
     #[cfg(feature = "test-hooks")]
     #[cfg_attr(docsrs, doc(cfg(feature = "test-hooks")))]
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.with_clock(clock)
+    }
+
+    /// Sets the clock (crate-internal: shards pass theirs on).
+    pub(crate) fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }

@@ -58,6 +58,8 @@ mod planted {
         StateLagsValidity,
         LockDelayBeforeCreate,
         FailedRenewCountsAsDone,
+        ShardIgnoresShare,
+        ShardReleaseBeforeDrain,
     }
 
     #[inline(always)]

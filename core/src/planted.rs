@@ -34,6 +34,11 @@ pub enum Bug {
     /// A renew that failed (unavailable, timed out) extends the term's
     /// validity as a successful one would.
     FailedRenewCountsAsDone,
+    /// Shards: a member's share is every shard (it ignores the others).
+    ShardIgnoresShare,
+    /// Shards: a shard is released as soon as its work is told to stop,
+    /// while the work still drains.
+    ShardReleaseBeforeDrain,
 }
 
 thread_local! {

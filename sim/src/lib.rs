@@ -23,6 +23,7 @@
 
 mod clock;
 pub mod faults;
+pub mod shards;
 mod store;
 
 use std::future::Future;

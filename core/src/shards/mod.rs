@@ -78,9 +78,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+use crate::clock::{Clock, TokioClock};
 use crate::config::ConfigError;
 use crate::elector::{ElectionError, ElectionTask, LeaderElector};
 use crate::leadership::Leadership;
+use crate::planted::{self, Bug};
 use crate::store::{ErrorChain, LockStore, StoreError};
 use roster::{Member, Roster};
 
@@ -166,6 +168,8 @@ pub struct ShardsBuilder {
     renew_deadline: Duration,
     retry_period: Duration,
     make: StoreMaker,
+    clock: Arc<dyn Clock>,
+    jitter_seed: Option<u64>,
 }
 
 impl std::fmt::Debug for ShardsBuilder {
@@ -204,6 +208,24 @@ impl ShardsBuilder {
     /// (default 2 s).
     pub fn retry_period(mut self, d: Duration) -> Self {
         self.retry_period = d;
+        self
+    }
+
+    /// The clock of every lock and of the rounds (tests and the
+    /// simulation: a clock at its own rate).
+    #[cfg(feature = "test-hooks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-hooks")))]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Seeds every lock's retry jitter (from `seed` and the lock), so a
+    /// seeded simulation replays exactly.
+    #[cfg(feature = "test-hooks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-hooks")))]
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
         self
     }
 
@@ -275,6 +297,8 @@ impl Shards {
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
             make: Arc::new(move |name| Box::pin(make(name))),
+            clock: Arc::new(TokioClock),
+            jitter_seed: None,
         }
     }
 
@@ -315,9 +339,10 @@ impl Shards {
         let result = async {
             loop {
                 round.play().await?;
+                let next = cfg.clock.now() + cfg.retry_period;
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(cfg.retry_period) => {}
+                    _ = cfg.clock.sleep_until(next) => {}
                 }
             }
         }
@@ -362,6 +387,9 @@ struct Round {
     leaving: BTreeMap<u32, tokio::task::JoinHandle<()>>,
     /// Where the next probe starts, in our preference order.
     cursor: usize,
+    /// The next shard to read for records a previous incarnation left
+    /// (`None`: all read).
+    reclaim_from: Option<u32>,
     preference: Vec<u32>,
 }
 
@@ -393,23 +421,28 @@ impl Round {
             locks: BTreeMap::new(),
             leaving: BTreeMap::new(),
             cursor: 0,
+            reclaim_from: Some(0),
             preference: plan::preference(&cfg.identity, cfg.count),
         })
     }
 
-    fn elector(&self, store: Arc<dyn LockStore>) -> Result<LeaderElector, ElectionError> {
+    /// An elector for lock number `n` (members first, then shards).
+    fn elector(&self, store: Arc<dyn LockStore>, n: u64) -> Result<LeaderElector, ElectionError> {
         let cfg = &self.shards.inner.config;
-        LeaderElector::builder(store, cfg.identity.clone())
+        let mut builder = LeaderElector::builder(store, cfg.identity.clone())
             .lease_duration(cfg.lease_duration)
             .renew_deadline(cfg.renew_deadline)
-            .retry_period(cfg.retry_period)
-            .build()
-            .map_err(|e| {
-                ElectionError::Store(StoreError::InvalidConfig {
-                    message: e.to_string(),
-                    source: None,
-                })
+            .retry_period(cfg.retry_period);
+        builder = builder.with_clock(cfg.clock.clone());
+        if let Some(seed) = cfg.jitter_seed {
+            builder = builder.jitter_seed(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        builder.build().map_err(|e| {
+            ElectionError::Store(StoreError::InvalidConfig {
+                message: e.to_string(),
+                source: None,
             })
+        })
     }
 
     /// One balancing round.
@@ -431,8 +464,8 @@ impl Round {
             lock.task.join().await?;
         }
 
-        // Who is alive.
-        let now = Instant::now();
+        // Who is alive, by our clock.
+        let now = cfg.clock.now();
         for (k, store) in self.members.iter().enumerate() {
             match store.get().await {
                 Ok(v) => self.roster.observe(k as u32, v.map(|v| v.record), now),
@@ -452,7 +485,11 @@ impl Round {
         let share = match &me {
             Some(me) => {
                 let rank = live.iter().position(|m| m == me).unwrap_or(0) as u32;
-                plan::share(cfg.count, live.len() as u32, rank)
+                if planted::is(Bug::ShardIgnoresShare) {
+                    cfg.count
+                } else {
+                    plan::share(cfg.count, live.len() as u32, rank)
+                }
             }
             // Not counted by the others yet: holding shards would break
             // their arithmetic.
@@ -484,6 +521,14 @@ impl Round {
         // and hands back what it wins above its share. The dead member's
         // shards are then all taken one lease after they are found, not
         // one lease per shard a first campaign missed.
+        // A record naming us that we do not hold is a previous
+        // incarnation's (a crash and restart): followed until it runs out
+        // and taken, whatever the share, or nobody would ever free it.
+        let mine: BTreeSet<u32> = campaigning
+            .iter()
+            .copied()
+            .filter(|j| self.locks[j].elector.state().leader.as_deref() == Some(identity.as_str()))
+            .collect();
         let orphaned: BTreeSet<u32> = campaigning
             .iter()
             .copied()
@@ -492,7 +537,11 @@ impl Round {
                 leader.is_some_and(|l| l != identity && !live_ids.contains(l.as_str()))
             })
             .collect();
-        let plain: BTreeSet<u32> = campaigning.difference(&orphaned).copied().collect();
+        let plain: BTreeSet<u32> = campaigning
+            .iter()
+            .copied()
+            .filter(|j| !mine.contains(j) && !orphaned.contains(j))
+            .collect();
         let moves = plan::moves(&identity, &held, &plain, share);
         if !moves.release.is_empty() {
             info!(share, held = held.len(), release = ?moves.release, "above the share: handing shards back");
@@ -519,6 +568,34 @@ impl Round {
         if moves.wanted > 0 || orphans_wanted > 0 {
             self.campaign(moves.wanted as usize, orphans_wanted, &live_ids)
                 .await?;
+        }
+        self.reclaim().await
+    }
+
+    /// Reads the shards once after start, a round's worth of probes at a
+    /// time, for records naming us that a previous incarnation left, and
+    /// follows each until it can be taken (then the share decides).
+    async fn reclaim(&mut self) -> Result<(), ElectionError> {
+        let count = self.shards.inner.config.count;
+        let identity = self.shards.inner.config.identity.clone();
+        let Some(from) = self.reclaim_from else {
+            return Ok(());
+        };
+        let to = (from + PROBES_PER_ROUND as u32).min(count);
+        for j in from..to {
+            if !self.locks.contains_key(&j) && !self.leaving.contains_key(&j) {
+                match self.stores[j as usize].get().await {
+                    Ok(Some(v)) if v.record.holder_identity == identity => self.follow(j)?,
+                    Ok(_) => {}
+                    Err(e) if e.is_fatal() => return Err(ElectionError::Store(e)),
+                    // Unreadable now: read again next round.
+                    Err(_) => return Ok(()),
+                }
+            }
+            self.reclaim_from = Some(j + 1);
+        }
+        if to == count {
+            self.reclaim_from = None;
         }
         Ok(())
     }
@@ -548,7 +625,7 @@ impl Round {
             warn!("no free member slot: raise member_slots; owning no shard meanwhile");
             return Ok(());
         };
-        let elector = self.elector(self.members[slot as usize].clone())?;
+        let elector = self.elector(self.members[slot as usize].clone(), u64::from(slot))?;
         let task = elector.spawn(|leadership: Leadership| async move {
             leadership.cancelled().await;
         });
@@ -595,7 +672,10 @@ impl Round {
                 Ok(Some(v)) => match v.record.known_holder() {
                     None if v.record.is_free() => &mut wanted,
                     None => continue,
-                    Some(h) if h == cfg.identity => &mut wanted,
+                    Some(h) if h == cfg.identity => {
+                        self.follow(j)?;
+                        continue;
+                    }
                     Some(h) if !live.contains(h) => &mut orphans,
                     Some(_) => continue,
                 },
@@ -606,41 +686,56 @@ impl Round {
                 continue;
             }
             *budget -= 1;
-            let elector = self.elector(self.stores[j as usize].clone())?;
-            let (work, owned, count) = (self.work.clone(), self.shards.inner.clone(), cfg.count);
-            let stop = CancellationToken::new();
-            let hand_back = stop.clone();
-            let task = elector.spawn_with(stop, move |leadership: Leadership| {
-                let (work, owned, hand_back) = (work.clone(), owned.clone(), hand_back.clone());
-                async move {
-                    let shard = Shard {
-                        index: j,
-                        count,
-                        leadership: leadership.clone(),
-                    };
-                    owned.owned.send_modify(|s| {
-                        s.insert(j);
-                    });
-                    // Its own task, so a panic stays in it; aborted with
-                    // the term if the election is (a dropped `run`).
-                    let mut job = AbortOnDrop(tokio::spawn(work(shard)));
-                    tokio::select! {
-                        _ = leadership.cancelled() => {
-                            owned.owned.send_modify(|s| { s.remove(&j); });
-                            let _ = (&mut job.0).await;
+            self.follow(j)?;
+        }
+        Ok(())
+    }
+
+    /// Starts the election of shard `j`: it campaigns, and once it wins,
+    /// runs the work for the term.
+    fn follow(&mut self, j: u32) -> Result<(), ElectionError> {
+        let inner = self.shards.inner.clone();
+        let cfg = &inner.config;
+        let n = u64::from(cfg.member_slots) + u64::from(j);
+        let elector = self.elector(self.stores[j as usize].clone(), n)?;
+        let (work, owned, count) = (self.work.clone(), self.shards.inner.clone(), cfg.count);
+        let stop = CancellationToken::new();
+        let hand_back = stop.clone();
+        let task = elector.spawn_with(stop, move |leadership: Leadership| {
+            let (work, owned, hand_back) = (work.clone(), owned.clone(), hand_back.clone());
+            async move {
+                let shard = Shard {
+                    index: j,
+                    count,
+                    leadership: leadership.clone(),
+                };
+                owned.owned.send_modify(|s| {
+                    s.insert(j);
+                });
+                // Its own task, so a panic stays in it; aborted with
+                // the term if the election is (a dropped `run`).
+                let mut job = AbortOnDrop(tokio::spawn(work(shard)));
+                tokio::select! {
+                    _ = leadership.cancelled() => {
+                        owned.owned.send_modify(|s| { s.remove(&j); });
+                        if planted::is(Bug::ShardReleaseBeforeDrain) {
+                            // The work goes on draining, detached.
+                            std::mem::forget(job);
+                            return;
                         }
-                        _ = &mut job.0 => {
-                            // The work ended by itself: the shard is handed
-                            // back (released), to be campaigned for again.
-                            owned.owned.send_modify(|s| { s.remove(&j); });
-                            hand_back.cancel();
-                        }
+                        let _ = (&mut job.0).await;
+                    }
+                    _ = &mut job.0 => {
+                        // The work ended by itself: the shard is handed
+                        // back (released), to be campaigned for again.
+                        owned.owned.send_modify(|s| { s.remove(&j); });
+                        hand_back.cancel();
                     }
                 }
-            });
-            debug!(shard = j, "campaigning");
-            self.locks.insert(j, Lock { elector, task });
-        }
+            }
+        });
+        debug!(shard = j, "campaigning");
+        self.locks.insert(j, Lock { elector, task });
         Ok(())
     }
 
