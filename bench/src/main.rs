@@ -8,6 +8,7 @@ mod measure;
 mod peers;
 mod phases;
 mod scale;
+mod shards;
 mod stats;
 mod stores;
 
@@ -120,6 +121,9 @@ fn main() {
     .expect("runtime");
     rt.block_on(async move {
         let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == name));
+        if args.iter().any(|a| a == "--shards") {
+            return shards_all(&wanted).await;
+        }
         if scale_run {
             return scale_all(&wanted, &sizes, separate, quick, runs.load_window).await;
         }
@@ -630,6 +634,48 @@ async fn scale_all(
         println!(
             "\nServer requests: {counted}. Store calls: `LockStore` calls the candidates made."
         );
+    }
+}
+
+/// Set in a shard child's environment: `STORE REPLICAS SHARDS`.
+const SHARD_CHILD: &str = "TENURE_BENCH_SHARD_CHILD";
+
+/// `--shards`: every wanted store at 3 and 10 replicas × 64 and 1,024
+/// shards (`--replicas 3,10 --shard-counts 64,1024` to choose), each in a
+/// child process of its own with its own server.
+async fn shards_all(wanted: &dyn Fn(&str) -> bool) {
+    if let Ok(spec) = std::env::var(SHARD_CHILD) {
+        let w: Vec<&str> = spec.split(' ').collect();
+        let (store, r, n) = (w[0], w[1].parse().unwrap(), w[2].parse().unwrap());
+        println!("{}", shards::row(store, scale_target(store, false).await, r, n).await);
+        return;
+    }
+    let list = |flag: &str, default: &str| -> Vec<u64> {
+        let args: Vec<String> = std::env::args().collect();
+        let v = args
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+            .unwrap_or_else(|| default.to_owned());
+        v.split(',').filter_map(|x| x.parse().ok()).collect()
+    };
+    shards::header();
+    for store in ["memory", "redis", "etcd", "k8s"].into_iter().filter(|s| wanted(s)) {
+        for &r in &list("--replicas", "3,10") {
+            for &n in &list("--shard-counts", "64,1024") {
+                let out = std::process::Command::new(std::env::current_exe().expect("own path"))
+                    .arg("--shards")
+                    .env(SHARD_CHILD, format!("{store} {r} {n}"))
+                    .stderr(std::process::Stdio::inherit())
+                    .output()
+                    .expect("run a shard child");
+                let text = String::from_utf8_lossy(&out.stdout);
+                match text.lines().find(|l| l.starts_with('|')) {
+                    Some(row) if out.status.success() => println!("{row}"),
+                    _ => println!("| {store} | {r} | {n} | failed: {} | | | | | | |", out.status),
+                }
+            }
+        }
     }
 }
 

@@ -63,8 +63,8 @@ pub(crate) async fn row(target: &Target, n: usize, window: Duration, timing: Tim
 
 /// Counts the candidates' calls to their stores, and their updates (renews).
 #[derive(Debug, Default)]
-struct Calls {
-    all: AtomicU64,
+pub(crate) struct Calls {
+    pub(crate) all: AtomicU64,
     updates: AtomicU64,
     /// Terms that ended (`on_stopped_leading`): none should, until the
     /// hand-offs, once every lock is held.
@@ -72,7 +72,7 @@ struct Calls {
 }
 
 #[derive(Debug)]
-struct Counted(Arc<dyn LockStore>, Arc<Calls>);
+pub(crate) struct Counted(pub(crate) Arc<dyn LockStore>, pub(crate) Arc<Calls>);
 
 impl Counted {
     fn call(&self) {
@@ -292,7 +292,7 @@ fn bytes(b: u64) -> String {
 }
 
 /// This process's resident memory, in bytes.
-fn rss() -> u64 {
+pub(crate) fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
         .split_whitespace()
