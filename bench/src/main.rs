@@ -647,7 +647,10 @@ async fn shards_all(wanted: &dyn Fn(&str) -> bool) {
     if let Ok(spec) = std::env::var(SHARD_CHILD) {
         let w: Vec<&str> = spec.split(' ').collect();
         let (store, r, n) = (w[0], w[1].parse().unwrap(), w[2].parse().unwrap());
-        println!("{}", shards::row(store, scale_target(store, false).await, r, n).await);
+        println!(
+            "{}",
+            shards::row(store, scale_target(store, false).await, r, n).await
+        );
         return;
     }
     let list = |flag: &str, default: &str| -> Vec<u64> {
@@ -660,7 +663,10 @@ async fn shards_all(wanted: &dyn Fn(&str) -> bool) {
         v.split(',').filter_map(|x| x.parse().ok()).collect()
     };
     shards::header();
-    for store in ["memory", "redis", "etcd", "k8s"].into_iter().filter(|s| wanted(s)) {
+    for store in ["memory", "redis", "etcd", "k8s"]
+        .into_iter()
+        .filter(|s| wanted(s))
+    {
         for &r in &list("--replicas", "3,10") {
             for &n in &list("--shard-counts", "64,1024") {
                 let out = std::process::Command::new(std::env::current_exe().expect("own path"))
@@ -672,7 +678,10 @@ async fn shards_all(wanted: &dyn Fn(&str) -> bool) {
                 let text = String::from_utf8_lossy(&out.stdout);
                 match text.lines().find(|l| l.starts_with('|')) {
                     Some(row) if out.status.success() => println!("{row}"),
-                    _ => println!("| {store} | {r} | {n} | failed: {} | | | | | | |", out.status),
+                    _ => println!(
+                        "| {store} | {r} | {n} | failed: {} | | | | | | |",
+                        out.status
+                    ),
                 }
             }
         }

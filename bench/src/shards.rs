@@ -54,10 +54,11 @@ fn start(target: &Arc<Target>, id: usize, n: u32, r: usize, calls: &Arc<Calls>) 
     let task = tokio::spawn({
         let (shards, shutdown) = (shards.clone(), shutdown.clone());
         async move {
-            if let Err(e) = shards.run(shutdown, |shard| async move {
-                shard.leadership().cancelled().await;
-            })
-            .await
+            if let Err(e) = shards
+                .run(shutdown, |shard| async move {
+                    shard.leadership().cancelled().await;
+                })
+                .await
             {
                 eprintln!("a replica failed: {e}");
             }
@@ -73,13 +74,20 @@ fn start(target: &Arc<Target>, id: usize, n: u32, r: usize, calls: &Arc<Calls>) 
 /// Waits until the replicas own every shard, disjointly, within one of each
 /// other; returns how long that took and the longest any shard was owned
 /// by nobody meanwhile (sampled every 10 ms).
-async fn balance(replicas: &[&Replica], n: u32, limit: Duration) -> Result<(Duration, Duration), String> {
+async fn balance(
+    replicas: &[&Replica],
+    n: u32,
+    limit: Duration,
+) -> Result<(Duration, Duration), String> {
     let start = Instant::now();
     let mut unowned_since: Vec<Option<Instant>> = vec![None; n as usize];
     let mut longest = Duration::ZERO;
     loop {
         let now = Instant::now();
-        let sets: Vec<BTreeSet<u32>> = replicas.iter().map(|r| r.shards.owned().borrow().clone()).collect();
+        let sets: Vec<BTreeSet<u32>> = replicas
+            .iter()
+            .map(|r| r.shards.owned().borrow().clone())
+            .collect();
         let union: BTreeSet<u32> = sets.iter().flatten().copied().collect();
         for (j, since) in unowned_since.iter_mut().enumerate() {
             if union.contains(&(j as u32)) {
@@ -98,7 +106,10 @@ async fn balance(replicas: &[&Replica], n: u32, limit: Duration) -> Result<(Dura
         }
         if now - start > limit {
             let counts: Vec<usize> = sets.iter().map(BTreeSet::len).collect();
-            return Err(format!("not balanced within {limit:?}: {} of {n} owned, counts {counts:?}", union.len()));
+            return Err(format!(
+                "not balanced within {limit:?}: {} of {n} owned, counts {counts:?}",
+                union.len()
+            ));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -117,7 +128,9 @@ async fn measure(target: Target, r: usize, n: u32) -> Result<String, String> {
     let calls = Arc::new(Calls::default());
     let before = rss();
     let limit = LEASE * 4 + Duration::from_secs(60);
-    let mut replicas: Vec<Replica> = (0..r - 1).map(|i| start(&target, i, n, r, &calls)).collect();
+    let mut replicas: Vec<Replica> = (0..r - 1)
+        .map(|i| start(&target, i, n, r, &calls))
+        .collect();
     let (first, _) = balance(&replicas.iter().collect::<Vec<_>>(), n, limit).await?;
     let memory = rss().saturating_sub(before) as f64 / f64::from(n);
 

@@ -5,7 +5,10 @@
 //! ```text
 //! tenure-chaos run --store redis|etcd|etcd-cluster|k8s|k8s-fixture [--candidates cli|library|mixed]
 //!                  [--rounds N] [--seed S] [--faults a,b,...] [--tenure PATH]
-//! tenure-chaos worker DOWNSTREAM LOG      (the command each `tenure run` leader runs)
+//! tenure-chaos shards --store redis|etcd [--rounds N] [--seed S] [--tenure PATH]
+//!                                         (`tenure shard` replicas: see shards.rs)
+//! tenure-chaos worker DOWNSTREAM[,...] LOG (the command each leader runs; one
+//!                                         downstream per shard for `tenure shard`)
 //! tenure-chaos candidate URL ID DOWNSTREAM LOG   (a library candidate)
 //! tenure-chaos kube-api                   (the Kubernetes API fixture, as a process)
 //! ```
@@ -22,6 +25,7 @@ mod library;
 #[path = "../../cli/src/procfs.rs"]
 #[allow(dead_code)]
 mod procfs;
+mod shards;
 mod worker;
 
 use std::process::ExitCode;
@@ -76,6 +80,38 @@ fn main() -> ExitCode {
                 .build()
                 .expect("a tokio runtime");
             match runtime.block_on(harness::run(options)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("tenure-chaos: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Some("shards") => {
+            // shards --store redis|etcd [--rounds N] [--seed S] [--tenure PATH]
+            let value = |flag: &str| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .cloned()
+            };
+            let store = value("--store").unwrap_or_else(|| "redis".into());
+            let rounds = value("--rounds").and_then(|r| r.parse().ok()).unwrap_or(6);
+            let seed = value("--seed").and_then(|r| r.parse().ok()).unwrap_or(7);
+            let tenure = value("--tenure")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::current_exe()
+                        .map(|p| p.with_file_name("tenure"))
+                        .unwrap_or_default()
+                });
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime");
+            match runtime.block_on(shards::run(&store, rounds, seed, tenure)) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => {

@@ -14,7 +14,18 @@ use crate::mono_ns;
 pub(crate) fn main(downstream: &str, log: &str) -> ! {
     // SAFETY: setting a signal disposition.
     unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
-    let id = std::env::var("TENURE_IDENTITY").unwrap_or_default();
+    // `tenure shard`: the shard is part of the writer's name, and picks
+    // its downstream from the list (one per shard).
+    let shard: Option<usize> = std::env::var("TENURE_SHARD")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let identity = std::env::var("TENURE_IDENTITY").unwrap_or_default();
+    let id = match shard {
+        Some(s) => format!("{identity}#{s}"),
+        None => identity,
+    };
+    let downstreams: Vec<&str> = downstream.split(',').collect();
+    let downstream = downstreams[shard.unwrap_or(0).min(downstreams.len() - 1)];
     let token: u64 = std::env::var("TENURE_FENCING_TOKEN")
         .ok()
         .and_then(|t| t.parse().ok())

@@ -113,3 +113,48 @@ fn chaos_quick_mix_on_a_real_kube_apiserver_with_go_electors() {
 fn chaos_quick_mix_of_library_candidates_on_redis() {
     quick_mix("redis", "library", "10", "skew-x0.5-cut-off");
 }
+
+/// `tenure shard`: three replicas, eight shards, on redis-server and on
+/// etcd; two cycles of kill -9, SIGSTOP and SIGTERM (`tenure-chaos
+/// shards`). The harness exits 1 on a stale write accepted on any shard,
+/// two terms of one shard overlapping, a shard left without a command past
+/// the bound, or a SIGTERM exit other than 0.
+fn shard_mix(store: &str) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tenure = harness().with_file_name("tenure");
+    assert!(
+        tenure.exists(),
+        "no tenure binary at {} (cargo build -p tenure-cli)",
+        tenure.display()
+    );
+    let out = Command::new(harness())
+        .args(["shards", "--store", store, "--rounds", "6", "--seed", "7"])
+        .args(["--tenure".as_ref(), tenure.as_os_str()])
+        .output()
+        .expect("run the chaos harness");
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "shard mix on {store} failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("stale writes accepted: 0; overlapping terms: 0"),
+        "{report}"
+    );
+    for fault in ["kill-9", "sigstop", "sigterm"] {
+        assert!(report.contains(&format!("| {fault} |")), "{report}");
+    }
+}
+
+#[test]
+fn chaos_shard_mix_on_redis() {
+    shard_mix("redis");
+}
+
+#[test]
+fn chaos_shard_mix_on_etcd() {
+    shard_mix("etcd");
+}

@@ -93,8 +93,12 @@ pub type StoreMaker = Arc<
         + Sync,
 >;
 
-/// The most shard records one round reads looking for shards to take.
+/// The most shard records one round reads looking for shards to take:
+/// this many, or a quarter of the shards if more, so a member that must
+/// find its share among 1,024 shards reads them all in four rounds.
 const PROBES_PER_ROUND: usize = 64;
+/// Shard records read at once while probing.
+const PROBE_BATCH: usize = 16;
 
 /// One shard's term, given to the work.
 #[derive(Clone, Debug)]
@@ -658,35 +662,42 @@ impl Round {
         let inner = self.shards.inner.clone();
         let cfg = &inner.config;
         let count = self.preference.len();
-        for _ in 0..count.min(PROBES_PER_ROUND) {
-            if wanted == 0 && orphans == 0 {
-                break;
+        let mut left = count.min(PROBES_PER_ROUND.max(count / 4));
+        while left > 0 && (wanted > 0 || orphans > 0) {
+            // The next batch in our order of preference, read at once.
+            let mut batch = Vec::with_capacity(PROBE_BATCH);
+            while left > 0 && batch.len() < PROBE_BATCH {
+                left -= 1;
+                let j = self.preference[self.cursor % count];
+                self.cursor = (self.cursor + 1) % count;
+                if !self.locks.contains_key(&j) && !self.leaving.contains_key(&j) {
+                    batch.push(j);
+                }
             }
-            let j = self.preference[self.cursor % count];
-            self.cursor = (self.cursor + 1) % count;
-            if self.locks.contains_key(&j) || self.leaving.contains_key(&j) {
-                continue;
+            let reads = batch.iter().map(|&j| self.stores[j as usize].get());
+            let records = futures::future::join_all(reads).await;
+            for (j, read) in batch.into_iter().zip(records) {
+                let budget = match read {
+                    Ok(None) => &mut wanted,
+                    Ok(Some(v)) => match v.record.known_holder() {
+                        None if v.record.is_free() => &mut wanted,
+                        None => continue,
+                        Some(h) if h == cfg.identity => {
+                            self.follow(j)?;
+                            continue;
+                        }
+                        Some(h) if !live.contains(h) => &mut orphans,
+                        Some(_) => continue,
+                    },
+                    Err(e) if e.is_fatal() => return Err(ElectionError::Store(e)),
+                    Err(_) => continue,
+                };
+                if *budget == 0 {
+                    continue;
+                }
+                *budget -= 1;
+                self.follow(j)?;
             }
-            let budget = match self.stores[j as usize].get().await {
-                Ok(None) => &mut wanted,
-                Ok(Some(v)) => match v.record.known_holder() {
-                    None if v.record.is_free() => &mut wanted,
-                    None => continue,
-                    Some(h) if h == cfg.identity => {
-                        self.follow(j)?;
-                        continue;
-                    }
-                    Some(h) if !live.contains(h) => &mut orphans,
-                    Some(_) => continue,
-                },
-                Err(e) if e.is_fatal() => return Err(ElectionError::Store(e)),
-                Err(_) => continue,
-            };
-            if *budget == 0 {
-                continue;
-            }
-            *budget -= 1;
-            self.follow(j)?;
         }
         Ok(())
     }

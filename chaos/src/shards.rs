@@ -1,0 +1,283 @@
+//! `tenure-chaos shards`: three `tenure shard` replicas sharing eight
+//! shards on a real store. Each shard's command is the worker, writing to
+//! that shard's own fencing downstream with its token. A fault per round,
+//! on a seeded choice of replica: `kill -9` (then restarted), SIGSTOP for
+//! 3 s (then SIGCONT), SIGTERM (must exit 0; then restarted). Judged per
+//! shard: no stale write accepted, no two terms' heartbeats interleaved,
+//! tokens rising; and before each round every shard has a live command
+//! again within `2 × lease + 3 × retry` and a margin.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use tenure_conformance::fixtures::etcd::EtcdServer;
+use tenure_conformance::fixtures::redis::{RedisServer, RedisServerOptions};
+
+use crate::downstream::{self, Ledger};
+use crate::mono_ns;
+
+const SHARDS: usize = 8;
+const REPLICAS: usize = 3;
+/// The quick mix's timing: lease 2 s, renew deadline 1.5 s, retry 0.3 s.
+const TIMING: [&str; 6] = [
+    "--lease-duration",
+    "2s",
+    "--renew-deadline",
+    "1500ms",
+    "--retry-period",
+    "300ms",
+];
+/// Every shard has a live command again within this: a dead replica's
+/// slot, then its shards run out (2 × 2 s), three rounds (3 × 0.36 s),
+/// and a margin for a loaded machine.
+const OWNED_LIMIT: Duration = Duration::from_secs(12);
+const HOLD: Duration = Duration::from_secs(3);
+
+enum Server {
+    Redis(RedisServer),
+    Etcd(EtcdServer),
+}
+
+impl Server {
+    fn url(&self) -> String {
+        match self {
+            Server::Redis(s) => format!("redis://{}/chaos", s.addr()),
+            Server::Etcd(s) => format!("etcd://{}/chaos", s.addr()),
+        }
+    }
+}
+
+struct Fleet {
+    tenure: PathBuf,
+    worker: PathBuf,
+    url: String,
+    downstreams: String,
+    log: PathBuf,
+    replicas: Vec<Child>,
+}
+
+impl Fleet {
+    fn spawn(&self, i: usize) -> Result<Child, String> {
+        Command::new(&self.tenure)
+            .args([
+                "shard",
+                "--lock",
+                &self.url,
+                "--shards",
+                &SHARDS.to_string(),
+            ])
+            .args(["--member-slots", "6", "--identity", &format!("r{i}")])
+            .args(TIMING)
+            .arg("--")
+            .arg(&self.worker)
+            .args(["worker", &self.downstreams])
+            .arg(&self.log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("start tenure shard: {e}"))
+    }
+}
+
+/// One command's life in the heartbeat log: `ID#SHARD`, pid, token, first
+/// and last beat.
+#[derive(Clone, Debug)]
+struct Life {
+    shard: usize,
+    who: String,
+    token: u64,
+    first: i128,
+    last: i128,
+}
+
+fn lives(log: &Path) -> Vec<Life> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut by_pid: BTreeMap<String, Life> = BTreeMap::new();
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let (kind, id, pid, at) = match w.as_slice() {
+            [kind, id, pid, at, ..] => (*kind, *id, *pid, *at),
+            _ => continue,
+        };
+        let (Some((who, shard)), Ok(at)) = (id.split_once('#'), at.parse::<i128>()) else {
+            continue;
+        };
+        let Ok(shard) = shard.parse::<usize>() else {
+            continue;
+        };
+        let entry = by_pid.entry(pid.to_owned()).or_insert(Life {
+            shard,
+            who: who.to_owned(),
+            token: 0,
+            first: at,
+            last: at,
+        });
+        if kind == "start" {
+            entry.token = w.get(4).and_then(|t| t.parse().ok()).unwrap_or(0);
+        }
+        entry.first = entry.first.min(at);
+        entry.last = entry.last.max(at);
+    }
+    by_pid.into_values().collect()
+}
+
+/// Shards with a beat in the last 300 ms.
+fn live_shards(log: &Path) -> usize {
+    let now = mono_ns();
+    let mut live = [false; SHARDS];
+    for l in lives(log) {
+        if now - l.last < 300_000_000 {
+            live[l.shard] = true;
+        }
+    }
+    live.iter().filter(|x| **x).count()
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) with a pid and a signal number.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Runs the rounds; prints one row per round and a verdict; true when every
+/// rule held.
+pub(crate) async fn run(
+    store: &str,
+    rounds: usize,
+    seed: u64,
+    tenure: PathBuf,
+) -> Result<bool, String> {
+    if !tenure.exists() {
+        return Err(format!(
+            "no tenure binary at {} (cargo build -p tenure-cli)",
+            tenure.display()
+        ));
+    }
+    let server = match store {
+        "redis" => Server::Redis(RedisServer::local(RedisServerOptions::default())),
+        "etcd" => Server::Etcd(EtcdServer::start_local()),
+        other => return Err(format!("shards: --store redis or etcd, not {other}")),
+    };
+    let dir = std::env::temp_dir().join(format!("tenure-chaos-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let ledgers: Vec<Arc<Mutex<Ledger>>> = (0..SHARDS).map(|_| Arc::default()).collect();
+    let mut addrs = Vec::new();
+    for l in &ledgers {
+        addrs.push(
+            downstream::serve(l.clone())
+                .await
+                .map_err(|e| format!("downstream: {e}"))?,
+        );
+    }
+    let mut fleet = Fleet {
+        tenure,
+        worker: std::env::current_exe().map_err(|e| e.to_string())?,
+        url: server.url(),
+        downstreams: addrs.join(","),
+        log: dir.join("beats.log"),
+        replicas: Vec::new(),
+    };
+    for i in 0..REPLICAS {
+        let child = fleet.spawn(i)?;
+        fleet.replicas.push(child);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut ok = true;
+    println!("| round | fault | replica | every shard live again after |\n|---|---|---|---|");
+    for round in 0..=rounds {
+        // Every shard has a live command again.
+        let started = Instant::now();
+        while live_shards(&fleet.log) < SHARDS {
+            if started.elapsed() > OWNED_LIMIT {
+                println!(
+                    "| {round} | | | **not within {OWNED_LIMIT:?}** ({} of {SHARDS} live) |",
+                    live_shards(&fleet.log)
+                );
+                ok = false;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let recovered = started.elapsed();
+        if round > 0 {
+            println!("| {round} | (above) | | {:.2} s |", recovered.as_secs_f64());
+        }
+        if round == rounds {
+            break;
+        }
+        let i = rng.random_range(0..REPLICAS);
+        let fault = ["kill-9", "sigstop", "sigterm"][round % 3];
+        eprintln!("tenure-chaos shards: round {} {fault} r{i}", round + 1);
+        print!("| {} | {fault} | r{i} ", round + 1);
+        match fault {
+            "kill-9" => {
+                signal(&fleet.replicas[i], libc::SIGKILL);
+                let _ = fleet.replicas[i].wait();
+                fleet.replicas[i] = fleet.spawn(i)?;
+            }
+            "sigstop" => {
+                signal(&fleet.replicas[i], libc::SIGSTOP);
+                tokio::time::sleep(HOLD).await;
+                signal(&fleet.replicas[i], libc::SIGCONT);
+            }
+            _ => {
+                signal(&fleet.replicas[i], libc::SIGTERM);
+                let stop = Instant::now();
+                let code = loop {
+                    if let Some(s) = fleet.replicas[i].try_wait().map_err(|e| e.to_string())? {
+                        break s.code();
+                    }
+                    if stop.elapsed() > Duration::from_secs(10) {
+                        let _ = fleet.replicas[i].kill();
+                        break None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                if code != Some(0) {
+                    print!("(exit {code:?}: **should be 0**) ");
+                    ok = false;
+                }
+                fleet.replicas[i] = fleet.spawn(i)?;
+            }
+        }
+        println!("| |");
+    }
+    for r in &fleet.replicas {
+        signal(r, libc::SIGTERM);
+    }
+    for r in &mut fleet.replicas {
+        let _ = r.wait();
+    }
+
+    // The judges.
+    let mut stale = 0;
+    for l in &ledgers {
+        stale += downstream::stale_accepted(&l.lock().unwrap().writes);
+    }
+    let all = lives(&fleet.log);
+    let mut overlaps = Vec::new();
+    for shard in 0..SHARDS {
+        let mut ls: Vec<&Life> = all.iter().filter(|l| l.shard == shard).collect();
+        ls.sort_by_key(|l| l.first);
+        for w in ls.windows(2) {
+            if w[1].first <= w[0].last || w[1].token <= w[0].token {
+                overlaps.push(format!("shard {shard}: {:?} then {:?}", w[0], w[1]));
+            }
+        }
+    }
+    let writes: usize = ledgers.iter().map(|l| l.lock().unwrap().writes.len()).sum();
+    println!(
+        "\n{} terms over {SHARDS} shards, {writes} fenced writes; stale writes accepted: {stale}; overlapping terms: {}",
+        all.len(),
+        overlaps.len()
+    );
+    for o in &overlaps {
+        println!("- {o}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ok && stale == 0 && overlaps.is_empty() && writes > 0)
+}
