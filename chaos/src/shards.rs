@@ -78,9 +78,30 @@ impl Fleet {
             .args(["worker", &self.downstreams])
             .arg(&self.log)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.stderr(i)?)
             .spawn()
             .map_err(|e| format!("start tenure shard: {e}"))
+    }
+}
+
+impl Fleet {
+    /// Replica `i`'s stderr, appended to a file of its own (shown when the
+    /// run fails).
+    fn stderr(&self, i: usize) -> Result<Stdio, String> {
+        let path = self.log.with_file_name(format!("r{i}.log"));
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .map_err(|e| e.to_string())
+    }
+
+    fn stderr_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.log.with_file_name(format!("r{i}.log")))
+            .unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 }
 
@@ -126,12 +147,17 @@ fn lives(log: &Path) -> Vec<Life> {
     by_pid.into_values().collect()
 }
 
-/// Shards with a beat in the last 300 ms.
-fn live_shards(log: &Path) -> usize {
+/// Shards with a beat in the last 300 ms from a command that is not the
+/// struck replica's (`struck`, at `since`) or began after that.
+fn live_shards(log: &Path, struck: Option<(&str, i128)>) -> usize {
     let now = mono_ns();
     let mut live = [false; SHARDS];
     for l in lives(log) {
-        if now - l.last < 300_000_000 {
+        let fresh = match struck {
+            Some((who, since)) => l.who != who || l.first > since,
+            None => true,
+        };
+        if now - l.last < 300_000_000 && fresh {
             live[l.shard] = true;
         }
     }
@@ -187,24 +213,29 @@ pub(crate) async fn run(
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut ok = true;
-    println!("| round | fault | replica | every shard live again after |\n|---|---|---|---|");
+    println!("| round | fault | replica | every shard has a command again after |\n|---|---|---|---|");
+    let mut struck: Option<(String, i128, Instant)> = None;
     for round in 0..=rounds {
-        // Every shard has a live command again.
-        let started = Instant::now();
-        while live_shards(&fleet.log) < SHARDS {
+        // Every shard has a live command again: not the struck replica's,
+        // or begun after the fault.
+        let started = struck.as_ref().map_or_else(Instant::now, |s| s.2);
+        let by = struck.as_ref().map(|(who, at, _)| (who.as_str(), *at));
+        while live_shards(&fleet.log, by) < SHARDS {
             if started.elapsed() > OWNED_LIMIT {
-                println!(
-                    "| {round} | | | **not within {OWNED_LIMIT:?}** ({} of {SHARDS} live) |",
-                    live_shards(&fleet.log)
+                print!(
+                    "**not within {OWNED_LIMIT:?}** ({} of {SHARDS} live) ",
+                    live_shards(&fleet.log, by)
                 );
+                for i in 0..REPLICAS {
+                    eprintln!("r{i}'s stderr:\n{}", fleet.stderr_tail(i));
+                }
                 ok = false;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let recovered = started.elapsed();
         if round > 0 {
-            println!("| {round} | (above) | | {:.2} s |", recovered.as_secs_f64());
+            println!("{:.2} s |", started.elapsed().as_secs_f64());
         }
         if round == rounds {
             break;
@@ -212,7 +243,8 @@ pub(crate) async fn run(
         let i = rng.random_range(0..REPLICAS);
         let fault = ["kill-9", "sigstop", "sigterm"][round % 3];
         eprintln!("tenure-chaos shards: round {} {fault} r{i}", round + 1);
-        print!("| {} | {fault} | r{i} ", round + 1);
+        print!("| {} | {fault} | r{i} | ", round + 1);
+        struck = Some((format!("r{i}"), mono_ns(), Instant::now()));
         match fault {
             "kill-9" => {
                 signal(&fleet.replicas[i], libc::SIGKILL);
@@ -239,12 +271,12 @@ pub(crate) async fn run(
                 };
                 if code != Some(0) {
                     print!("(exit {code:?}: **should be 0**) ");
+                    eprintln!("r{i}'s stderr:\n{}", fleet.stderr_tail(i));
                     ok = false;
                 }
                 fleet.replicas[i] = fleet.spawn(i)?;
             }
         }
-        println!("| |");
     }
     for r in &fleet.replicas {
         signal(r, libc::SIGTERM);
@@ -265,7 +297,10 @@ pub(crate) async fn run(
         ls.sort_by_key(|l| l.first);
         for w in ls.windows(2) {
             if w[1].first <= w[0].last || w[1].token <= w[0].token {
-                overlaps.push(format!("shard {shard}: {:?} then {:?}", w[0], w[1]));
+                overlaps.push(format!(
+                    "shard {shard}: {}'s term (token {}, beats to {}) then {}'s (token {}, from {})",
+                    w[0].who, w[0].token, w[0].last, w[1].who, w[1].token, w[1].first
+                ));
             }
         }
     }
