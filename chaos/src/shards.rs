@@ -5,7 +5,8 @@
 //! 3 s (then SIGCONT), SIGTERM (must exit 0; then restarted). Judged per
 //! shard: no stale write accepted, no two terms' heartbeats interleaved,
 //! tokens rising; and before each round every shard has a live command
-//! again within `2 × lease + 3 × retry` and a margin.
+//! again, and every replica one at least, within `2 × lease + 3 × retry`
+//! and a margin.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,10 +149,13 @@ fn lives(log: &Path) -> Vec<Life> {
 }
 
 /// Shards with a beat in the last 300 ms from a command that is not the
-/// struck replica's (`struck`, at `since`) or began after that.
-fn live_shards(log: &Path, struck: Option<(&str, i128)>) -> usize {
+/// struck replica's (`struck`, at `since`) or began after that; and
+/// whether every replica runs one such command at least (a replica just
+/// restarted has rejoined: the next fault strikes a working replica).
+fn live_shards(log: &Path, struck: Option<(&str, i128)>) -> (usize, bool) {
     let now = mono_ns();
     let mut live = [false; SHARDS];
+    let mut working = [false; REPLICAS];
     for l in lives(log) {
         let fresh = match struck {
             Some((who, since)) => l.who != who || l.first > since,
@@ -159,9 +163,45 @@ fn live_shards(log: &Path, struck: Option<(&str, i128)>) -> usize {
         };
         if now - l.last < 300_000_000 && fresh {
             live[l.shard] = true;
+            if let Some(i) = l
+                .who
+                .strip_prefix('r')
+                .and_then(|i| i.parse::<usize>().ok())
+            {
+                working[i.min(REPLICAS - 1)] = true;
+            }
         }
     }
-    live.iter().filter(|x| **x).count()
+    (
+        live.iter().filter(|x| **x).count(),
+        working.iter().all(|w| *w),
+    )
+}
+
+/// Each thread of `pid`: its name, state and kernel wait channel.
+fn threads(pid: u32) -> String {
+    let mut out = String::new();
+    let dir = format!("/proc/{pid}/task");
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        let read = |f: &str| std::fs::read_to_string(p.join(f)).unwrap_or_default();
+        let state = read("stat");
+        let state = state
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim().chars().next().unwrap_or('?'));
+        out += &format!(
+            "\n  {} {:?} wchan={} stack={}",
+            read("comm").trim(),
+            state,
+            read("wchan"),
+            read("stack")
+                .lines()
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" < ")
+        );
+    }
+    out
 }
 
 fn signal(child: &Child, sig: libc::c_int) {
@@ -213,17 +253,19 @@ pub(crate) async fn run(
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let mut ok = true;
-    println!("| round | fault | replica | every shard has a command again after |\n|---|---|---|---|");
+    println!(
+        "| round | fault | replica | every shard has a command again, every replica one at least, after |\n|---|---|---|---|"
+    );
     let mut struck: Option<(String, i128, Instant)> = None;
     for round in 0..=rounds {
         // Every shard has a live command again: not the struck replica's,
         // or begun after the fault.
         let started = struck.as_ref().map_or_else(Instant::now, |s| s.2);
         let by = struck.as_ref().map(|(who, at, _)| (who.as_str(), *at));
-        while live_shards(&fleet.log, by) < SHARDS {
+        while live_shards(&fleet.log, by) != (SHARDS, true) {
             if started.elapsed() > OWNED_LIMIT {
                 print!(
-                    "**not within {OWNED_LIMIT:?}** ({} of {SHARDS} live) ",
+                    "**not within {OWNED_LIMIT:?}** (live shards, every replica working: {:?}) ",
                     live_shards(&fleet.log, by)
                 );
                 for i in 0..REPLICAS {
@@ -261,9 +303,17 @@ pub(crate) async fn run(
                 let stop = Instant::now();
                 let code = loop {
                     if let Some(s) = fleet.replicas[i].try_wait().map_err(|e| e.to_string())? {
+                        if s.code().is_none() {
+                            use std::os::unix::process::ExitStatusExt;
+                            eprintln!("r{i} ended by signal {:?}", s.signal());
+                        }
                         break s.code();
                     }
                     if stop.elapsed() > Duration::from_secs(10) {
+                        eprintln!(
+                            "r{i} still runs 10 s after SIGTERM: {}",
+                            threads(fleet.replicas[i].id())
+                        );
                         let _ = fleet.replicas[i].kill();
                         break None;
                     }
@@ -313,6 +363,11 @@ pub(crate) async fn run(
     for o in &overlaps {
         println!("- {o}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(ok && stale == 0 && overlaps.is_empty() && writes > 0)
+    let passed = ok && stale == 0 && overlaps.is_empty() && writes > 0;
+    if passed {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("tenure-chaos shards: logs kept in {}", dir.display());
+    }
+    Ok(passed)
 }

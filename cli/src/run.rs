@@ -261,7 +261,17 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
             "serving /healthz /readyz /leader /metrics on http://{bound}"
         ));
     }
-    let store = connect(&url, args.wait_for_store, args.timing.retry_period).await?;
+    // Signals first: a SIGTERM while the store is reached (or waited for)
+    // ends the run cleanly (nothing is held yet), never by the default
+    // action.
+    let mut signals = Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
+    let store = tokio::select! {
+        store = connect(&url, args.wait_for_store, args.timing.retry_period) => store?,
+        _ = signals.next() => {
+            say("signal received before the store answered: stopped");
+            return Ok(0);
+        }
+    };
     let elector = LeaderElector::builder(store.clone(), identity.clone())
         .lease_duration(args.timing.lease_duration)
         .renew_deadline(timing.engine_renew_deadline)
@@ -279,7 +289,6 @@ pub(crate) async fn run(args: RunArgs) -> Result<u8, Failure> {
         env: Vec::new(),
         tag: None,
     };
-    let mut signals = Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
     #[cfg(target_os = "linux")]
     // SAFETY: prctl with integer arguments only.
     unsafe {

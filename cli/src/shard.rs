@@ -78,8 +78,22 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<u8, Failure> {
     }
     // Every lock opened once before the shards start, so a bad URL or an
     // unreachable store is one clear line, as with `tenure run`.
-    let first = tenure::connect(&lock_url(&base, &format!("{name}-member-0"))).await?;
-    first.get().await?;
+    // Signals first: a SIGTERM while the store is reached ends the run
+    // cleanly (nothing is held yet), never by the default action.
+    let mut signals =
+        crate::run::Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
+    let reach = async {
+        let first = tenure::connect(&lock_url(&base, &format!("{name}-member-0"))).await?;
+        first.get().await?;
+        Ok::<(), Failure>(())
+    };
+    tokio::select! {
+        reached = reach => reached?,
+        _ = signals.next() => {
+            say("signal received before the store answered: stopped");
+            return Ok(0);
+        }
+    }
     let opener = {
         let base = base.clone();
         move |lock: String| {
@@ -145,8 +159,6 @@ pub(crate) async fn shard(args: ShardArgs) -> Result<u8, Failure> {
         })
     };
     let mut owned = shards.owned();
-    let mut signals =
-        crate::run::Signals::new().map_err(|e| Failure::runtime(format!("signals: {e}")))?;
     let mut last = owned.borrow_and_update().clone();
     let result = {
         tokio::pin!(run);
