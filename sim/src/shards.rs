@@ -2,7 +2,7 @@
 //! [`tenure_core::shards::Shards`] sharing 4 to 12 shards on one in-memory
 //! world of locks, each replica on its own clock (rates within the
 //! skew-rate tolerance), with crashes, partitions, graceful leaves and a
-//! late join drawn from the seed, all healed at [`FAULTY`](crate::FAULTY).
+//! late join drawn from the seed, all healed at [`FAULTY`].
 //!
 //! The oracle judges on true time:
 //! - **at most one owner's work per shard**: the work of two terms of one
