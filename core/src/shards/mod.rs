@@ -24,12 +24,15 @@
 //! Members prefer shards by rendezvous hashing of (identity, shard), so
 //! they rarely campaign for the same shard.
 //!
-//! **Bounds** (timing `lease`, `retry`; each round is one retry period):
-//! after a member dies, its slot is seen dead `lease` after its last
-//! renew, and each of its shards is taken `lease` after the taker first
-//! read it: every shard is owned again within about `2 × lease + 3 ×
-//! retry`. A joining member has its share within about `lease + 3 ×
-//! retry`: a slot, then the shards the others hand back.
+//! **Bounds** (timing `lease`, `retry`; each round is one retry period,
+//! jittered up to 1.2 ×): after a member dies, its slot is seen dead
+//! `lease` after its last renew, and each of its shards is taken `lease`
+//! after the taker first read it: every shard is owned again within about
+//! `2 × lease + 3 × retry`. A round reads at most 64 shard records, or a
+//! quarter of the shards if more, so with more than 64 shards finding them
+//! all can take three rounds more: `2 × lease + 6 × retry`. A joining
+//! member has its share within a few rounds (a slot, then the shards the
+//! others hand back; at most four rounds of reads to find them).
 //!
 //! ```
 //! use std::sync::Arc;
