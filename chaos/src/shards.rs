@@ -24,15 +24,8 @@ use crate::mono_ns;
 
 const SHARDS: usize = 8;
 const REPLICAS: usize = 3;
-/// The quick mix's timing: lease 2 s, renew deadline 1.5 s, retry 0.3 s.
-const TIMING: [&str; 6] = [
-    "--lease-duration",
-    "2s",
-    "--renew-deadline",
-    "1500ms",
-    "--retry-period",
-    "300ms",
-];
+/// The quick mix's timing (lease 2 s, renew deadline 1.5 s, retry 0.3 s).
+use crate::harness::TIMING;
 /// Every shard has a live command again within this: a dead replica's
 /// slot, then its shards run out (2 × 2 s), three rounds (3 × 0.36 s),
 /// and a margin for a loaded machine.

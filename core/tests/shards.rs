@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tenure_core::shards::Shards;
+use tenure_core::shards::{ShardLog, Shards};
 use tenure_core::testing::{Fault, FaultyStore};
 use tenure_core::{CancellationToken, LockStore, MemoryStore, StoreError};
 use tokio::task::JoinHandle;
@@ -20,17 +20,7 @@ const RETRY: Duration = Duration::from_secs(2);
 #[derive(Clone, Default)]
 struct World {
     locks: Arc<Mutex<BTreeMap<String, MemoryStore>>>,
-    terms: Arc<Mutex<Vec<Term>>>,
-}
-
-/// One shard term as its work saw it.
-#[derive(Clone, Debug)]
-struct Term {
-    replica: String,
-    shard: u32,
-    token: u64,
-    start: Instant,
-    end: Option<Instant>,
+    log: ShardLog,
 }
 
 struct Replica {
@@ -73,35 +63,10 @@ impl World {
             .build()
             .unwrap();
         let shutdown = CancellationToken::new();
-        let terms = self.terms.clone();
-        let id = identity.to_owned();
+        let work = self.log.work(identity, Duration::from_millis(300));
         let task = tokio::spawn({
             let (shards, shutdown) = (shards.clone(), shutdown.clone());
-            async move {
-                shards
-                    .run(shutdown, move |shard| {
-                        let (terms, id) = (terms.clone(), id.clone());
-                        async move {
-                            let l = shard.leadership();
-                            let at = {
-                                let mut t = terms.lock().unwrap();
-                                t.push(Term {
-                                    replica: id,
-                                    shard: shard.index(),
-                                    token: l.fencing_token(),
-                                    start: Instant::now(),
-                                    end: None,
-                                });
-                                t.len() - 1
-                            };
-                            l.cancelled().await;
-                            // Some work to drain.
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            terms.lock().unwrap()[at].end = Some(Instant::now());
-                        }
-                    })
-                    .await
-            }
+            async move { shards.run(shutdown, work).await }
         });
         Replica {
             identity: identity.to_owned(),
@@ -115,42 +80,12 @@ impl World {
     /// No shard ever had two terms at once (a term's work runs from its
     /// start until it returned); tokens rise from term to term.
     fn assert_no_overlap(&self) {
-        let terms = self.terms.lock().unwrap().clone();
-        let mut by_shard: BTreeMap<u32, Vec<Term>> = BTreeMap::new();
-        for t in terms {
-            by_shard.entry(t.shard).or_default().push(t);
-        }
-        for (shard, mut ts) in by_shard {
-            ts.sort_by_key(|t| t.start);
-            for w in ts.windows(2) {
-                let end = w[0].end.unwrap_or_else(|| {
-                    panic!("shard {shard}: {:?} still runs under {:?}", w[0], w[1])
-                });
-                assert!(
-                    end <= w[1].start,
-                    "shard {shard}: {}'s term overlaps {}'s: {:?} {:?}",
-                    w[0].replica,
-                    w[1].replica,
-                    w[0],
-                    w[1]
-                );
-                assert!(w[1].token > w[0].token, "shard {shard}: token did not rise");
-            }
-        }
-    }
-
-    /// Ends, at `at`, the open terms of `replica`: it crashed then (its
-    /// tasks stopped with it).
-    fn crashed(&self, replica: &str, at: Instant) {
-        for t in self.terms.lock().unwrap().iter_mut() {
-            if t.replica == replica && t.end.is_none() {
-                t.end = Some(at);
-            }
-        }
+        let found = self.log.violations(Instant::now());
+        assert!(found.is_empty(), "{found:#?}");
     }
 
     fn term_count(&self) -> usize {
-        self.terms.lock().unwrap().len()
+        self.log.terms().len()
     }
 }
 
@@ -222,7 +157,7 @@ async fn three_replicas_hold_shares_within_one_and_nothing_moves_while_they_stay
     }
     world.assert_no_overlap();
     assert!(
-        world.terms.lock().unwrap().iter().all(|t| t.end.is_some()),
+        world.log.terms().iter().all(|t| t.end.is_some()),
         "a shutdown drains every shard"
     );
 }
@@ -340,7 +275,7 @@ async fn a_restarted_replica_frees_what_its_previous_incarnation_held() {
     assert_eq!(a.owned().len(), 3);
     a.task.abort();
     let _ = a.task.await;
-    world.crashed("a", Instant::now());
+    world.log.crashed("a", Instant::now());
     // Back at once, before its old slot and shards ran out: it takes a new
     // slot, after b's, so once the old slot ran out its share is 2 and
     // b's 3. Its old records are taken back after their lease, and the

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use tenure_core::shards::Shards;
+use tenure_core::shards::{ShardLog, Shards};
 use tenure_core::testing::{Fault, FaultyStore};
 use tenure_core::{CancellationToken, LockStore, MemoryStore};
 use tokio::task::JoinHandle;
@@ -57,17 +57,6 @@ pub struct ShardReport {
     pub shape: (usize, u32),
 }
 
-#[derive(Clone, Debug)]
-struct Term {
-    replica: usize,
-    shard: u32,
-    token: u64,
-    start: Instant,
-    end: Option<Instant>,
-}
-
-type Terms = Arc<Mutex<Vec<Term>>>;
-
 struct Replica {
     shards: Shards,
     shutdown: CancellationToken,
@@ -94,7 +83,7 @@ fn start(
     count: u32,
     clock: SimClock,
     seed: u64,
-    terms: &Terms,
+    log: &ShardLog,
 ) -> Replica {
     let faults: Arc<Mutex<Vec<Arc<FaultyStore<MemoryStore>>>>> = Arc::default();
     let make = {
@@ -115,32 +104,11 @@ fn start(
         .build()
         .expect("valid timing");
     let shutdown = CancellationToken::new();
-    let terms = terms.clone();
+    let work = log.work(format!("replica-{i}"), DRAIN);
     let task = tokio::spawn({
         let (shards, shutdown) = (shards.clone(), shutdown.clone());
         async move {
-            let _ = shards
-                .run(shutdown, move |shard| {
-                    let terms = terms.clone();
-                    async move {
-                        let l = shard.leadership();
-                        let at = {
-                            let mut t = terms.lock().unwrap();
-                            t.push(Term {
-                                replica: i,
-                                shard: shard.index(),
-                                token: l.fencing_token(),
-                                start: Instant::now(),
-                                end: None,
-                            });
-                            t.len() - 1
-                        };
-                        l.cancelled().await;
-                        tokio::time::sleep(DRAIN).await;
-                        terms.lock().unwrap()[at].end = Some(Instant::now());
-                    }
-                })
-                .await;
+            let _ = shards.run(shutdown, work).await;
         }
     });
     Replica {
@@ -188,7 +156,7 @@ async fn run(seed: u64) -> ShardReport {
     let rates: Vec<f64> = (0..n).map(|_| rng.random_range(0.9..1.1)).collect();
     let clocks: Vec<SimClock> = rates.iter().map(|r| SimClock::new(origin, *r)).collect();
     let world = World::default();
-    let terms: Terms = Arc::default();
+    let log = ShardLog::default();
     // The last replica joins late, at a random time before the heal.
     let join_at = origin + FAULTY.mul_f64(rng.random_range(0.1..0.8));
     let mut events: Vec<(Instant, Event)> = (0..rng.random_range(1..=4))
@@ -215,7 +183,7 @@ async fn run(seed: u64) -> ShardReport {
             count,
             clocks[i],
             seed ^ ((i as u64) << 40) ^ inc,
-            &terms,
+            &log,
         )
     };
     let mut replicas: Vec<Option<Replica>> = (0..n - 1).map(|i| Some(spawn(i, 0))).collect();
@@ -257,11 +225,7 @@ async fn run(seed: u64) -> ShardReport {
                     tally[0] += 1;
                     r.task.abort();
                     let _ = r.task.await;
-                    for t in terms.lock().unwrap().iter_mut() {
-                        if t.replica == i && t.end.is_none() {
-                            t.end = Some(now);
-                        }
-                    }
+                    log.crashed(&format!("replica-{i}"), now);
                     later.push(((now + d).min(heal), i, true));
                 }
                 Event::Partition(i, d) => {
@@ -350,39 +314,11 @@ async fn run(seed: u64) -> ShardReport {
     for r in replicas.iter().flatten() {
         r.task.abort();
     }
-    let end = Instant::now();
-    let terms = std::mem::take(&mut *terms.lock().unwrap());
-    let mut by_shard: BTreeMap<u32, Vec<&Term>> = BTreeMap::new();
-    for t in &terms {
-        by_shard.entry(t.shard).or_default().push(t);
-    }
-    for (shard, mut ts) in by_shard {
-        ts.sort_by_key(|t| t.start);
-        for w in ts.windows(2) {
-            let ended = w[0].end.unwrap_or(end);
-            if ended > w[1].start {
-                violations.push(format!(
-                    "shard {shard}: replica {}'s work (token {}) ran until {:?}, after replica {} began (token {}) at {:?}",
-                    w[0].replica,
-                    w[0].token,
-                    ended - origin,
-                    w[1].replica,
-                    w[1].token,
-                    w[1].start - origin
-                ));
-            }
-            if w[1].token <= w[0].token {
-                violations.push(format!(
-                    "shard {shard}: token {} after {}",
-                    w[1].token, w[0].token
-                ));
-            }
-        }
-    }
+    violations.extend(log.violations(Instant::now()));
     ShardReport {
         seed,
         violations,
-        terms: terms.len(),
+        terms: log.terms().len(),
         events: tally,
         shape: (n, count),
         settled: (owned_after, balanced_after),

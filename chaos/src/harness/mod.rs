@@ -29,7 +29,7 @@ use crate::mono_ns;
 
 /// Lease 2 s, renew deadline 1.5 s (tolerates a clock-rate ratio of 1.33),
 /// retry 0.3 s: the CLI's default grace is then 0.57 s.
-const TIMING: [&str; 6] = [
+pub(crate) const TIMING: [&str; 6] = [
     "--lease-duration",
     "2s",
     "--renew-deadline",

@@ -5,10 +5,10 @@
 //! deadline 0.6 s, retry 0.2 s) and bounds derived from it with margins.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tenure_core::shards::Shards;
+use tenure_core::shards::{ShardLog, Shards};
 use tenure_core::{CancellationToken, ElectionError, LockStore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -19,16 +19,6 @@ use crate::StoreFactory;
 const SHARDS: u32 = 6;
 const SLOTS: u32 = 4;
 
-/// One shard term, from its work's start until it returned.
-#[derive(Clone, Debug)]
-struct Term {
-    replica: &'static str,
-    shard: u32,
-    token: u64,
-    start: Instant,
-    end: Option<Instant>,
-}
-
 struct Replica {
     shards: Shards,
     shutdown: CancellationToken,
@@ -37,7 +27,7 @@ struct Replica {
 
 /// Opens every lock a replica uses, each with a fresh client as a separate
 /// process would, and starts it.
-async fn replica(f: &dyn StoreFactory, id: &'static str, terms: &Arc<Mutex<Vec<Term>>>) -> Replica {
+async fn replica(f: &dyn StoreFactory, id: &'static str, log: &ShardLog) -> Replica {
     let mut stores: BTreeMap<String, Arc<dyn LockStore>> = BTreeMap::new();
     let names = (0..SLOTS)
         .map(|k| format!("shards-member-{k}"))
@@ -56,32 +46,10 @@ async fn replica(f: &dyn StoreFactory, id: &'static str, terms: &Arc<Mutex<Vec<T
     .build()
     .expect("valid timing");
     let shutdown = CancellationToken::new();
-    let terms = terms.clone();
+    let work = log.work(id, Duration::ZERO);
     let task = tokio::spawn({
         let (shards, shutdown) = (shards.clone(), shutdown.clone());
-        async move {
-            shards
-                .run(shutdown, move |shard| {
-                    let terms = terms.clone();
-                    async move {
-                        let l = shard.leadership();
-                        let at = {
-                            let mut t = terms.lock().unwrap();
-                            t.push(Term {
-                                replica: id,
-                                shard: shard.index(),
-                                token: l.fencing_token(),
-                                start: Instant::now(),
-                                end: None,
-                            });
-                            t.len() - 1
-                        };
-                        l.cancelled().await;
-                        terms.lock().unwrap()[at].end = Some(Instant::now());
-                    }
-                })
-                .await
-        }
+        async move { shards.run(shutdown, work).await }
     });
     Replica {
         shards,
@@ -122,10 +90,10 @@ async fn balanced(replicas: &[&Replica], sizes: &[usize], limit: Duration, what:
 /// at once), one crashes (its shards taken after their leases); never two
 /// terms of one shard at once, and tokens rise.
 pub async fn shards_are_shared_fairly_and_taken_over(f: &dyn StoreFactory) {
-    let terms = Arc::new(Mutex::new(Vec::new()));
-    let a = replica(f, "a", &terms).await;
-    let b = replica(f, "b", &terms).await;
-    let c = replica(f, "c", &terms).await;
+    let log = ShardLog::default();
+    let a = replica(f, "a", &log).await;
+    let b = replica(f, "b", &log).await;
+    let c = replica(f, "c", &log).await;
     // A slot, then the shards: a few rounds.
     balanced(
         &[&a, &b, &c],
@@ -160,28 +128,11 @@ pub async fn shards_are_shared_fairly_and_taken_over(f: &dyn StoreFactory) {
 
     // The crashed replica's terms ended when it crashed (its tasks were
     // aborted with it); the rest ran until their work returned.
-    let mut all = terms.lock().unwrap().clone();
-    for t in &mut all {
-        if t.replica == "b" && t.end.is_none() {
-            t.end = Some(crashed);
-        }
-    }
-    let mut by_shard: BTreeMap<u32, Vec<Term>> = BTreeMap::new();
-    for t in all {
-        by_shard.entry(t.shard).or_default().push(t);
-    }
-    for (shard, mut ts) in by_shard {
-        ts.sort_by_key(|t| t.start);
-        for w in ts.windows(2) {
-            let end = w[0].end.expect("every term ended");
-            assert!(
-                end <= w[1].start,
-                "shard {shard}: two owners at once: {ts:?}"
-            );
-            assert!(
-                w[1].token > w[0].token,
-                "shard {shard}: the token did not rise: {ts:?}"
-            );
-        }
-    }
+    log.crashed("b", crashed);
+    assert!(
+        log.terms().iter().all(|t| t.end.is_some()),
+        "every term ended"
+    );
+    let found = log.violations(Instant::now());
+    assert!(found.is_empty(), "{found:#?}");
 }

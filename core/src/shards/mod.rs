@@ -68,8 +68,14 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "test-hooks")]
+mod log;
 mod plan;
 mod roster;
+
+#[cfg(feature = "test-hooks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-hooks")))]
+pub use log::{ShardLog, ShardTerm};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
