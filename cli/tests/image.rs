@@ -152,11 +152,10 @@ fn the_image_runs_the_example_job_as_nonroot_and_releases_on_docker_stop() {
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ready = std::net::TcpStream::connect(&addr).is_ok()
-            && common::http_get(&addr, "/leader").0 == 200;
-        if ready {
-            let leader: Value =
-                serde_json::from_str(&common::http_get(&addr, "/leader").1).unwrap();
+        // Docker's published port accepts before tenure listens: until
+        // then a GET is reset.
+        if let Ok((200, body)) = common::try_http_get(&addr, "/leader") {
+            let leader: Value = serde_json::from_str(&body).unwrap();
             if leader["isLeader"] == true {
                 assert_eq!(leader["identity"], "example-0");
                 break;

@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
@@ -14,21 +15,41 @@ use tenure_core::metrics::{
     LEADER_CHANGES, LEADER_GAUGE, RENEW_SECONDS, SLOW_RENEWS, STORE_ERRORS, TERMS,
 };
 
-fn gauge(snapshotter: &Snapshotter, name: &str) -> Option<f64> {
+/// Every series now: gauges and counters as they are, histograms as the
+/// number of samples recorded since the start. A snapshot drains the
+/// recorder's histogram samples, and the tests of this file run in
+/// parallel against the process's one recorder, so the counts are kept
+/// here across every test's snapshots.
+fn series(snapshotter: &Snapshotter) -> Vec<(metrics::Key, DebugValue)> {
+    static SAMPLES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
+    let mut samples = SAMPLES.lock().unwrap_or_else(|e| e.into_inner());
     snapshotter
         .snapshot()
         .into_vec()
         .into_iter()
-        .find_map(|(key, _, _, value)| {
-            let key = key.key();
-            let labelled = key.labels().any(|l| l.key() == "name" && l.value() == name);
-            match value {
-                DebugValue::Gauge(v) if key.name() == LEADER_GAUGE && labelled => {
-                    Some(v.into_inner())
+        .map(|(key, _, _, value)| {
+            let key = key.key().clone();
+            let value = match value {
+                DebugValue::Histogram(new) => {
+                    let seen = samples.entry(format!("{key:?}")).or_default();
+                    *seen += new.len();
+                    DebugValue::Counter(*seen as u64)
                 }
-                _ => None,
-            }
+                other => other,
+            };
+            (key, value)
         })
+        .collect()
+}
+
+fn gauge(snapshotter: &Snapshotter, name: &str) -> Option<f64> {
+    series(snapshotter).into_iter().find_map(|(key, value)| {
+        let labelled = key.labels().any(|l| l.key() == "name" && l.value() == name);
+        match value {
+            DebugValue::Gauge(v) if key.name() == LEADER_GAUGE && labelled => Some(v.into_inner()),
+            _ => None,
+        }
+    })
 }
 
 /// The process's one recorder (a recorder is installed once per process;
@@ -89,12 +110,9 @@ async fn leader_gauge_turns_off_when_validity_ends_not_when_the_release_lands() 
 /// `labels` (0 when never counted), or the number of samples of histogram
 /// `metric`.
 fn count(snapshotter: &Snapshotter, metric: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
-    snapshotter
-        .snapshot()
-        .into_vec()
+    series(snapshotter)
         .into_iter()
-        .filter_map(|(key, _, _, value)| {
-            let key = key.key();
+        .filter_map(|(key, value)| {
             let has = |k: &str, v: &str| key.labels().any(|l| l.key() == k && l.value() == v);
             if key.name() != metric || !has("name", name) || !labels.iter().all(|(k, v)| has(k, v))
             {
@@ -102,7 +120,6 @@ fn count(snapshotter: &Snapshotter, metric: &str, name: &str, labels: &[(&str, &
             }
             match value {
                 DebugValue::Counter(n) => Some(n),
-                DebugValue::Histogram(samples) => Some(samples.len() as u64),
                 _ => None,
             }
         })

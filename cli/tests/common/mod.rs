@@ -80,14 +80,19 @@ pub(crate) fn is_gone(pid: u32) -> bool {
 #[allow(dead_code)] // not every test file serves HTTP
 /// One HTTP/1.0 GET on `addr`: the status code and the body.
 pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+}
+
+#[allow(dead_code)] // not every test file serves HTTP
+/// [`http_get`], or the error (a server not listening yet: a container's
+/// published port accepts, then resets, until its process listens).
+pub(crate) fn try_http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to --http");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: tenure\r\n\r\n").unwrap();
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: tenure\r\n\r\n")?;
     let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
+    stream.read_to_string(&mut reply)?;
     let status = reply
         .split(' ')
         .nth(1)
@@ -98,5 +103,5 @@ pub(crate) fn http_get(addr: &str, path: &str) -> (u16, String) {
         .nth(1)
         .unwrap_or_default()
         .to_owned();
-    (status, body)
+    Ok((status, body))
 }
