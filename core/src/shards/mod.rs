@@ -497,7 +497,12 @@ impl Round {
         let live = self.roster.live(now, me.clone());
         let share = match &me {
             Some(me) => {
-                let rank = live.iter().position(|m| m == me).unwrap_or(0) as u32;
+                // By identity: while a previous incarnation's slot is
+                // still alive, every member ranks us by that lower slot.
+                let rank = live
+                    .iter()
+                    .position(|m| m.identity == me.identity)
+                    .unwrap_or(0) as u32;
                 if planted::is(Bug::ShardIgnoresShare) {
                     cfg.count
                 } else {
