@@ -403,6 +403,11 @@ struct Round {
     /// The next shard to read for records a previous incarnation left
     /// (`None`: all read).
     reclaim_from: Option<u32>,
+    /// Shards handed back: read again once their election ended, in case
+    /// the release did not land (a member cut off from the store) and the
+    /// record still names us; nobody else would take it from a live
+    /// member.
+    recheck: BTreeSet<u32>,
     preference: Vec<u32>,
 }
 
@@ -435,6 +440,7 @@ impl Round {
             leaving: BTreeMap::new(),
             cursor: 0,
             reclaim_from: Some(0),
+            recheck: BTreeSet::new(),
             preference: plan::preference(&cfg.identity, cfg.count),
         })
     }
@@ -592,10 +598,32 @@ impl Round {
 
     /// Reads the shards once after start, a round's worth of probes at a
     /// time, for records naming us that a previous incarnation left, and
-    /// follows each until it can be taken (then the share decides).
+    /// the shards we handed back once their elections ended, for a release
+    /// that did not land; follows each record still naming us until it can
+    /// be taken (then the share decides).
     async fn reclaim(&mut self) -> Result<(), ElectionError> {
         let count = self.shards.inner.config.count;
         let identity = self.shards.inner.config.identity.clone();
+        // Handed back, but perhaps not released.
+        let done: Vec<u32> = self
+            .recheck
+            .iter()
+            .copied()
+            .filter(|j| !self.locks.contains_key(j) && !self.leaving.contains_key(j))
+            .collect();
+        for j in done {
+            match self.stores[j as usize].get().await {
+                Ok(Some(v)) if v.record.holder_identity == identity => {
+                    self.recheck.remove(&j);
+                    self.follow(j)?;
+                }
+                Ok(_) => {
+                    self.recheck.remove(&j);
+                }
+                Err(e) if e.is_fatal() => return Err(ElectionError::Store(e)),
+                Err(_) => {}
+            }
+        }
         let Some(from) = self.reclaim_from else {
             return Ok(());
         };
@@ -655,6 +683,7 @@ impl Round {
     /// lock released, on a task of its own.
     fn leave(&mut self, j: u32) {
         if let Some(lock) = self.locks.remove(&j) {
+            self.recheck.insert(j);
             let handle = tokio::spawn(async move {
                 if let Err(e) = lock.task.shutdown().await {
                     warn!(shard = j, error = %ErrorChain(&e), "handing a shard back failed");
